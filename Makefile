@@ -1,0 +1,57 @@
+# appendq developer commands. Everything runs from the project's own virtualenv (.venv).
+#   make test     the test suite (what CI runs)      make check   lint, format check, types
+#   make run      the whole thing locally            make bench   throughput benchmark
+#   make chaos    fault-injection runs               make lock    refresh constraints.txt
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed.stamp
+
+.PHONY: venv test check run bench chaos lock clean distclean
+
+venv: $(STAMP)
+
+# Re-installs when the dependencies or their pins change; otherwise does nothing.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+test: venv
+	$(BIN)/pytest -q
+
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+run: venv
+	$(BIN)/appendq up
+
+bench: venv
+	$(BIN)/python -m bench
+
+chaos: venv
+	$(BIN)/python -m bench.chaos
+
+# The lock: exact versions of everything in the venv except appendq itself. To upgrade:
+# `.venv/bin/pip install -U -e '.[dev]'` (or a single package), then `make lock`.
+lock:
+	@test -x $(BIN)/pip || { echo "no $(VENV): run make venv first"; exit 1; }
+	@{ \
+	  echo "# The lock: exact versions installed by 'make venv' (pip install -c constraints.txt)."; \
+	  echo "# Regenerate with 'make lock' (pip freeze --exclude-editable of .venv); to upgrade,"; \
+	  echo "# '.venv/bin/pip install -U -e \".[dev]\"' first. Do not edit by hand."; \
+	  $(BIN)/pip freeze --exclude-editable --exclude appendq; \
+	} > constraints.txt.tmp
+	@mv constraints.txt.tmp constraints.txt
+	@echo "constraints.txt: $$(grep -vc '^#' constraints.txt) pins"
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info .appendq
+	rm -f celerybeat-schedule*
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

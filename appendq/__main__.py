@@ -1,0 +1,3 @@
+from appendq.cli import main
+
+main(prog_name="appendq")

@@ -1,0 +1,242 @@
+"""``appendq enqueue FILE``: validate a lead file and queue its good records for LiveVox.
+
+Only builds Settings and a Producer, streams the file through ``Producer.enqueue_stream`` and
+reports: errors on stderr (``row N: FIELD: message``), a summary or one JSON receipt on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import click
+
+from appendq.cli.app import main
+from appendq.cli.common import load_settings
+from appendq.errors import FieldError
+from appendq.records import Target
+from appendq.settings import Settings
+from producer import (
+    DEFAULT_CHUNK,
+    EnqueueInterrupted,
+    Producer,
+    Receipt,
+    connect,
+    format_for,
+    iter_records,
+)
+from producer.files import Item
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
+EXIT_OK = 0
+EXIT_ALL_REFUSED = 1
+EXIT_USAGE = 2  # click's own code for usage errors
+EXIT_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+#: Errors printed on stderr; ``--json`` always carries all of them.
+MAX_PRINTED_ERRORS = 50
+
+
+@main.command("enqueue")
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
+@click.option(
+    "--service",
+    type=click.IntRange(min=1),
+    metavar="ID",
+    help="LiveVox service id: records go to today's campaign of this service.",
+)
+@click.option(
+    "--campaign",
+    type=click.IntRange(min=1),
+    metavar="ID",
+    help="LiveVox campaign id pinned by an operator.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    help="Input format; default from the extension (.csv, .jsonl, .ndjson). "
+    "Needed when FILE is - (standard input).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON receipt on stdout instead of the summary.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CHUNK,
+    show_default=True,
+    help="Records validated and pushed to Redis at a time.",
+)
+@click.pass_context
+def enqueue_command(
+    ctx: click.Context,
+    file: Path,
+    service: int | None,
+    campaign: int | None,
+    fmt: str | None,
+    as_json: bool,
+    chunk: int,
+) -> None:
+    """Queue the leads of FILE for a LiveVox service or campaign.
+
+    FILE is a CSV file whose header names LiveVox fields (phone1, phone2, account, firstName, ...;
+    several phone2 numbers separated by ';') or a JSON Lines file of one object per line; - reads
+    standard input. Bad records are reported with their row and field; good ones still go in.
+
+    Exit status: 0 records queued (or the file held none), 1 every record was refused, 2 usage
+    error, 3 configuration or Redis failure (the message says which rows were queued).
+    """
+    target = _target(service, campaign)
+    try:
+        kind = format_for(file, fmt)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="FILE") from None
+    with connect(_settings()) as producer:
+        receipt = _run(producer, target, file, kind, chunk, as_json)
+    _print_errors(receipt.errors)
+    _print_receipt(receipt, as_json)
+    ctx.exit(exit_code(receipt))
+
+
+def exit_code(receipt: Receipt) -> int:
+    """0 when something was queued or there was nothing to queue; 1 when all was refused."""
+    if receipt.accepted == 0 and receipt.rejected > 0:
+        return EXIT_ALL_REFUSED
+    return EXIT_OK
+
+
+def _target(service: int | None, campaign: int | None) -> Target:
+    if (service is None) == (campaign is None):
+        raise click.UsageError("give exactly one of --service ID or --campaign ID")
+    if service is not None:
+        return Target("service", service)
+    assert campaign is not None
+    return Target("campaign", campaign)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except click.ClickException as exc:
+        raise _Failed(exc.message) from None
+
+
+class _Failed(click.ClickException):
+    """Could not run at all; exit 3, because exit 1 means "every record refused" here."""
+
+    exit_code = EXIT_FAILED
+
+
+def _run(
+    producer: Producer, target: Target, file: Path, kind: str, chunk: int, as_json: bool
+) -> Receipt:
+    """Stream FILE through the producer; on interruption, say what was queued and exit."""
+    try:
+        with _open(file) as stream, _progress(stream) as bar:
+            items = bar.follow(iter_records(stream, kind))
+            return producer.enqueue_stream(target, items, chunk=chunk, progress=bar.advance)
+    except EnqueueInterrupted as exc:
+        _print_errors(exc.receipt.errors)
+        if as_json:
+            click.echo(json.dumps({**exc.receipt.to_dict(), "error": str(exc)}))
+        click.echo(f"appendq: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt as exc:
+        for note in getattr(exc, "__notes__", []):
+            click.echo(f"appendq: {note}", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextlib.contextmanager
+def _open(file: Path) -> Iterator[BinaryIO]:
+    if str(file) == "-":
+        yield sys.stdin.buffer
+        return
+    with file.open("rb") as stream:
+        yield stream
+
+
+class _Bar:
+    """A progress bar over the bytes of FILE read so far; does nothing when ``bar`` is None."""
+
+    def __init__(self, stream: BinaryIO, bar: ProgressBar[int] | None) -> None:
+        self.stream = stream
+        self.bar = bar
+
+    def advance(self, _done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.stream.tell() - self.bar.pos)
+
+    def close(self) -> None:
+        """Finish the bar (once), so that later lines on stderr start on a line of their own."""
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+    def follow(self, items: Iterable[Item]) -> Iterator[Item]:
+        """Pass ``items`` through, closing the bar once the whole file has been read."""
+        yield from items
+        self.advance(0)
+        self.close()
+
+
+@contextlib.contextmanager
+def _progress(stream: BinaryIO) -> Iterator[_Bar]:
+    """On a terminal and for a regular file, a bar on stderr; elsewhere a silent stand-in."""
+    size = _size(stream)
+    if size is None or not _stderr_is_tty():
+        yield _Bar(stream, None)
+        return
+    bar: ProgressBar[int] = click.progressbar(length=size, label="enqueue", file=sys.stderr)
+    progress = _Bar(stream, bar.__enter__())
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
+def _size(stream: BinaryIO) -> int | None:
+    """Size of a regular file (also when it is standard input), else None."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _print_errors(errors: list[FieldError]) -> None:
+    for error in errors[:MAX_PRINTED_ERRORS]:
+        click.echo(str(error), err=True)
+    if len(errors) > MAX_PRINTED_ERRORS:
+        click.echo(
+            f"... and {len(errors) - MAX_PRINTED_ERRORS:,} more (--json lists them all)", err=True
+        )
+
+
+def _print_receipt(receipt: Receipt, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(receipt.to_dict()))
+        return
+    noun = "record" if receipt.accepted == 1 else "records"
+    click.echo(
+        f"accepted {receipt.accepted:,} {noun} for {receipt.target}; {receipt.rejected:,} rejected"
+    )

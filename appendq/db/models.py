@@ -1,0 +1,166 @@
+"""The audit tables: batches (current state), records (one row per accepted record), events
+(append-only, one row per transition, with who and why) and the per-target hold state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class BatchStatus(StrEnum):
+    READY = "ready"  # persisted, waiting for a campaign and a rate slot
+    SENDING = "sending"  # committed before the PUT; the window that cannot be closed
+    APPENDED = "appended"  # LiveVox answered 204
+    RETRY_WAIT = "retry_wait"  # a transient failure; next_attempt_at says when
+    IN_DOUBT = "in_doubt"  # the body may have landed; reconcile before sending again
+    HELD = "held"  # no appendable campaign, or a configuration problem: waits, with a reason
+    REJECTED = "rejected"  # LiveVox refused the content; not sent again as is
+    FAILED = "failed"  # gave up after the configured attempts; an operator may retry
+
+    @property
+    def open(self) -> bool:
+        return self in (BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD)
+
+
+class RecordStatus(StrEnum):
+    BATCHED = "batched"  # in an open batch (ready, sending, retry_wait)
+    APPENDED = "appended"
+    REJECTED = "rejected"
+    HELD = "held"
+    IN_DOUBT = "in_doubt"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+
+
+def _enum(enum: type[StrEnum], name: str) -> Enum:
+    return Enum(enum, name=name, native_enum=False, length=16,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(40), nullable=False)
+    service_id: Mapped[int | None] = mapped_column(BigInteger)
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus, "batch_status"), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    call_ms: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_batches_open", "status", "created_at",
+              postgresql_where="status IN ('ready', 'retry_wait', 'held', 'sending', 'in_doubt')"),
+        Index("ix_batches_target_created", "target", "created_at"),
+    )
+
+
+class Record(Base):
+    __tablename__ = "records"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    target: Mapped[str] = mapped_column(String(40), nullable=False)
+    phone1: Mapped[str] = mapped_column(String(32), nullable=False)
+    account: Mapped[str | None] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    #: NULL while the record shares its batch's fate; set when it parts from it (a poison record
+    #: rejected alone, a duplicate). The effective status is ``records_effective_status()``.
+    status: Mapped[RecordStatus | None] = mapped_column(_enum(RecordStatus, "record_status"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_records_batch_position", "batch_id", "position"),
+        Index("ix_records_phone1", "phone1"),
+        Index("ix_records_account", "account", postgresql_where="account IS NOT NULL"),
+    )
+
+
+class Event(Base):
+    """Append-only: one row per transition of a batch (record_id NULL) or of one record."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), nullable=False)
+    record_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    at: Mapped[datetime] = _now()
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("ix_events_batch_at", "batch_id", "at"),
+        Index("ix_events_record", "record_id", postgresql_where="record_id IS NOT NULL"),
+    )
+
+
+class TargetState(Base):
+    """Why a target's records wait, when they do; the campaign it last resolved to."""
+
+    __tablename__ = "target_states"
+
+    target: Mapped[str] = mapped_column(String(40), primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
+
+
+#: A record's status while it follows its batch.
+RECORD_STATUS_OF_BATCH: dict[BatchStatus, RecordStatus] = {
+    BatchStatus.READY: RecordStatus.BATCHED,
+    BatchStatus.SENDING: RecordStatus.BATCHED,
+    BatchStatus.RETRY_WAIT: RecordStatus.BATCHED,
+    BatchStatus.APPENDED: RecordStatus.APPENDED,
+    BatchStatus.IN_DOUBT: RecordStatus.IN_DOUBT,
+    BatchStatus.HELD: RecordStatus.HELD,
+    BatchStatus.REJECTED: RecordStatus.REJECTED,
+    BatchStatus.FAILED: RecordStatus.FAILED,
+}

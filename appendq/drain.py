@@ -1,0 +1,273 @@
+"""One drain tick: at most one Append call of at most BATCH_MAX records. No Celery in here.
+
+``drain_once`` takes the drain lock, recovers what a crash left behind (claims never persisted,
+batches left ``sending``), then walks the targets oldest-work-first until one of them makes a call
+or every one is blocked (no campaign, retry not yet due, no rate slot).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+from redis.exceptions import LockError
+from sqlalchemy.orm import Session, sessionmaker
+
+from appendq import store
+from appendq.campaigns import CampaignResolver, Resolution
+from appendq.db.models import BatchStatus
+from appendq.errors import LiveVoxError, SessionExpired, Transient
+from appendq.faults import crashpoint
+from appendq.keys import Keys
+from appendq.livevox import LiveVoxClient
+from appendq.outcome import Outcome, settle
+from appendq.queue import RecordQueue
+from appendq.ratelimit import RateLimiter
+from appendq.records import Target
+from appendq.settings import Settings
+from appendq.store import BatchView
+
+log = logging.getLogger(__name__)
+
+_DIED_MID_CALL = ("left sending past the call deadline: the process died during the call; the "
+                  "records may or may not have landed")
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    outcome: str  # idle | locked | appended | held | rate_limited | waiting | retry_wait | ...
+    target: str | None = None
+    batch_id: int | None = None
+    records: int = 0
+    campaign_id: int | None = None
+    http_status: int | None = None
+    reason: str | None = None
+    recovered: int = 0
+
+    @property
+    def called(self) -> bool:
+        """True when this tick made an Append call (whatever its answer)."""
+        return self.outcome not in ("idle", "locked", "held", "rate_limited", "waiting")
+
+
+@dataclass
+class Drainer:
+    """Everything one drain needs; built once per process by the entry point."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    queue: RecordQueue
+    limiter: RateLimiter
+    sessions: sessionmaker[Session]
+    client: LiveVoxClient
+    resolver: CampaignResolver
+    clock: Callable[[], datetime] = store.utcnow
+    actor: str = field(default_factory=lambda: f"worker@{socket.gethostname()}")
+
+    @property
+    def call_deadline(self) -> timedelta:
+        s = self.settings
+        return timedelta(seconds=s.livevox_connect_timeout_s + s.livevox_read_timeout_s + 5)
+
+
+def drain_once(d: Drainer) -> DrainReport:
+    """Run one tick. A concurrent drainer's claim conflict ends the tick; the claim stays in flight
+    for the next tick's recovery."""
+    ttl = d.call_deadline.total_seconds() * 2 + d.settings.drain_interval_s
+    lock = d.redis.lock(d.keys.drain_lock, timeout=ttl, blocking=False)
+    if not lock.acquire(blocking=False):
+        return DrainReport("locked")
+    try:
+        try:
+            recovered = recover(d)
+            report = _tick(d)
+        except store.ClaimConflict as exc:
+            log.warning("claim conflict with a concurrent drainer, left for recovery: %s", exc)
+            return DrainReport("waiting", reason="claim conflict")
+        if recovered:
+            report = DrainReport(**{**report.__dict__, "recovered": recovered})
+        return report
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("drain lock expired before the tick ended")
+
+
+def recover(d: Drainer) -> int:
+    """Persist claims a crash left in flight, and turn stale ``sending`` batches in_doubt."""
+    recovered = 0
+    for target in d.queue.targets():
+        if d.redis.exists(d.keys.inflight(target)):
+            claim = d.queue.claim(target, d.settings.batch_max)
+            with d.sessions() as session:
+                batch = store.persist_claim(session, claim, actor=d.actor)
+            d.queue.ack(claim)
+            recovered += batch.size if batch else 0
+            log.warning("recovered %d claimed records of %s (batch %s)", len(claim.records),
+                        target, batch.id if batch else "already persisted")
+    with d.sessions() as session, session.begin():
+        for batch_id in store.stale_sending(session, d.call_deadline):
+            store.transition(session, batch_id, BatchStatus.IN_DOUBT, actor=d.actor,
+                             expect=[BatchStatus.SENDING],
+                             reason=_DIED_MID_CALL, error_kind="in_doubt",
+                             error_message=_DIED_MID_CALL)
+    return recovered
+
+
+def _ordered_targets(d: Drainer) -> list[str]:
+    with d.sessions() as session:
+        oldest = {t: at.timestamp() for t, at in store.open_targets(session).items()}
+    for target in d.queue.targets():
+        head = d.queue.oldest(target)
+        if head is not None:
+            oldest[target] = min(oldest.get(target, head.enqueued_at), head.enqueued_at)
+    return sorted(oldest, key=lambda t: oldest[t])
+
+
+def _tick(d: Drainer) -> DrainReport:
+    blocked: list[DrainReport] = []
+    for target in _ordered_targets(d):
+        report = _drain_target(d, target)
+        if report.called or report.outcome == "rate_limited":
+            return report
+        blocked.append(report)
+    return blocked[0] if blocked else DrainReport("idle")
+
+
+def _drain_target(d: Drainer, target: str) -> DrainReport:
+    with d.sessions() as session:
+        batch = store.next_open_batch(session, target)
+        if batch is not None and not _sendable(session, batch, d.clock()):
+            return DrainReport("waiting", target, batch.id, batch.size,
+                               reason=f"oldest batch is {batch.status}")
+    try:
+        resolution = d.resolver.resolve(Target.parse(target))
+    except LiveVoxError as exc:
+        return _resolution_failed(d, target, batch, exc)
+    if batch is None:
+        batch = _claim(d, target)
+        if batch is None:
+            return DrainReport("idle", target)
+    if resolution.campaign_id is None:
+        return _hold(d, batch, resolution.reason)
+    return _send(d, batch, resolution)
+
+
+def _sendable(session: Session, batch: BatchView, now: datetime) -> bool:
+    if batch.status in (BatchStatus.SENDING, BatchStatus.IN_DOUBT):
+        return False
+    return store.mark_due(session, batch, now)
+
+
+def _claim(d: Drainer, target: str) -> BatchView | None:
+    claim = d.queue.claim(target, d.settings.batch_max)
+    if not claim.records:
+        return None
+    crashpoint("after_claim")
+    with d.sessions() as session:
+        batch = store.persist_claim(session, claim, actor=d.actor)
+    crashpoint("after_persist")
+    d.queue.ack(claim)
+    return batch
+
+
+def _resolution_failed(d: Drainer, target: str, batch: BatchView | None,
+                       exc: LiveVoxError) -> DrainReport:
+    reason = f"cannot resolve today's campaign: {exc}"
+    with d.sessions() as session, session.begin():
+        store.set_target_state(session, target, campaign_id=None, hold_reason=reason)
+    log.warning("%s: %s", target, reason, extra={"target": target, "error_kind": exc.kind})
+    if isinstance(exc, Transient) or batch is None:
+        return DrainReport("waiting", target, reason=reason)
+    return _hold(d, batch, reason)
+
+
+def _hold(d: Drainer, batch: BatchView, reason: str) -> DrainReport:
+    with d.sessions() as session, session.begin():
+        store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
+        if batch.status != BatchStatus.HELD:
+            store.transition(session, batch.id, BatchStatus.HELD, actor=d.actor, reason=reason,
+                             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT],
+                             error_kind="held", error_message=reason)
+    log.warning("batch %s of %s held: %s", batch.id, batch.target, reason,
+                extra={"batch": batch.id, "target": batch.target})
+    return DrainReport("held", batch.target, batch.id, batch.size, reason=reason)
+
+
+def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
+    campaign_id = resolution.campaign_id
+    assert campaign_id is not None
+    slot = d.limiter.acquire()
+    if not slot.granted:
+        return DrainReport("rate_limited", batch.target, batch.id, batch.size, campaign_id,
+                           reason=f"no rate slot for {slot.wait_s:.1f} s")
+    with d.sessions() as session, session.begin():
+        store.set_target_state(session, batch.target, campaign_id=campaign_id, hold_reason=None)
+        payloads = store.batch_payloads(session, batch.id)
+        sent = store.transition(
+            session, batch.id, BatchStatus.SENDING, actor=d.actor, reason=resolution.reason,
+            expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
+            campaign_id=campaign_id, attempts=batch.attempts + 1, sent_at=store.utcnow(),
+            detail={"campaign": campaign_id, "records": len(payloads)})
+    if sent is None:
+        return DrainReport("waiting", batch.target, batch.id, reason="batch changed meanwhile")
+    crashpoint("after_sending")
+    error, elapsed = _call(d, campaign_id, payloads)
+    crashpoint("after_append")
+    outcome = settle(error, attempts=sent.attempts, settings=d.settings, now=store.utcnow(),
+                     pinned=Target.parse(batch.target).kind == "campaign")
+    return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
+
+
+def _call(d: Drainer, campaign_id: int, payloads: list[dict[str, object]]
+          ) -> tuple[LiveVoxError | None, float | None]:
+    """One Append call; on an expired session, log in again and repeat once if a slot is free."""
+    try:
+        return None, d.client.append(campaign_id, payloads)
+    except SessionExpired as exc:
+        log.info("LiveVox session expired; logging in again")
+        try:
+            d.client.login()
+        except LiveVoxError as login_exc:
+            return login_exc, None
+        if not d.limiter.acquire().granted:
+            return exc, None
+        try:
+            return None, d.client.append(campaign_id, payloads)
+        except LiveVoxError as again:
+            return again, None
+    except LiveVoxError as exc:
+        return exc, None
+
+
+def _record_outcome(d: Drainer, batch: BatchView, campaign_id: int, outcome: Outcome,
+                    elapsed: float | None, records: int) -> DrainReport:
+    if outcome.pause_rate:
+        d.limiter.pause()
+    if outcome.refuse_campaign:
+        d.resolver.refuse(campaign_id, outcome.reason or "refused")
+    with d.sessions() as session, session.begin():
+        store.transition(
+            session, batch.id, outcome.status, actor=d.actor, reason=outcome.reason,
+            expect=[BatchStatus.SENDING], http_status=outcome.http_status,
+            error_kind=outcome.error_kind, error_message=outcome.reason,
+            next_attempt_at=outcome.next_attempt_at,
+            call_ms=int(elapsed * 1000) if elapsed is not None else None,
+            detail={"campaign": campaign_id, "records": records})
+        if outcome.status == BatchStatus.HELD:
+            store.set_target_state(session, batch.target, campaign_id=None,
+                                   hold_reason=outcome.reason)
+    level = logging.INFO if outcome.status == BatchStatus.APPENDED else logging.WARNING
+    log.log(level, "batch %s: %d records to campaign %s -> %s%s", batch.id, records, campaign_id,
+            outcome.status, f" ({outcome.reason})" if outcome.reason else "",
+            extra={"batch": batch.id, "target": batch.target, "campaign": campaign_id,
+                   "records": records, "status": str(outcome.status),
+                   "http_status": outcome.http_status})
+    return DrainReport(str(outcome.status), batch.target, batch.id, records, campaign_id,
+                       outcome.http_status, outcome.reason)

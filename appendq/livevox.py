@@ -1,0 +1,516 @@
+"""The LiveVox API client: session, campaign search and details, Append, transactionList.
+
+Errors are classified here, once: ``classify`` for answers, ``classify_exception`` for transport
+failures. A read-only call that meets a 401 logs in again and is repeated once; an Append never is:
+it raises ``SessionExpired``, because the caller must take another rate-limit slot first.
+
+No secret (access token, password, session id) and no full phone number reaches a log line or an
+error message. The logout URL carries the session id, so a filter on httpx's logger hides it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from appendq.errors import (
+    AnswerLost,
+    CampaignUnavailable,
+    Configuration,
+    Forbidden,
+    LiveVoxError,
+    LoginDenied,
+    NotSent,
+    RateLimited,
+    Rejected,
+    SessionExpired,
+    Transient,
+)
+from appendq.records import mask_phone
+from appendq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000  # LiveVox's largest page for search and transactionList
+MESSAGE_MAX = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PHONE_LIKE = re.compile(r"(?<!\w)\+?\d(?:[ ().-]{0,2}\d){6,}")  # 7+ digits, maybe punctuated
+_SESSION_PATH = re.compile(r"(/session/(?:[^/?\s]+/)?(?:logout|validate)/)[^/?\s\"']+")
+_BY_STATUS: dict[int, type[LiveVoxError]] = {
+    401: SessionExpired,
+    403: Forbidden,
+    405: Configuration,
+    409: CampaignUnavailable,
+    429: RateLimited,
+    502: Configuration,  # "configuration error" in LiveVox's status table
+}
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.LocalProtocolError,
+    httpx.ProxyError,
+)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: int
+    name: str
+    type_id: int
+    service_id: int
+    status: str
+    upload_date_ms: int | None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    transaction_id: str | None
+    account: str | None
+    phones: tuple[str, ...]
+
+
+# -- classification: pure functions ------------------------------------------------------------
+
+
+def classify(
+    response: httpx.Response,
+    *,
+    mutating: bool = True,
+    campaign: bool = True,
+    secrets: Sequence[str] = (),
+) -> LiveVoxError | None:
+    """The error an answer means, or None for success (2xx but 202).
+
+    ``mutating``: the call changes LiveVox (Append), so an unknown outcome is ``AnswerLost`` and a
+    4xx is ``Rejected``; for read-only calls they are ``Transient`` and ``Configuration``.
+    ``campaign``: the path names a campaign, so 404 is ``CampaignUnavailable`` (else configuration).
+    ``secrets`` are blanked out of the message LiveVox echoes back.
+    """
+    status = response.status_code
+    if 200 <= status < 300 and status != 202:
+        return None
+    code, message = _error_body(response, secrets)
+    if status == 202:
+        message = "partial success (202)" + (f": {message}" if message else "")
+    return _error_class(status, mutating=mutating, campaign=campaign)(
+        message or response.reason_phrase or "no message", status=status, code=code
+    )
+
+
+def _error_class(status: int, *, mutating: bool, campaign: bool) -> type[LiveVoxError]:
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status == 404:
+        return CampaignUnavailable if campaign else Configuration
+    if 300 <= status < 400:  # redirects are not followed: the base URL is wrong
+        return Configuration
+    if 400 <= status < 500 and status != 408:
+        return Rejected if mutating else Configuration
+    return AnswerLost if mutating else Transient  # 202, 408, 5xx, anything unexpected
+
+
+def classify_exception(exc: Exception, *, mutating: bool = True) -> LiveVoxError:
+    """The error a transport failure means. Before the body left: ``NotSent``. After: the answer
+    was lost, and for a mutating call it may have landed (``AnswerLost``)."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return Configuration(f"bad LiveVox base URL ({name})")
+    if isinstance(exc, _NOT_SENT):
+        return NotSent(f"request not sent: {name}")
+    if mutating:
+        return AnswerLost(f"answer lost after the request was sent: {name}")
+    return Transient(f"answer lost: {name}")
+
+
+def clean_message(text: str, secrets: Sequence[str] = ()) -> str:
+    """Blank out ``secrets``, mask phone-like digit runs, cut to MESSAGE_MAX characters."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _PHONE_LIKE.sub(lambda m: mask_phone(re.sub(r"\D", "", m.group())), text)
+    text = " ".join(text.split())
+    return text[: MESSAGE_MAX - 3] + "..." if len(text) > MESSAGE_MAX else text
+
+
+def _error_body(response: httpx.Response, secrets: Sequence[str]) -> tuple[int | None, str]:
+    try:
+        data = response.json()
+    except ValueError:  # also UnicodeDecodeError
+        data = None
+    code: int | None = None
+    message = ""
+    if isinstance(data, dict):
+        raw_code, raw_message = data.get("code"), data.get("message")
+        if isinstance(raw_code, int | str) and str(raw_code).strip().lstrip("-").isdigit():
+            code = int(raw_code)
+        if raw_message is not None:
+            message = str(raw_message)
+    if not message:
+        message = response.text[: MESSAGE_MAX * 4]
+    return code, clean_message(message, secrets)
+
+
+def _redact_session_path(text: str) -> str:
+    return _SESSION_PATH.sub(r"\1<session>", text)
+
+
+class _RedactSessionPaths(logging.Filter):
+    """httpx logs every request URL at INFO; the logout and validate URLs carry the session id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _redact_session_path(str(a)) if isinstance(a, httpx.URL | str) else a
+                for a in record.args
+            )
+        return True
+
+
+def _install_httpx_redaction() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactSessionPaths) for f in httpx_log.filters):
+        httpx_log.addFilter(_RedactSessionPaths())
+
+
+# -- LiveVox payloads (the edge: pydantic) -----------------------------------------------------
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, coerce_numbers_to_str=True)
+
+
+class _LoginOut(_Payload):
+    session_id: str = Field(alias="sessionId", min_length=1)
+
+
+class _CampaignOut(_Payload):
+    id: int | None = None  # the details answer may leave it out
+    name: str = ""
+    type_id: int = Field(alias="typeId")
+    service_id: int = Field(alias="serviceId")
+    status: str = Field(validation_alias=AliasChoices("status", "state"))
+    upload_date: int | None = Field(default=None, alias="uploadDate")
+
+    def to_campaign(self, default_id: int) -> Campaign:
+        ident = default_id if self.id is None else self.id
+        return Campaign(
+            ident, self.name, self.type_id, self.service_id, self.status, self.upload_date
+        )
+
+
+class _SearchCampaignOut(_CampaignOut):
+    id: int
+
+
+class _PhoneOut(_Payload):
+    phone: str
+    ordinal: int | None = None
+
+
+class _TransactionOut(_Payload):
+    transaction_id: str | None = Field(default=None, alias="accountTransactionId")
+    account: str | None = None
+    phone: list[_PhoneOut] = Field(default_factory=list)
+
+    def to_transaction(self) -> Transaction:
+        phones = sorted(self.phone, key=lambda p: p.ordinal if p.ordinal is not None else 1 << 30)
+        return Transaction(self.transaction_id, self.account, tuple(p.phone for p in phones))
+
+
+class _Page(_Payload):
+    """A page of campaign search (``campaign``) or of transactionList (``transaction``)."""
+
+    next: str | None = None
+    campaign: list[_SearchCampaignOut] = Field(default_factory=list)
+    transaction: list[_TransactionOut] = Field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.campaign) + len(self.transaction)
+
+
+_P = TypeVar("_P", bound=BaseModel)
+
+
+def _parse(model: type[_P], response: httpx.Response, what: str) -> _P:
+    """Validate an answer; the message never quotes it (it may hold phone numbers)."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        raise Transient(
+            f"unexpected answer to {what}: not the documented shape", status=response.status_code
+        ) from None
+
+
+def _epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware datetimes")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE:
+        raise ValueError(f"page_size must be 1..{MAX_PAGE}, not {page_size}")
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request as the client means it: ``mutating`` and ``campaign`` steer ``classify``."""
+
+    method: str
+    path: str
+    params: Mapping[str, int] | None = None
+    content: bytes | None = None
+    mutating: bool = False
+    campaign: bool = True
+    log_path: str | None = None  # the path as logged, where the real one carries the session id
+
+
+class LiveVoxClient:
+    """One LiveVox session over one keep-alive ``httpx.Client``. Not thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        logout_on_close: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._ver = settings.livevox_api_version
+        self._logout_on_close = logout_on_close
+        self._session: str | None = None
+        self._seen_sessions: set[str] = set()
+        timeout = httpx.Timeout(
+            connect=settings.livevox_connect_timeout_s,
+            read=settings.livevox_read_timeout_s,
+            write=settings.livevox_read_timeout_s,
+            pool=settings.livevox_connect_timeout_s,
+        )
+        # Keep-alive with httpx's 5 s idle expiry: shorter than any server's idle timeout, so an
+        # Append never goes out on a connection the server already closed (that would look lost).
+        self._http = httpx.Client(
+            base_url=settings.livevox_base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+        _install_httpx_redaction()
+
+    def __enter__(self) -> LiveVoxClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def session_id(self) -> str | None:
+        """The current LiveVox session id (secret: never log it)."""
+        return self._session
+
+    def close(self) -> None:
+        """Log out if a session exists (errors ignored), then close the connection pool.
+
+        LiveVox hands the same session to every login of one user, so logging out also ends the
+        session of any other process using the same user: pass ``logout_on_close=False`` to
+        short-lived clients (CLI commands) that share a user with running workers.
+        """
+        session, self._session = self._session, None
+        try:
+            if session is not None and self._logout_on_close:
+                path = f"/session/{self._ver}/logout/{session}"
+                self._send(_Call("DELETE", path, log_path=_redact_session_path(path)), session)
+        except LiveVoxError as exc:
+            log.debug("LiveVox logout failed (ignored): %s", exc.kind)
+        finally:
+            self._http.close()
+
+    def login(self) -> None:
+        """Open a session (LiveVox returns the current one if it is still valid)."""
+        s = self._settings
+        body = {
+            "clientName": s.livevox_client_name,
+            "userName": s.livevox_username,
+            "password": s.livevox_password.get_secret_value(),
+            "agent": False,
+        }
+        path = f"/session/{self._ver}/login"
+        response = self._send(_Call("POST", path, content=_dumps(body), campaign=False), None)
+        status = response.status_code
+        if 400 <= status < 500 and status != 429:
+            code, message = _error_body(response, self._secrets())
+            raise LoginDenied(
+                f"LiveVox login denied for client {s.livevox_client_name!r} user "
+                f"{s.livevox_username!r}: {message}",
+                status=status,
+                code=code,
+            )
+        error = classify(response, mutating=False, campaign=False, secrets=self._secrets())
+        if error is not None:
+            raise error
+        session = _parse(_LoginOut, response, "login").session_id
+        self._session = session
+        self._seen_sessions.add(session)
+
+    def find_campaigns(
+        self,
+        *,
+        service_id: int | None,
+        start: datetime,
+        end: datetime,
+        states: Sequence[str] = ("READY", "PAUSED", "PLAYING"),
+        type_ids: Sequence[int] = (1,),
+        page_size: int = 100,
+    ) -> list[Campaign]:
+        """Find Matching Campaigns whose date falls in [start, end] (timezone-aware), all pages."""
+        _check_page_size(page_size)
+        body: dict[str, Any] = {"dateRange": {"from": _epoch_ms(start), "to": _epoch_ms(end)}}
+        if service_id is not None:
+            body["service"] = {"service": [{"id": service_id}]}
+        if type_ids:
+            body["type"] = {"type": [{"id": t} for t in type_ids]}
+        if states:
+            body["state"] = list(states)
+        call = _Call("POST", f"/campaign/{self._ver}/campaigns/search", content=_dumps(body))
+        return [c.to_campaign(c.id) for page in self._pages(call, page_size) for c in page.campaign]
+
+    def get_campaign(self, campaign_id: int) -> Campaign:
+        response = self._call(_Call("GET", f"/campaign/{self._ver}/campaigns/{campaign_id}"))
+        return _parse(_CampaignOut, response, "campaign details").to_campaign(campaign_id)
+
+    @staticmethod
+    def append_body(records: Sequence[Mapping[str, Any]]) -> bytes:
+        """The exact bytes ``append`` sends for ``records``: compact UTF-8 JSON."""
+        return _dumps({"records": list(records)})
+
+    def append(
+        self,
+        campaign_id: int,
+        records: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        body: bytes | None = None,
+    ) -> float:
+        """Append Campaign Record; return the seconds the PUT took. Pass ``records`` or a ``body``
+        made by ``append_body`` (exactly one).
+
+        Never repeated here: a 401 clears the session and raises ``SessionExpired`` (nothing was
+        appended; take another rate slot, the next call logs in). ``AnswerLost`` means the records
+        may have landed; ``NotSent`` that they did not; ``Transient`` (neither) that the login
+        before the PUT failed, so the PUT was not sent either.
+        """
+        if (records is None) == (body is None):
+            raise ValueError("pass exactly one of records and body")
+        if body is None:
+            if not records:
+                raise ValueError("no records to append")
+            body = self.append_body(records)
+        path = f"/campaign/{self._ver}/campaigns/{campaign_id}/transactions"
+        if self._session is None:
+            self.login()  # before the clock starts: the caller times the PUT alone
+        started = time.perf_counter()
+        self._call(_Call("PUT", path, content=body, mutating=True))
+        return time.perf_counter() - started
+
+    def transactions(self, campaign_id: int, *, page_size: int = 1000) -> Iterator[Transaction]:
+        """Every account transaction of a campaign, page by page (lazily)."""
+        _check_page_size(page_size)
+        call = _Call("GET", f"/campaign/{self._ver}/campaigns/{campaign_id}/transactionList")
+        for page in self._pages(call, page_size):
+            yield from (t.to_transaction() for t in page.transaction)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _pages(self, call: _Call, page_size: int) -> Iterator[_Page]:
+        """Page on with ``offset`` until ``next`` is empty or a page comes back short."""
+        offset = 0
+        while True:
+            params = {"count": page_size, "offset": offset}
+            page = _parse(_Page, self._call(replace(call, params=params)), call.path)
+            yield page
+            offset += page.size
+            if not page.next or page.size < page_size:
+                return
+
+    def _call(self, call: _Call) -> httpx.Response:
+        """One call in the session, logging in first if needed; on 401 log in again and repeat
+        once, unless the call is mutating."""
+        response = self._send_in_session(call)
+        if response.status_code == 401 and not call.mutating:
+            log.info("LiveVox session expired on %s %s; logging in again", call.method, call.path)
+            self._session = None
+            response = self._send_in_session(call)
+        error = classify(
+            response, mutating=call.mutating, campaign=call.campaign, secrets=self._secrets()
+        )
+        if error is None:
+            return response
+        if isinstance(error, SessionExpired):
+            self._session = None
+        raise error
+
+    def _send_in_session(self, call: _Call) -> httpx.Response:
+        if self._session is None:
+            self.login()
+        return self._send(call, self._session)
+
+    def _send(self, call: _Call, session: str | None) -> httpx.Response:
+        """One HTTP exchange; transport failures become LiveVox errors. Logs one line."""
+        headers = {"LV-Access": self._settings.livevox_access_token.get_secret_value()}
+        if session is not None:
+            headers["LV-Session"] = session
+        if call.content is not None:
+            headers["Content-Type"] = "application/json"
+        shown = call.log_path or call.path
+        started = time.perf_counter()
+        try:
+            response = self._http.request(
+                call.method, call.path, params=call.params, content=call.content, headers=headers
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = classify_exception(exc, mutating=call.mutating)
+            ms = (time.perf_counter() - started) * 1000
+            name = type(exc).__name__
+            log.warning("LiveVox %s %s failed after %.0f ms: %s", call.method, shown, ms, name)
+            raise error from exc
+        ms = (time.perf_counter() - started) * 1000
+        status = response.status_code
+        extra = {
+            "lv_method": call.method,
+            "lv_path": shown,
+            "lv_status": status,
+            "lv_ms": round(ms),
+        }
+        level = logging.INFO if call.mutating else logging.DEBUG
+        log.log(
+            level, "LiveVox %s %s -> %s in %.0f ms", call.method, shown, status, ms, extra=extra
+        )
+        return response
+
+    def _secrets(self) -> tuple[str, ...]:
+        token, password = self._settings.livevox_access_token, self._settings.livevox_password
+        return (token.get_secret_value(), password.get_secret_value(), *self._seen_sessions)
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

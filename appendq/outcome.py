@@ -1,0 +1,51 @@
+"""What an Append call's result means for its batch: a pure function of the error, the attempt
+count and the settings. The one place where retrying is decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from appendq import errors
+from appendq.db.models import BatchStatus
+from appendq.retry import backoff_s, should_give_up
+from appendq.settings import Settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: BatchStatus
+    reason: str | None = None
+    error_kind: str | None = None
+    http_status: int | None = None
+    next_attempt_at: datetime | None = None
+    pause_rate: bool = False  # a 429: refuse every slot for a whole window
+    refuse_campaign: bool = False  # the campaign refuses appends: skip it for the day
+
+
+def settle(error: errors.LiveVoxError | None, *, attempts: int, settings: Settings,
+           now: datetime, pinned: bool = False) -> Outcome:
+    if error is None:
+        return Outcome(BatchStatus.APPENDED, http_status=204)
+    common = {"reason": str(error), "error_kind": error.kind, "http_status": error.status}
+    if isinstance(error, errors.RateLimited):
+        return Outcome(BatchStatus.READY, pause_rate=True, **common)
+    if isinstance(error, errors.AnswerLost):
+        return Outcome(BatchStatus.IN_DOUBT, **common)
+    if isinstance(error, errors.Transient):
+        if should_give_up(attempts, settings.retry_max_attempts):
+            common["reason"] = f"gave up after {attempts} attempts: {error}"
+            return Outcome(BatchStatus.FAILED, **common)
+        wait = backoff_s(attempts, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s)
+        return Outcome(BatchStatus.RETRY_WAIT, next_attempt_at=now + timedelta(seconds=wait),
+                       **common)
+    if isinstance(error, errors.SessionExpired):
+        return Outcome(BatchStatus.READY, **common)
+    if isinstance(error, errors.Rejected):
+        return Outcome(BatchStatus.REJECTED, **common)
+    if isinstance(error, errors.CampaignUnavailable):
+        status = BatchStatus.HELD if pinned else BatchStatus.READY
+        return Outcome(status, refuse_campaign=True, **common)
+    # Forbidden, LoginDenied, other configuration errors: no retry will fix them.
+    common["reason"] = f"configuration error, an operator must act: {error}"
+    return Outcome(BatchStatus.HELD, **common)

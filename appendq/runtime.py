@@ -1,0 +1,65 @@
+"""Build the long-lived parts (Redis client, SQLAlchemy engine, LiveVox client, drainer) from one
+Settings object, and close them. Entry points (CLI commands, Celery process hooks, the HTTP app,
+tests) call this; nothing is built at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from appendq.campaigns import CampaignResolver
+from appendq.db.engine import make_engine, make_sessionmaker
+from appendq.drain import Drainer
+from appendq.keys import Keys
+from appendq.livevox import LiveVoxClient
+from appendq.queue import RecordQueue
+from appendq.ratelimit import RateLimiter
+from appendq.settings import Settings
+from appendq.store import utcnow
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    engine: Engine
+    sessions: sessionmaker[Session]
+    queue: RecordQueue
+    limiter: RateLimiter
+    _client: LiveVoxClient | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        engine = make_engine(settings)
+        limiter = RateLimiter(client, keys, max_calls=settings.rate_max_calls,
+                              window_s=settings.rate_window_s, margin_s=settings.rate_margin_s)
+        return cls(settings, client, keys, engine, make_sessionmaker(engine),
+                   RecordQueue(client, keys), limiter)
+
+    @property
+    def client(self) -> LiveVoxClient:
+        if self._client is None:
+            self._client = LiveVoxClient(self.settings)
+        return self._client
+
+    def resolver(self) -> CampaignResolver:
+        return CampaignResolver(self.client, self.redis, self.keys, tz=self.settings.tz,
+                                cache_s=self.settings.campaign_cache_s, clock=utcnow)
+
+    def drainer(self) -> Drainer:
+        return Drainer(settings=self.settings, redis=self.redis, keys=self.keys,
+                       queue=self.queue, limiter=self.limiter, sessions=self.sessions,
+                       client=self.client, resolver=self.resolver())
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.engine.dispose()
+        self.redis.close()

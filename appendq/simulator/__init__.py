@@ -1,0 +1,17 @@
+"""The LiveVox simulator: a real HTTP server that speaks the calls appendq makes and enforces
+LiveVox's rules (sessions, roles, the 10,000-record and 30-phone caps, today's/appendable
+campaigns, the rolling rate window, FIFO appends, portal counts), scriptable through ``/_admin``.
+
+Modules: ``config`` (the JSON configuration), ``model`` (sessions, campaigns, calls),
+``catalog`` (live clients/services/campaigns), ``rules`` (append refusals), ``queries`` (search
+filter, transactionList, stats), ``faults`` (scripted failures), ``state`` (the locked in-memory
+model), ``routes``/``admin`` (HTTP routes), ``server`` (the HTTP server), ``command`` (CLI).
+"""
+
+from __future__ import annotations
+
+from appendq.simulator.config import SimConfig, parse_config
+from appendq.simulator.server import SimServer, serve, start_in_thread
+from appendq.simulator.state import SimulatorState
+
+__all__ = ["SimConfig", "SimServer", "SimulatorState", "parse_config", "serve", "start_in_thread"]

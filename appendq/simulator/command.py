@@ -1,0 +1,79 @@
+"""The simulator's command-line options and its entry point, shared by ``appendq simulator`` and
+``python -m appendq.simulator``.
+
+Precedence: command-line option (or ``APPENDQ_TIMEZONE``) > ``--config`` file > default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from appendq.logs import configure_logging
+from appendq.settings import Settings
+from appendq.simulator.config import SimConfig, load_config_file, parse_config
+from appendq.simulator.server import serve
+from appendq.simulator.state import SimulatorState
+
+log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+    click.option("--port", default=8765, show_default=True, type=int, help="0: any free port."),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="JSON file: clients, users, services, campaigns, limits (POST /_admin/reset shape).",
+    ),
+    click.option("--rate-max-calls", type=int, help="Append calls per window [default: 5]."),
+    click.option("--rate-window-s", type=float, help="Rolling window in seconds [default: 60]."),
+    click.option("--session-idle-s", type=float, help="Session idle expiry [default: 7200]."),
+    click.option("--dial-per-s", type=float, help="Records dialled per second [default: 0.5]."),
+    click.option(
+        "--timezone",
+        envvar="APPENDQ_TIMEZONE",
+        help="Zone that decides 'today' [default: $APPENDQ_TIMEZONE or America/New_York].",
+    ),
+)
+
+
+def simulator_options(func: _F) -> _F:
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_config(config_path: Path | None = None, **overrides: Any) -> SimConfig:
+    """The configuration from the optional file, then the command-line overrides."""
+    config = parse_config(load_config_file(config_path)) if config_path else SimConfig()
+    return config.with_overrides(**overrides)
+
+
+def _configure_logging() -> None:
+    """The project's logging (phones masked, secrets scrubbed); plain logging if the APPENDQ_*
+    settings are unusable, since the simulator does not depend on them."""
+    try:
+        configure_logging(Settings())
+    except ValidationError as exc:
+        logging.basicConfig(level=logging.INFO)
+        log.warning("APPENDQ_* settings invalid (%s errors); plain logging", exc.error_count())
+
+
+def run(host: str, port: int, config_path: Path | None, **overrides: Any) -> None:
+    """Build the state from the options and serve until SIGTERM/SIGINT."""
+    _configure_logging()
+    try:
+        config = build_config(config_path, **overrides)
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"simulator configuration: {exc}") from exc
+    if config.rate_window_s < 60:
+        log.warning("simulator rate window %ss is shorter than LiveVox's 60s", config.rate_window_s)
+    serve(SimulatorState(config), host, port)

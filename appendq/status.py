@@ -1,0 +1,37 @@
+"""``appendq status``: queue depth and oldest age per target, current campaign, hold reason, rate
+budget left, batches by status. One plain function returning a JSON-ready dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appendq import audit, store
+from appendq.runtime import Runtime
+
+
+def collect(rt: Runtime) -> dict[str, Any]:
+    with rt.sessions() as session:
+        states = audit.target_states(session)
+        by_status = store.count_by_status(session)
+        open_targets = store.open_targets(session)
+    targets = sorted(set(rt.queue.targets()) | set(states) | set(open_targets))
+    rows = []
+    for target in targets:
+        head = rt.queue.oldest(target)
+        state = states.get(target)
+        cached = rt.redis.get(rt.keys.campaign(target))
+        rows.append({
+            "target": target,
+            "queued": rt.queue.depth(target),
+            "oldest_age_s": round(audit.age_s(head.enqueued_at), 1) if head else None,
+            "campaign_id": state.campaign_id if state else None,
+            "campaign_cached": cached is not None,
+            "hold_reason": state.hold_reason if state else None,
+        })
+    budget = rt.limiter.budget()
+    return {
+        "targets": rows,
+        "rate": {"max_calls": rt.settings.rate_max_calls, "window_s": rt.settings.rate_window_s,
+                 "remaining": budget.remaining, "wait_s": budget.wait_s},
+        "batches": by_status,
+    }

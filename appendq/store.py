@@ -1,0 +1,218 @@
+"""The PostgreSQL side of a drain: persist a claim as a batch, move batches between states, and
+record every transition as an event. PostgreSQL is the source of truth once a batch is committed.
+
+Batch transitions (each one an ``events`` row with actor and reason):
+
+    ready ──► sending ──► appended
+      ▲  ▲       ├──────► retry_wait ──► ready (when due)      ├──► failed (attempts exhausted)
+      │  │       ├──────► in_doubt ──► appended | ready | held (reconciliation)
+      │  │       ├──────► rejected
+      │  └───────┴──────► held ──► ready (campaign found, operator retry)
+      └─────────────────── operator retry (failed, held, in_doubt, rejected)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from appendq.db.models import Batch, BatchStatus, Event, Record, TargetState
+from appendq.queue import Claim
+from appendq.records import QueuedRecord, Target
+
+_COPY_RECORDS = (
+    "COPY records (id, batch_id, position, target, phone1, account, payload, enqueued_at) "
+    "FROM STDIN"
+)
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """What the drain needs of a batch, detached from the session."""
+
+    id: int
+    target: str
+    status: BatchStatus
+    attempts: int
+    size: int
+    campaign_id: int | None
+    created_at: datetime
+
+
+def _view(batch: Batch) -> BatchView:
+    return BatchView(batch.id, batch.target, batch.status, batch.attempts, batch.size,
+                     batch.campaign_id, batch.created_at)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ClaimConflict(Exception):
+    """Another drainer inserted some of these records concurrently: leave the claim in flight and
+    let the next tick's recovery persist what is left."""
+
+
+def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | None:
+    """Write a claimed set of records as one ``ready`` batch, in one transaction.
+
+    Records already in PostgreSQL (a crash came between commit and ack; a producer's retried push
+    queued a chunk twice) are left out: the records' primary key guarantees no record is in two
+    batches. Returns None when nothing new was left (the claim can be acked); raises
+    ``ClaimConflict`` when a concurrent drainer won the race (the claim must not be acked).
+    """
+    unique = list({r.id: r for r in reversed(claim.records)}.values())[::-1]
+    known = set(session.scalars(
+        select(Record.id).where(Record.id.in_([uuid.UUID(r.id) for r in unique]))))
+    fresh = [r for r in unique if uuid.UUID(r.id) not in known]
+    session.rollback()
+    if not fresh:
+        return None
+    target = Target.parse(claim.target)
+    batch = Batch(target=claim.target, size=len(fresh), status=BatchStatus.READY,
+                  service_id=target.id if target.kind == "service" else None,
+                  campaign_id=target.id if target.kind == "campaign" else None)
+    session.add(batch)
+    session.flush()
+    _copy_records(session, batch.id, claim.target, fresh)
+    reason = "claimed from the queue" + (" (recovered after a crash)" if claim.recovered else "")
+    session.add(Event(batch_id=batch.id, from_status=None, to_status=BatchStatus.READY,
+                      actor=actor, reason=reason,
+                      detail={"records": len(fresh), "recovered": claim.recovered,
+                              "skipped_known": len(claim.records) - len(fresh)}))
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ClaimConflict(str(exc.orig)) from None
+    return _view(batch)
+
+
+def _copy_records(session: Session, batch_id: int, target: str,
+                  records: Sequence[QueuedRecord]) -> None:
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
+        for position, rec in enumerate(records):
+            payload = rec.payload
+            copy.write_row((
+                rec.id, batch_id, position, target, payload["phone1"],
+                payload.get("account"), json.dumps(payload, separators=(",", ":")),
+                datetime.fromtimestamp(rec.enqueued_at, UTC),
+            ))
+
+
+def transition(session: Session, batch_id: int, to: BatchStatus, *, actor: str,
+               reason: str | None = None, expect: Sequence[BatchStatus] | None = None,
+               detail: dict[str, Any] | None = None, **columns: Any) -> BatchView | None:
+    """Move a batch to ``to`` and record the event, in the caller's transaction.
+
+    With ``expect``, the move only happens from one of those states (row locked), else None.
+    """
+    batch = session.get(Batch, batch_id, with_for_update=True)
+    if batch is None or (expect is not None and batch.status not in expect):
+        return None
+    previous = batch.status
+    batch.status = to
+    batch.updated_at = utcnow()
+    for name, value in columns.items():
+        setattr(batch, name, value)
+    if to in (BatchStatus.APPENDED, BatchStatus.REJECTED, BatchStatus.FAILED):
+        batch.finished_at = batch.updated_at
+    session.add(Event(batch_id=batch_id, from_status=previous, to_status=to, actor=actor,
+                      reason=reason, detail=detail))
+    session.flush()
+    return _view(batch)
+
+
+def next_open_batch(session: Session, target: str) -> BatchView | None:
+    """The oldest batch of the target that still has to go out (FIFO per target)."""
+    batch = session.scalars(
+        select(Batch)
+        .where(Batch.target == target,
+               Batch.status.in_([BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD,
+                                 BatchStatus.SENDING, BatchStatus.IN_DOUBT]))
+        .order_by(Batch.created_at, Batch.id)
+        .limit(1)
+    ).first()
+    return _view(batch) if batch else None
+
+
+def open_targets(session: Session) -> dict[str, datetime]:
+    """Targets with unfinished batches, and the creation time of the oldest."""
+    rows = session.execute(
+        select(Batch.target, func.min(Batch.created_at))
+        .where(Batch.status.in_([BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD,
+                                 BatchStatus.SENDING, BatchStatus.IN_DOUBT]))
+        .group_by(Batch.target)
+    ).all()
+    return {target: created for target, created in rows}
+
+
+def batch_payloads(session: Session, batch_id: int) -> list[dict[str, Any]]:
+    """The LiveVox records of a batch, in claim order, without those that parted from it."""
+    return list(session.scalars(
+        select(Record.payload)
+        .where(Record.batch_id == batch_id, Record.status.is_(None))
+        .order_by(Record.position)
+    ))
+
+
+def batch_record_ids(session: Session, batch_id: int) -> list[uuid.UUID]:
+    return list(session.scalars(
+        select(Record.id).where(Record.batch_id == batch_id, Record.status.is_(None))
+        .order_by(Record.position)
+    ))
+
+
+def stale_sending(session: Session, older_than: timedelta) -> list[int]:
+    """Batches left ``sending`` longer than a call can last: their process died mid-call."""
+    cutoff = utcnow() - older_than
+    return list(session.scalars(
+        select(Batch.id).where(Batch.status == BatchStatus.SENDING, Batch.sent_at < cutoff)
+    ))
+
+
+def set_target_state(session: Session, target: str, *, campaign_id: int | None,
+                     hold_reason: str | None) -> None:
+    session.execute(
+        text(
+            "INSERT INTO target_states (target, campaign_id, hold_reason, updated_at) "
+            "VALUES (:t, :c, :r, now()) ON CONFLICT (target) DO UPDATE SET "
+            "campaign_id = EXCLUDED.campaign_id, hold_reason = EXCLUDED.hold_reason, "
+            "updated_at = now()"
+        ),
+        {"t": target, "c": campaign_id, "r": hold_reason},
+    )
+
+
+def release_held(session: Session, target: str, *, actor: str, reason: str) -> int:
+    """Held batches of a target go back to ready (a campaign was found for them)."""
+    ids = list(session.scalars(
+        select(Batch.id).where(Batch.target == target, Batch.status == BatchStatus.HELD)
+    ))
+    for batch_id in ids:
+        transition(session, batch_id, BatchStatus.READY, actor=actor, reason=reason,
+                   expect=[BatchStatus.HELD], error_kind=None, error_message=None)
+    return len(ids)
+
+
+def mark_due(session: Session, batch: BatchView, now: datetime) -> bool:
+    """A retry_wait batch is sendable once its next_attempt_at has passed."""
+    if batch.status != BatchStatus.RETRY_WAIT:
+        return True
+    due = session.scalar(select(Batch.next_attempt_at).where(Batch.id == batch.id))
+    return due is None or due <= now
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Batch.status, func.count()).group_by(Batch.status)).all()
+    return {str(status): int(n) for status, n in rows}

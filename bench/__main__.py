@@ -1,0 +1,24 @@
+"""``make bench``: the drain cycle against the machine's floor, and bulk enqueue against a naive
+Celery task per record, each measured side by side in the same run. Prints a table."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.drain_cycle import bench_drain_cycle
+from bench.enqueue import bench_enqueue
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--records", type=int, default=100_000,
+                        help="records for the bulk-enqueue benchmark")
+    args = parser.parse_args()
+    print(f"{'measure':<46} {'appendq':>16} {'baseline':>16} {'ratio':>9}")
+    bench_drain_cycle(repeat=args.repeat)
+    bench_enqueue(records=args.records)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The producer side of appendq: validate records, give them stable ids, queue them in Redis.
+``connect(settings)`` gives a ``Producer`` (a context manager that closes its Redis connections);
+``Producer.enqueue(target, records)`` queues one submission, ``Producer.enqueue_stream(target,
+read_records(path))`` a file of any size. Both return a ``Receipt``.
+"""
+
+from __future__ import annotations
+
+from producer.api import (
+    DEFAULT_CHUNK,
+    EnqueueInterrupted,
+    Producer,
+    Receipt,
+    StreamItem,
+    connect,
+    parse_target,
+)
+from producer.files import FILE_LEVEL, format_for, iter_records, read_records
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "FILE_LEVEL",
+    "EnqueueInterrupted",
+    "Producer",
+    "Receipt",
+    "StreamItem",
+    "connect",
+    "format_for",
+    "iter_records",
+    "parse_target",
+    "read_records",
+]

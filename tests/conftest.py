@@ -1,0 +1,153 @@
+"""Shared fixtures: every test run gets its own PostgreSQL databases and its own Redis key prefix,
+against the real services on this machine, and a real HTTP LiveVox simulator.
+
+- ``pg_template``: one database per run, migrated once; each test that needs PostgreSQL gets a
+  fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
+- ``prefix``: a unique Redis key prefix per test (Celery's keys included), deleted afterwards.
+- ``sim``: the simulator serving on an ephemeral port in a thread, reset for each test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from appendq.db.engine import migrate, psycopg_url
+from appendq.settings import Settings
+
+PG_SERVER = os.environ.get("APPENDQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _admin() -> Any:
+    return create_engine(psycopg_url(PG_SERVER), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+def _db_url(name: str) -> str:
+    return make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop(name: str) -> None:
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"appendq_test_{RUN_ID}_tmpl"
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    migrate(_db_url(name))
+    yield name
+    _drop(name)
+
+
+@pytest.fixture
+def database_url(pg_template: str) -> Iterator[str]:
+    name = f"appendq_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    engine.dispose()
+    yield _db_url(name)
+    _drop(name)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    value = f"appendq-test-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{value}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@dataclass
+class Sim:
+    url: str
+    admin: httpx.Client
+
+    def reset(self, **config: Any) -> None:
+        self.admin.post("/_admin/reset", json=config).raise_for_status()
+
+    def calls(self, kind: str | None = None) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self.admin.get("/_admin/calls").json()
+        return [c for c in calls if kind is None or c["kind"] == kind]
+
+    def records(self, campaign_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.admin.get(
+            f"/_admin/campaigns/{campaign_id}/records").json()
+        return result
+
+    def fault(self, kind: str, fault: dict[str, Any], times: int = 1) -> None:
+        self.admin.post("/_admin/faults", json={"kind": kind, "fault": fault, "times": times}
+                        ).raise_for_status()
+
+    def patch_campaign(self, campaign_id: int, **changes: Any) -> None:
+        self.admin.patch(f"/_admin/campaigns/{campaign_id}", json=changes).raise_for_status()
+
+    def create_campaign(self, **campaign: Any) -> None:
+        self.admin.post("/_admin/campaigns", json=campaign).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[str]:
+    from appendq.simulator.server import start_in_thread
+    from appendq.simulator.state import SimulatorState
+
+    server, url = start_in_thread(SimulatorState(), "127.0.0.1", 0)
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture
+def sim(sim_server: str) -> Iterator[Sim]:
+    with httpx.Client(base_url=sim_server, timeout=10) as admin:
+        handle = Sim(sim_server, admin)
+        handle.reset()
+        yield handle
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "redis_url": REDIS_URL,
+        "rate_window_s": 3.0,
+        "rate_margin_s": 0.2,
+        "drain_interval_s": 0.5,
+        "campaign_cache_s": 0.0,
+        "livevox_read_timeout_s": 5.0,
+        "retry_base_s": 0.0,
+        "retry_cap_s": 0.0,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(database_url: str, prefix: str, sim: Sim, tmp_path: Any) -> Settings:
+    return make_settings(database_url=database_url, redis_prefix=prefix,
+                         livevox_base_url=sim.url, state_dir=str(tmp_path / "state"))

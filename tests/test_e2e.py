@@ -1,0 +1,76 @@
+"""The whole path with real processes: ``appendq enqueue`` -> Redis -> ``appendq worker`` (Celery
+worker + beat) -> the simulator over HTTP -> PostgreSQL audit."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import process, run_cli, simulator, wait_until
+
+pytestmark = pytest.mark.slow
+
+TOTAL = 25_000
+WINDOW_S = 3.0
+MAX_CALLS = 5
+
+
+def write_csv(path: Path, n: int) -> list[str]:
+    accounts = [f"ACC{i:06d}" for i in range(n)]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["phone1", "account", "firstName", "phone2"])
+        for i, account in enumerate(accounts):
+            writer.writerow([f"(212) {200 + i // 10000}-{i % 10000:04d}", account, f"Lead{i}",
+                             f"212555{i % 10000:04d};312{200 + i % 700}{i % 10000:04d}"
+                             if i % 7 == 0 else ""])
+    return accounts
+
+
+def max_calls_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max((sum(1 for t in times[i:] if t - start < window)
+                for i, start in enumerate(times)), default=0)
+
+
+def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str) -> None:
+    # Given 25,000 records enqueued with `appendq enqueue` before any worker runs, When
+    # `appendq worker` (with beat, 0.5 s ticks, 5 calls per 3 s) drains them into the simulator,
+    # Then LiveVox holds exactly those records once each, in enqueue order, from 3 calls of
+    # 10,000/10,000/5,000, `appendq audit` shows each appended with its batch, and LiveVox's own
+    # log shows no window with more than 5 calls.
+    with simulator(tmp_path / "sim.log", "--rate-window-s", str(WINDOW_S)) as url:
+        env = {"APPENDQ_DATABASE_URL": database_url, "APPENDQ_REDIS_PREFIX": prefix,
+               "APPENDQ_LIVEVOX_BASE_URL": url, "APPENDQ_DRAIN_INTERVAL_S": "0.5",
+               "APPENDQ_RATE_WINDOW_S": str(WINDOW_S), "APPENDQ_RATE_MARGIN_S": "0.2",
+               "APPENDQ_STATE_DIR": str(tmp_path / "state")}
+        accounts = write_csv(tmp_path / "leads.csv", TOTAL)
+        receipt = json.loads(run_cli(["enqueue", str(tmp_path / "leads.csv"), "--service",
+                                      "1001", "--json"], env).stdout)
+        assert receipt["accepted"] == TOTAL and receipt["errors"] == []
+        admin = httpx.Client(base_url=url, timeout=30)
+        with process(["worker"], env, tmp_path / "worker.log"):
+            wait_until(lambda: len(admin.get("/_admin/campaigns/5001/records").json()) >= TOTAL,
+                       90, "25,000 records at the simulator", interval=0.5)
+        got = admin.get("/_admin/campaigns/5001/records").json()
+        calls = [c for c in admin.get("/_admin/calls").json() if c["kind"] == "append"]
+    assert [r["account"] for r in got] == accounts
+    assert [c["records"] for c in calls] == [10_000, 10_000, 5_000]
+    assert all(c["status"] == 204 for c in calls)
+    assert max_calls_in_window([c["at"] for c in calls], WINDOW_S) <= MAX_CALLS
+    batches = set()
+    for rec_id in (receipt["record_ids"][0], receipt["record_ids"][12_345],
+                   receipt["record_ids"][-1]):
+        found = json.loads(run_cli(["audit", "--record", rec_id, "--json"], env).stdout)
+        assert [f["status"] for f in found] == ["appended"]
+        batches.add(found[0]["batch_id"])
+    assert len(batches) == 3
+    status = json.loads(run_cli(["status", "--json"], env).stdout)
+    assert status["batches"] == {"appended": 3}
+    assert status["targets"][0]["queued"] == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "2122000001" not in log and "simulator-password" not in log

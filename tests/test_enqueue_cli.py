@@ -1,0 +1,274 @@
+"""``appendq enqueue``: the command's output, exit codes and what it leaves in a real Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+import appendq.cli.enqueue  # noqa: F401  (registers the command)
+from appendq.cli.app import main
+from appendq.keys import Keys
+from appendq.records import QueuedRecord
+
+REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+#: ``run(*args, stdin=b"...", url=...)`` invokes ``appendq enqueue *args`` with a test prefix.
+Run = Callable[..., Result]
+
+
+def phone(i: int) -> str:
+    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
+    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(REDIS_URL)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    """Keys under the test's own prefix (conftest's ``prefix`` deletes them afterwards)."""
+    return Keys(prefix)
+
+
+@pytest.fixture(autouse=True)
+def _keep_root_logging() -> Iterator[None]:
+    """The command configures logging onto the runner's stderr; put the root logger back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def run(keys: Keys) -> Run:
+    def invoke(*args: str, stdin: bytes | None = None, url: str = REDIS_URL) -> Result:
+        env = {"APPENDQ_REDIS_URL": url, "APPENDQ_REDIS_PREFIX": keys.prefix}
+        return CliRunner(env=env).invoke(main, ["enqueue", *args], input=stdin)
+
+    return invoke
+
+
+def queued(client: redis.Redis, keys: Keys, target: str) -> list[QueuedRecord]:
+    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith(("row ", "... and"))]
+
+
+BAD_CSV = (
+    b"phone1,phone2,firstName,account\n"
+    + f"{phone(1)},,Ann,A1\n".encode()
+    + b",,Bob,A2\n"
+    + f"{phone(3)},{';'.join(phone(100 + i) for i in range(30))},Cy,A3\n".encode()
+    + b"21255501O4,,Di,A4\n"
+    + f"{phone(5)},,{'x' * 51},A5\n".encode()
+    + b"\n"
+    + phone(7).encode()
+    + b",,G\xe9rard,A7\n"
+    + f"{phone(9)},,Ivy,A9\n".encode()
+)
+
+
+def test_bad_input_csv_lists_each_error_and_queues_the_good_rows(
+    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    # Given the acceptance criteria's bad CSV / When enqueued / Then one stderr line per bad row
+    # naming row and field, the good rows queued, a summary on stdout and exit 0
+    path = tmp_path / "bad.csv"
+    path.write_bytes(BAD_CSV)
+
+    result = run(str(path), "--service", "1001")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "accepted 2 records for service:1001; 6 rejected\n"
+    assert error_lines(result) == [
+        "row 3: phone1: is required",
+        "row 4: phone2: 31 phone numbers, LiveVox takes at most 30 per record (phone1 included)",
+        "row 5: phone1: '******01O4' is not a valid phone number",
+        "row 6: firstName: String should have at most 50 characters",
+        "row 7: record: blank line",
+        "row 8: firstName: is not valid UTF-8",
+    ]
+    assert [r.payload["account"] for r in queued(client, keys, "service:1001")] == ["A1", "A9"]
+    assert "21255501O4" not in result.stderr
+
+
+def test_json_output_is_one_object_matching_redis(
+    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    # Given the bad CSV / When enqueued with --json for a campaign / Then stdout is exactly one
+    # JSON receipt whose ids are the records in Redis, in order, and it lists every error
+    path = tmp_path / "bad.csv"
+    path.write_bytes(BAD_CSV)
+
+    result = run(str(path), "--campaign", "77", "--json")
+
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.stdout)
+    assert (receipt["target"], receipt["accepted"], receipt["rejected"]) == ("campaign:77", 2, 6)
+    assert receipt["record_ids"] == [r.id for r in queued(client, keys, "campaign:77")]
+    assert [(e["row"], e["field"]) for e in receipt["errors"]] == [
+        (3, "phone1"),
+        (4, "phone2"),
+        (5, "phone1"),
+        (6, "firstName"),
+        (7, "record"),
+        (8, "firstName"),
+    ]
+    assert receipt["errors"][0] == {
+        "index": 1,
+        "row": 3,
+        "field": "phone1",
+        "message": "is required",
+    }
+
+
+def test_bad_input_jsonl_from_stdin(run: Run, client: redis.Redis, keys: Keys) -> None:
+    # Given JSON Lines on stdin with a bad JSON line and a non-UTF-8 byte / When enqueued with
+    # FILE "-" / Then the good lines are queued and each bad one is reported with its row
+    lines = (
+        json.dumps({"phone1": phone(1), "account": "A1"}).encode()
+        + b"\n{not json}\n"
+        + b'{"phone1": "'
+        + phone(2).encode()
+        + b'", "lastName": "M\xfcller"}\n'
+        + json.dumps({"phone1": phone(3), "account": "A3"}).encode()
+        + b"\n"
+    )
+    result = run("-", "--service", "5", "--format", "jsonl", stdin=lines)
+
+    assert result.exit_code == 0, result.output
+    assert error_lines(result) == [
+        "row 2: record: not valid JSON: Expecting property name enclosed in double quotes "
+        "(column 2)",
+        "row 3: lastName: is not valid UTF-8",
+    ]
+    assert [r.payload["account"] for r in queued(client, keys, "service:5")] == ["A1", "A3"]
+
+
+def test_25000_row_csv_is_queued_whole_and_in_order(
+    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    # Given a 25,000-row CSV / When enqueued in chunks of 5,000 / Then all 25,000 are queued in
+    # file order and the receipt's ids match Redis
+    path = tmp_path / "big.csv"
+    with path.open("w") as out:
+        out.write("phone1,account\n")
+        out.writelines(f"{phone(i)},{i}\n" for i in range(25_000))
+
+    result = run(str(path), "--service", "1001", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    receipt = json.loads(result.stdout)
+    stored = queued(client, keys, "service:1001")
+    assert receipt["accepted"] == len(stored) == 25_000
+    assert [r.payload["account"] for r in stored] == [str(i) for i in range(25_000)]
+    assert receipt["record_ids"] == [r.id for r in stored]
+
+
+def test_printed_errors_are_capped_but_json_has_all(run: Run, tmp_path: Path) -> None:
+    # Given 60 bad rows / When enqueued / Then stderr shows 50 and a "... and 10 more" line,
+    # exit 1 as every record was refused, and --json still lists all 60
+    path = tmp_path / "bad.csv"
+    path.write_text("phone1\n" + "123\n" * 60)
+
+    human = run(str(path), "--service", "1")
+    as_json = run(str(path), "--service", "1", "--json")
+
+    assert human.exit_code == as_json.exit_code == 1
+    assert human.stdout == "accepted 0 records for service:1; 60 rejected\n"
+    assert len(error_lines(human)) == 51
+    assert error_lines(human)[-1] == "... and 10 more (--json lists them all)"
+    assert len(json.loads(as_json.stdout)["errors"]) == 60
+
+
+def test_unknown_column_is_reported_once(run: Run, tmp_path: Path) -> None:
+    # Given 3 rows under an unknown column / When enqueued / Then one line about the column,
+    # and the rows go in without it
+    path = tmp_path / "leads.csv"
+    path.write_text("phone1,shoeSize\n" + "".join(f"{phone(i)},9\n" for i in range(3)))
+
+    result = run(str(path), "--service", "1")
+
+    assert result.exit_code == 0
+    assert error_lines(result) == [
+        "row 1: shoeSize: is not a LiveVox record field; the column is ignored"
+    ]
+    assert result.stdout == "accepted 3 records for service:1; 0 rejected\n"
+
+
+def test_empty_file_succeeds(run: Run, tmp_path: Path) -> None:
+    # Given an empty CSV / When enqueued / Then nothing is queued and the exit code is 0
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+
+    result = run(str(path), "--service", "1")
+
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "accepted 0 records for service:1; 0 rejected\n",
+    )
+
+
+def test_no_progress_bar_without_a_terminal(run: Run, tmp_path: Path) -> None:
+    # Given stderr is not a terminal / When a good file is enqueued / Then stderr has no bar
+    path = tmp_path / "leads.csv"
+    path.write_text(f"phone1\n{phone(0)}\n")
+
+    result = run(str(path), "--service", "1")
+
+    assert result.exit_code == 0
+    assert "enqueue" not in result.stderr and "%" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv", "--service", "1"], "does not exist"),
+        (["{file}"], "exactly one of --service ID or --campaign ID"),
+        (["{file}", "--service", "1", "--campaign", "2"], "exactly one of"),
+        (["{txt}", "--service", "1"], "must end in .csv, .jsonl or .ndjson"),
+        (["-", "--service", "1"], "needs a format"),
+        (["{file}", "--service", "0"], "--service"),
+    ],
+)
+def test_usage_errors_exit_2(run: Run, tmp_path: Path, args: list[str], message: str) -> None:
+    # Given a usage mistake / When the command runs / Then exit code 2 and a message saying why
+    (tmp_path / "leads.csv").write_text(f"phone1\n{phone(0)}\n")
+    (tmp_path / "leads.txt").write_text("x\n")
+    paths = {"file": str(tmp_path / "leads.csv"), "txt": str(tmp_path / "leads.txt")}
+
+    result = run(*(a.format(**paths) for a in args))
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_unreachable_redis_exits_3_and_says_what_may_be_queued(run: Run, tmp_path: Path) -> None:
+    # Given Redis cannot be reached / When a file is enqueued / Then exit 3 and a message saying
+    # which rows may or may not be queued
+    path = tmp_path / "leads.csv"
+    path.write_text(f"phone1\n{phone(0)}\n{phone(1)}\n")
+
+    result = run(str(path), "--service", "1", url="redis://127.0.0.1:1/0")
+    as_json = run(str(path), "--service", "1", "--json", url="redis://127.0.0.1:1/0")
+
+    assert result.exit_code == as_json.exit_code == 3
+    assert "0 records queued for service:1" in result.stderr
+    assert "rows 2-3 may or may not be queued" in result.stderr
+    receipt = json.loads(as_json.stdout)
+    assert (receipt["accepted"], receipt["record_ids"]) == (0, [])
+    assert "rows 2-3 may or may not be queued" in receipt["error"]

@@ -1,0 +1,474 @@
+"""The producer API and the file reader, against a real Redis with a key prefix of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from appendq.errors import FieldError
+from appendq.keys import Keys
+from appendq.queue import RecordQueue
+from appendq.records import QueuedRecord, Target
+from appendq.settings import Settings
+from producer import (
+    FILE_LEVEL,
+    EnqueueInterrupted,
+    Producer,
+    Receipt,
+    StreamItem,
+    connect,
+    iter_records,
+    parse_target,
+    read_records,
+)
+
+REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TARGET = "service:1001"
+
+
+def phone(i: int) -> str:
+    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
+    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(REDIS_URL)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    """Keys under the test's own prefix (conftest's ``prefix`` deletes them afterwards)."""
+    return Keys(prefix)
+
+
+@pytest.fixture
+def producer(client: redis.Redis, keys: Keys) -> Producer:
+    return Producer(RecordQueue(client, keys))
+
+
+def queued(client: redis.Redis, keys: Keys, target: str = TARGET) -> list[QueuedRecord]:
+    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
+
+
+def where(errors: list[FieldError]) -> list[tuple[int | None, str]]:
+    return [(e.row, e.field) for e in errors]
+
+
+# --- Producer.enqueue ------------------------------------------------------------------------
+
+
+def test_mixed_submission_queues_good_records_in_order(
+    producer: Producer, client: redis.Redis, keys: Keys
+) -> None:
+    # Given 5 records, 2 bad / When enqueued / Then ids for the 3 good ones, in order in Redis
+    records: list[dict[str, Any]] = [
+        {"phone1": phone(0), "account": "A0"},
+        {"phone1": "not a phone", "account": "A1"},
+        {"phone1": phone(2), "account": "A2", "phone2": f"{phone(3)};{phone(4)}"},
+        {"account": "A3", "shoeSize": "9"},
+        {"phone1": f"+1 {phone(5)}", "account": "A4"},
+    ]
+    receipt = producer.enqueue(TARGET, records, rows=[2, 3, 4, 5, 6])
+
+    assert receipt.target == TARGET
+    assert receipt.accepted == 3
+    assert receipt.rejected == 2
+    assert len(set(receipt.record_ids)) == 3
+    assert sorted(where(receipt.errors)) == [(3, "phone1"), (5, "phone1"), (5, "shoeSize")]
+    stored = queued(client, keys)
+    assert [r.id for r in stored] == receipt.record_ids
+    assert [r.payload["account"] for r in stored] == ["A0", "A2", "A4"]
+    assert stored[1].payload["phone2"] == [phone(3), phone(4)]
+    assert stored[2].payload["phone1"] == phone(5)
+    assert all(abs(r.enqueued_at - time.time()) < 60 for r in stored)
+    assert client.sismember(keys.targets, TARGET)
+
+
+def test_receipt_to_dict_is_json_ready(producer: Producer) -> None:
+    # Given one good and one bad record / When enqueued / Then to_dict has the documented shape
+    receipt = producer.enqueue(Target("campaign", 7), [{"phone1": phone(1)}, {"phone1": ""}])
+
+    data = json.loads(json.dumps(receipt.to_dict()))
+    assert data == {
+        "target": "campaign:7",
+        "accepted": 1,
+        "rejected": 1,
+        "record_ids": receipt.record_ids,
+        "errors": [{"index": 1, "row": None, "field": "phone1", "message": "is required"}],
+    }
+
+
+def test_all_bad_submission_touches_no_redis_key(
+    producer: Producer, client: redis.Redis, keys: Keys
+) -> None:
+    # Given only bad records / When enqueued / Then nothing is written, not even the target set
+    receipt = producer.enqueue(TARGET, [{"phone1": "123"}, {}])
+
+    assert (receipt.accepted, receipt.rejected, receipt.record_ids) == (0, 2, [])
+    assert list(client.scan_iter(match=keys.all_pattern)) == []
+
+
+def test_error_messages_never_hold_a_full_phone_number(producer: Producer) -> None:
+    # Given an invalid long phone number / When enqueued / Then the error shows only its last digits
+    receipt = producer.enqueue(TARGET, [{"phone1": "21255501O4"}])
+
+    assert "21255501O4" not in str(receipt.errors[0])
+    assert receipt.errors[0].message.endswith("is not a valid phone number")
+
+
+def test_rows_must_match_records(producer: Producer) -> None:
+    # Given rows for 1 record and 2 records / When enqueued / Then it is refused as a caller error
+    with pytest.raises(ValueError, match="rows"):
+        producer.enqueue(TARGET, [{"phone1": phone(0)}, {"phone1": phone(1)}], rows=[2])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1001", "service:1001"), ("service:1001", "service:1001"), ("campaign:5", "campaign:5")],
+)
+def test_parse_target(text: str, expected: str) -> None:
+    # Given a user's target / When parsed / Then a plain number means a service
+    assert str(parse_target(text)) == expected
+
+
+def test_parse_target_refuses_other_text() -> None:
+    # Given a target of an unknown kind / When parsed / Then it is refused
+    with pytest.raises(ValueError, match="service:ID or campaign:ID"):
+        parse_target("list:3")
+
+
+def test_connect_uses_settings_prefix(keys: Keys, client: redis.Redis) -> None:
+    # Given settings with a test prefix / When connect() enqueues / Then keys carry that prefix
+    settings = Settings(redis_url=REDIS_URL, redis_prefix=keys.prefix)
+    with connect(settings) as producer:
+        receipt = producer.enqueue("1001", [{"phone1": phone(0)}])
+
+    assert [r.id for r in queued(client, keys)] == receipt.record_ids
+
+
+# --- Producer.enqueue_stream -----------------------------------------------------------------
+
+
+def test_stream_reads_no_further_than_one_chunk_ahead(
+    producer: Producer, client: redis.Redis, keys: Keys
+) -> None:
+    # Given 10,000 records read lazily / When streamed in chunks of 1,000 / Then at each push at
+    # most one chunk was read ahead, and all 10,000 are queued in input order
+    pulled = 0
+    ahead: list[int] = []
+
+    def items() -> Iterator[StreamItem]:
+        nonlocal pulled
+        for i in range(10_000):
+            pulled += 1
+            yield i + 1, {"phone1": phone(i), "account": str(i)}
+
+    receipt = producer.enqueue_stream(
+        TARGET, items(), chunk=1_000, progress=lambda done: ahead.append(pulled - done)
+    )
+
+    assert receipt.accepted == 10_000
+    assert max(ahead) <= 1_000
+    assert len(ahead) == 10
+    assert [r.payload["account"] for r in queued(client, keys)] == [str(i) for i in range(10_000)]
+
+
+def test_stream_numbers_records_across_chunks(producer: Producer) -> None:
+    # Given a file-level error and bad records across chunk boundaries / When streamed in chunks
+    # of 2 / Then indexes run over the whole stream and the file-level error counts as no record
+    items: list[StreamItem] = [
+        (1, FieldError(FILE_LEVEL, "shoeSize", "is not a LiveVox record field", 1)),
+        (2, {"phone1": phone(0)}),
+        (3, {"phone1": "1"}),
+        (4, FieldError(99, "record", "blank line", 4)),
+        (5, {"phone1": phone(1)}),
+        (6, {}),
+    ]
+    receipt = producer.enqueue_stream(TARGET, items, chunk=2)
+
+    assert receipt.accepted == 2
+    assert receipt.rejected == 3
+    got = [(e.index, e.row, e.field) for e in receipt.errors]
+    assert got == [(-1, 1, "shoeSize"), (1, 3, "phone1"), (2, 4, "record"), (4, 6, "phone1")]
+
+
+def test_stream_reports_what_was_queued_when_reading_fails(
+    producer: Producer, client: redis.Redis, keys: Keys
+) -> None:
+    # Given input that fails after 5 records / When streamed in chunks of 2 / Then the
+    # interruption says 4 were queued through row 5 and nothing is in doubt
+    def items() -> Iterator[StreamItem]:
+        for i in range(5):
+            yield i + 2, {"phone1": phone(i)}
+        raise OSError("disk gone")
+
+    with pytest.raises(EnqueueInterrupted) as caught:
+        producer.enqueue_stream(TARGET, items(), chunk=2)
+
+    exc = caught.value
+    assert exc.receipt.accepted == 4
+    assert (exc.last_row, exc.in_doubt) == (5, None)
+    assert "OSError: disk gone" in str(exc)
+    assert [r.id for r in queued(client, keys)] == exc.receipt.record_ids
+
+
+def test_ctrl_c_during_a_stream_says_what_was_queued(producer: Producer) -> None:
+    # Given Ctrl-C after 3 records / When streamed in chunks of 2 / Then KeyboardInterrupt still
+    # propagates, with a note saying 2 records were queued through row 3
+    def items() -> Iterator[StreamItem]:
+        for i in range(3):
+            yield i + 2, {"phone1": phone(i)}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        producer.enqueue_stream(TARGET, items(), chunk=2)
+
+    assert caught.value.__notes__ == [
+        "stopped (interrupted): 2 records queued for service:1001 (input through row 3); "
+        "nothing after that was queued"
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def doomed_redis() -> Iterator[tuple[redis.Redis, subprocess.Popen[bytes]]]:
+    """A throw-away redis-server of our own, so a test can kill it mid-stream."""
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    conn = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+    for _ in range(100):
+        try:
+            conn.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield conn, server
+    server.kill()
+    server.wait()
+    conn.close()
+
+
+def test_stream_reports_rows_in_doubt_when_redis_dies(
+    doomed_redis: tuple[redis.Redis, subprocess.Popen[bytes]],
+) -> None:
+    # Given Redis dies after the first chunk of 3 / When streaming 7 records / Then the receipt
+    # covers the first chunk and the second chunk's rows are reported as in doubt
+    conn, server = doomed_redis
+    producer = Producer(RecordQueue(conn, Keys("appendq-test")))
+
+    def items() -> Iterator[StreamItem]:
+        for i in range(7):
+            if i == 4:
+                server.kill()
+                server.wait()
+            yield i + 2, {"phone1": phone(i)}
+
+    with pytest.raises(EnqueueInterrupted) as caught:
+        producer.enqueue_stream(TARGET, items(), chunk=3)
+
+    exc = caught.value
+    assert exc.receipt.accepted == 3
+    assert exc.last_row == 4
+    assert exc.in_doubt == ((3, 5), (5, 7))
+    assert "rows 5-7 may or may not be queued" in str(exc)
+
+
+# --- producer.files --------------------------------------------------------------------------
+
+HEADER = b"phone1,phone2,firstName,lastName,account\n"
+PHONES_31 = ";".join(phone(100 + i) for i in range(30)).encode()
+
+#: The "bad input" file of the acceptance criteria, as CSV: rows 2 and 9 are the good ones.
+BAD_CSV = (
+    HEADER
+    + f"{phone(1)},,Ann,Lee,A1\n".encode()  # row 2: good
+    + b",,Bob,Ray,A2\n"  # row 3: no phone1
+    + f"{phone(3)},".encode()
+    + PHONES_31
+    + b",Cy,Do,A3\n"  # row 4: 31 phone numbers
+    + b"21255501O4,,Di,Em,A4\n"  # row 5: not a number
+    + f"{phone(5)},,{'x' * 51},Fo,A5\n".encode()  # row 6: firstName too long
+    + b"\n"  # row 7: blank line
+    + phone(7).encode()
+    + b",,G\xe9rard,Hu,A7\n"  # row 8: a latin-1 byte
+    + f"{phone(9)},,Ivy,Jo,A9\n".encode()  # row 9: good
+)
+BAD_CSV_ERRORS = [
+    (3, "phone1"),
+    (4, "phone2"),
+    (5, "phone1"),
+    (6, "firstName"),
+    (7, "record"),
+    (8, "firstName"),
+]
+
+
+def _jsonl(*objects: dict[str, Any] | bytes) -> bytes:
+    return b"".join(o if isinstance(o, bytes) else json.dumps(o).encode() + b"\n" for o in objects)
+
+
+#: The same bad input as JSON Lines: rows 1 and 8 are the good ones.
+BAD_JSONL = _jsonl(
+    {"phone1": phone(1), "firstName": "Ann", "account": "A1"},
+    {"firstName": "Bob", "account": "A2"},
+    {"phone1": phone(3), "phone2": [phone(100 + i) for i in range(30)], "account": "A3"},
+    {"phone1": "21255501O4", "account": "A4"},
+    {"phone1": phone(5), "firstName": "x" * 51, "account": "A5"},
+    b"\n",
+    b'{"phone1": "' + phone(7).encode() + b'", "firstName": "G\xe9rard", "account": "A7"}\n',
+    {"phone1": phone(9), "firstName": "Ivy", "account": "A9"},
+    b'{"phone1": "2125550110", "account": \n',
+)
+BAD_JSONL_ERRORS = [
+    (2, "phone1"),
+    (3, "phone2"),
+    (4, "phone1"),
+    (5, "firstName"),
+    (6, "record"),
+    (7, "firstName"),
+    (9, "record"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "errors", "rows"),
+    [
+        ("bad.csv", BAD_CSV, BAD_CSV_ERRORS, 8),
+        ("bad.jsonl", BAD_JSONL, BAD_JSONL_ERRORS, 9),
+    ],
+)
+def test_bad_input_file_reports_each_row_and_queues_the_rest(
+    tmp_path: Path,
+    producer: Producer,
+    client: redis.Redis,
+    keys: Keys,
+    name: str,
+    content: bytes,
+    errors: list[tuple[int, str]],
+    rows: int,
+) -> None:
+    # Given the acceptance criteria's bad input file / When streamed / Then each bad row is
+    # reported with its row and field, the 2 good rows are queued, and no row is unaccounted for
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    receipt = producer.enqueue_stream(TARGET, read_records(path))
+
+    assert sorted(set(where(receipt.errors))) == errors
+    assert receipt.accepted == 2
+    assert receipt.accepted + receipt.rejected == rows
+    assert [r.payload["account"] for r in queued(client, keys)] == ["A1", "A9"]
+    by_row = {e.row: e.message for e in receipt.errors}
+    assert by_row[errors[4][0]] == "blank line"
+    assert by_row[errors[5][0]] == "is not valid UTF-8"
+    assert "21255501O4" not in " ".join(str(e) for e in receipt.errors)
+
+
+def _read(content: bytes, fmt: str = "csv") -> list[tuple[int, dict[str, Any] | FieldError]]:
+    return list(iter_records(content.splitlines(keepends=True), fmt))
+
+
+def test_csv_unknown_column_is_reported_once_and_dropped() -> None:
+    # Given a header with an unknown and a miscased column / When read / Then one file-level error
+    # each, with a hint, and the rows are read without them
+    items = _read(b"phone1,shoeSize,FirstName\n" + f"{phone(0)},9,Al\n".encode() * 3)
+
+    header_errors = [e for _, e in items if isinstance(e, FieldError)]
+    assert [(e.index, e.row, e.field) for e in header_errors] == [
+        (FILE_LEVEL, 1, "shoeSize"),
+        (FILE_LEVEL, 1, "FirstName"),
+    ]
+    assert "did you mean 'firstName'?" in header_errors[1].message
+    assert [r for _, r in items if isinstance(r, dict)] == [{"phone1": phone(0)}] * 3
+
+
+def test_csv_header_that_is_really_data_never_prints_the_phone() -> None:
+    # Given a file without a header / When read / Then the columns are named by position only
+    items = _read(f"{phone(0)},Al\n{phone(1)},Bo\n".encode())
+
+    errors = [e for _, e in items if isinstance(e, FieldError)]
+    assert [e.field for e in errors] == ["column 1", "Al", "header"]
+    assert phone(0) not in " ".join(str(e) for e in errors)
+
+
+def test_csv_row_level_problems_spoil_only_their_row() -> None:
+    # Given extra cells, an unclosed quote, CRLF endings, a BOM and trailing blank lines / When
+    # read / Then only the two broken rows are errors, empty cells are absent
+    content = (
+        b"\xef\xbb\xbfphone1,firstName,account\r\n"
+        + f'{phone(0)},Al,A0,extra\r\n{phone(1)},"Bo,A1\r\n{phone(2)},,A2\r\n'.encode()
+        + b"\r\n\n"
+    )
+    items = _read(content)
+
+    assert [(row, str(r)) for row, r in items[:2]] == [
+        (2, "row 2: record: has 4 cells, the header has 3"),
+        (3, "row 3: record: has an unclosed quote (each record must fit on one line)"),
+    ]
+    assert items[2:] == [(4, {"phone1": phone(2), "account": "A2"})]
+
+
+def test_csv_only_one_trailing_newline_is_no_record() -> None:
+    # Given a file ending with and without a newline / When read / Then both hold the same record
+    with_newline = _read(b"phone1\n" + phone(0).encode() + b"\n")
+    without = _read(b"phone1\n" + phone(0).encode())
+
+    assert with_newline == without == [(2, {"phone1": phone(0)})]
+
+
+def test_csv_bad_byte_in_a_dropped_column_does_not_spoil_the_row() -> None:
+    # Given a non-UTF-8 byte in an unknown column / When read / Then the row is read without it
+    items = _read(b"phone1,notes\n" + phone(0).encode() + b",caf\xe9\n")
+
+    assert items[-1] == (2, {"phone1": phone(0)})
+
+
+def test_jsonl_non_object_line_is_an_error() -> None:
+    # Given a JSON array on a line / When read / Then that row is refused as not an object
+    items = _read(b'[1, 2]\n{"phone1": "' + phone(0).encode() + b'"}\n', "jsonl")
+
+    assert str(items[0][1]) == "row 1: record: must be a JSON object of LiveVox fields"
+    assert items[1] == (2, {"phone1": phone(0)})
+
+
+def test_read_records_refuses_unknown_extensions(tmp_path: Path) -> None:
+    # Given a .txt file / When read / Then the reader says which extensions it knows
+    with pytest.raises(ValueError, match=r"\.csv, \.jsonl or \.ndjson"):
+        next(read_records(tmp_path / "leads.txt"))
+
+
+def test_receipt_rejected_counts_records_not_errors() -> None:
+    # Given two errors on one record and a file-level error / When counted / Then 1 rejected
+    receipt = Receipt(
+        TARGET,
+        0,
+        [],
+        [
+            FieldError(FILE_LEVEL, "x", "is not a LiveVox record field", 1),
+            FieldError(0, "phone1", "is required", 2),
+            FieldError(0, "email", "is not an e-mail address", 2),
+        ],
+    )
+    assert receipt.rejected == 1
