@@ -11,15 +11,20 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appendq import store
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, Record, TargetState
 from appendq.records import mask_phone, normalise_phone
 
-RETRYABLE = (BatchStatus.FAILED, BatchStatus.HELD, BatchStatus.IN_DOUBT, BatchStatus.REJECTED,
-             BatchStatus.RETRY_WAIT)
+RETRYABLE = (
+    BatchStatus.FAILED,
+    BatchStatus.HELD,
+    BatchStatus.IN_DOUBT,
+    BatchStatus.REJECTED,
+    BatchStatus.RETRY_WAIT,
+)
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,17 @@ class RecordAudit:
         return data
 
 
-def find_records(session: Session, *, phone: str | None = None, account: str | None = None,
-                 batch_id: int | None = None, record_id: str | None = None,
-                 region: str = "US", limit: int = 1000) -> list[RecordAudit]:
-    query: Select[tuple[Record, Batch]] = select(Record, Batch).join(
-        Batch, Batch.id == Record.batch_id)
+def find_records(
+    session: Session,
+    *,
+    phone: str | None = None,
+    account: str | None = None,
+    batch_id: int | None = None,
+    record_id: str | None = None,
+    region: str = "US",
+    limit: int = 1000,
+) -> list[RecordAudit]:
+    query = select(Record, Batch).join(Batch, Batch.id == Record.batch_id)
     if phone is not None:
         query = query.where(Record.phone1 == normalise_phone(phone, region))
     if account is not None:
@@ -69,26 +80,42 @@ def find_records(session: Session, *, phone: str | None = None, account: str | N
     return [_audit(rec, batch, events) for rec, batch in rows]
 
 
-def _events(session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]
-            ) -> list[Event]:
+def _events(session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]) -> list[Event]:
     if not batch_ids:
         return []
-    return list(session.scalars(
-        select(Event).where(Event.batch_id.in_(batch_ids)).order_by(Event.at, Event.id)))
+    return list(
+        session.scalars(
+            select(Event).where(Event.batch_id.in_(batch_ids)).order_by(Event.at, Event.id)
+        )
+    )
 
 
 def _audit(rec: Record, batch: Batch, events: list[Event]) -> RecordAudit:
     status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
     timeline = [TimelineEntry(rec.enqueued_at, "queued", "producer", None)]
-    timeline += [TimelineEntry(e.at, e.to_status, e.actor, e.reason) for e in events
-                 if e.batch_id == batch.id and (e.record_id is None or e.record_id == rec.id)]
-    return RecordAudit(str(rec.id), rec.target, mask_phone(rec.phone1), rec.account, str(status),
-                       rec.reason or batch.error_message, batch.id, rec.position,
-                       batch.campaign_id, rec.enqueued_at, timeline)
+    timeline += [
+        TimelineEntry(e.at, e.to_status, e.actor, e.reason)
+        for e in events
+        if e.batch_id == batch.id and (e.record_id is None or e.record_id == rec.id)
+    ]
+    return RecordAudit(
+        str(rec.id),
+        rec.target,
+        mask_phone(rec.phone1),
+        rec.account,
+        str(status),
+        rec.reason or batch.error_message,
+        batch.id,
+        rec.position,
+        batch.campaign_id,
+        rec.enqueued_at,
+        timeline,
+    )
 
 
-def retry_batch(session: Session, batch_id: int, *, reason: str, actor: str | None = None
-                ) -> store.BatchView | None:
+def retry_batch(
+    session: Session, batch_id: int, *, reason: str, actor: str | None = None
+) -> store.BatchView | None:
     """An operator sends a batch again. From in_doubt this may duplicate records at LiveVox:
     that is the operator's explicit decision, and the event says so."""
     who = actor or f"operator:{getpass.getuser()}"
@@ -98,9 +125,17 @@ def retry_batch(session: Session, batch_id: int, *, reason: str, actor: str | No
     note = reason
     if batch.status == BatchStatus.IN_DOUBT:
         note = f"{reason} (re-sending an in_doubt batch: LiveVox may receive these records twice)"
-    return store.transition(session, batch_id, BatchStatus.READY, actor=who, reason=note,
-                            expect=RETRYABLE, next_attempt_at=None, error_kind=None,
-                            detail={"operator_retry": True, "from": str(batch.status)})
+    return store.transition(
+        session,
+        batch_id,
+        BatchStatus.READY,
+        actor=who,
+        reason=note,
+        expect=RETRYABLE,
+        next_attempt_at=None,
+        error_kind=None,
+        detail={"operator_retry": True, "from": str(batch.status)},
+    )
 
 
 def target_states(session: Session) -> dict[str, TargetState]:

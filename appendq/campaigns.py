@@ -47,15 +47,24 @@ def day_key(now: datetime, tz: ZoneInfo) -> str:
 
 def choose(campaigns: list[Campaign], refused: set[int]) -> Campaign | None:
     """The best appendable candidate, or None."""
-    candidates = [c for c in campaigns
-                  if c.type_id == OUTBOUND and c.status in _RANK and c.id not in refused]
+    candidates = [
+        c for c in campaigns if c.type_id == OUTBOUND and c.status in _RANK and c.id not in refused
+    ]
     candidates.sort(key=lambda c: (_RANK[c.status], -(c.upload_date_ms or 0), -c.id))
     return candidates[0] if candidates else None
 
 
 class CampaignResolver:
-    def __init__(self, client: LiveVoxClient, redis_client: redis.Redis, keys: Keys, *,
-                 tz: ZoneInfo, cache_s: float, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        client: LiveVoxClient,
+        redis_client: redis.Redis,
+        keys: Keys,
+        *,
+        tz: ZoneInfo,
+        cache_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.client = client
         self.redis = redis_client
         self.keys = keys
@@ -76,24 +85,40 @@ class CampaignResolver:
             if data["id"] is None or data["id"] not in refused:
                 return Resolution(data["id"], data["reason"])
         resolution = self._search(target.id, refused)
-        self.redis.set(self.keys.campaign(str(target)),
-                       json.dumps({"id": resolution.campaign_id, "reason": resolution.reason}),
-                       px=self.cache_ms)
+        self.redis.set(
+            self.keys.campaign(str(target)),
+            json.dumps({"id": resolution.campaign_id, "reason": resolution.reason}),
+            px=self.cache_ms,
+        )
         return resolution
 
     def _search(self, service_id: int, refused: set[int]) -> Resolution:
         start, end = today_bounds(self.clock(), self.tz)
-        found = self.client.find_campaigns(service_id=service_id, start=start, end=end,
-                                           states=APPENDABLE_STATES, type_ids=(OUTBOUND,))
+        found = self.client.find_campaigns(
+            service_id=service_id,
+            start=start,
+            end=end,
+            states=APPENDABLE_STATES,
+            type_ids=(OUTBOUND,),
+        )
         best = choose(found, refused)
         if best is None:
-            skipped = f" ({len(refused & {c.id for c in found})} refused appends today)" \
-                if found else ""
-            return Resolution(None, f"no appendable campaign today for service {service_id}: "
-                                    f"{len(found)} candidate(s) in {'/'.join(APPENDABLE_STATES)}"
-                                    f"{skipped}")
-        log.info("service %s resolves to campaign %s (%s)", service_id, best.id, best.status,
-                 extra={"service": service_id, "campaign": best.id})
+            skipped = (
+                f" ({len(refused & {c.id for c in found})} refused appends today)" if found else ""
+            )
+            return Resolution(
+                None,
+                f"no appendable campaign today for service {service_id}: "
+                f"{len(found)} candidate(s) in {'/'.join(APPENDABLE_STATES)}"
+                f"{skipped}",
+            )
+        log.info(
+            "service %s resolves to campaign %s (%s)",
+            service_id,
+            best.id,
+            best.status,
+            extra={"service": service_id, "campaign": best.id},
+        )
         return Resolution(best.id, f"today's {best.status} outbound campaign {best.id}")
 
     def refuse(self, campaign_id: int, reason: str) -> None:
@@ -104,8 +129,13 @@ class CampaignResolver:
             pipe.sadd(key, campaign_id)
             pipe.expire(key, 2 * 86400)
             pipe.execute()
-        log.warning("campaign %s refused appends: %s; skipped for the rest of %s",
-                    campaign_id, reason, day, extra={"campaign": campaign_id})
+        log.warning(
+            "campaign %s refused appends: %s; skipped for the rest of %s",
+            campaign_id,
+            reason,
+            day,
+            extra={"campaign": campaign_id},
+        )
         self.forget_all()
 
     def forget_all(self) -> None:

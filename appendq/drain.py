@@ -33,8 +33,10 @@ from appendq.store import BatchView
 
 log = logging.getLogger(__name__)
 
-_DIED_MID_CALL = ("left sending past the call deadline: the process died during the call; the "
-                  "records may or may not have landed")
+_DIED_MID_CALL = (
+    "left sending past the call deadline: the process died during the call; the "
+    "records may or may not have landed"
+)
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,24 @@ def recover(d: Drainer) -> int:
                 batch = store.persist_claim(session, claim, actor=d.actor)
             d.queue.ack(claim)
             recovered += batch.size if batch else 0
-            log.warning("recovered %d claimed records of %s (batch %s)", len(claim.records),
-                        target, batch.id if batch else "already persisted")
+            log.warning(
+                "recovered %d claimed records of %s (batch %s)",
+                len(claim.records),
+                target,
+                batch.id if batch else "already persisted",
+            )
     with d.sessions() as session, session.begin():
         for batch_id in store.stale_sending(session, d.call_deadline):
-            store.transition(session, batch_id, BatchStatus.IN_DOUBT, actor=d.actor,
-                             expect=[BatchStatus.SENDING],
-                             reason=_DIED_MID_CALL, error_kind="in_doubt",
-                             error_message=_DIED_MID_CALL)
+            store.transition(
+                session,
+                batch_id,
+                BatchStatus.IN_DOUBT,
+                actor=d.actor,
+                expect=[BatchStatus.SENDING],
+                reason=_DIED_MID_CALL,
+                error_kind="in_doubt",
+                error_message=_DIED_MID_CALL,
+            )
     return recovered
 
 
@@ -144,8 +156,9 @@ def _drain_target(d: Drainer, target: str) -> DrainReport:
     with d.sessions() as session:
         batch = store.next_open_batch(session, target)
         if batch is not None and not _sendable(session, batch, d.clock()):
-            return DrainReport("waiting", target, batch.id, batch.size,
-                               reason=f"oldest batch is {batch.status}")
+            return DrainReport(
+                "waiting", target, batch.id, batch.size, reason=f"oldest batch is {batch.status}"
+            )
     try:
         resolution = d.resolver.resolve(Target.parse(target))
     except LiveVoxError as exc:
@@ -177,8 +190,9 @@ def _claim(d: Drainer, target: str) -> BatchView | None:
     return batch
 
 
-def _resolution_failed(d: Drainer, target: str, batch: BatchView | None,
-                       exc: LiveVoxError) -> DrainReport:
+def _resolution_failed(
+    d: Drainer, target: str, batch: BatchView | None, exc: LiveVoxError
+) -> DrainReport:
     reason = f"cannot resolve today's campaign: {exc}"
     with d.sessions() as session, session.begin():
         store.set_target_state(session, target, campaign_id=None, hold_reason=reason)
@@ -192,11 +206,23 @@ def _hold(d: Drainer, batch: BatchView, reason: str) -> DrainReport:
     with d.sessions() as session, session.begin():
         store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
         if batch.status != BatchStatus.HELD:
-            store.transition(session, batch.id, BatchStatus.HELD, actor=d.actor, reason=reason,
-                             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT],
-                             error_kind="held", error_message=reason)
-    log.warning("batch %s of %s held: %s", batch.id, batch.target, reason,
-                extra={"batch": batch.id, "target": batch.target})
+            store.transition(
+                session,
+                batch.id,
+                BatchStatus.HELD,
+                actor=d.actor,
+                reason=reason,
+                expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT],
+                error_kind="held",
+                error_message=reason,
+            )
+    log.warning(
+        "batch %s of %s held: %s",
+        batch.id,
+        batch.target,
+        reason,
+        extra={"batch": batch.id, "target": batch.target},
+    )
     return DrainReport("held", batch.target, batch.id, batch.size, reason=reason)
 
 
@@ -205,28 +231,47 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
     assert campaign_id is not None
     slot = d.limiter.acquire()
     if not slot.granted:
-        return DrainReport("rate_limited", batch.target, batch.id, batch.size, campaign_id,
-                           reason=f"no rate slot for {slot.wait_s:.1f} s")
+        return DrainReport(
+            "rate_limited",
+            batch.target,
+            batch.id,
+            batch.size,
+            campaign_id,
+            reason=f"no rate slot for {slot.wait_s:.1f} s",
+        )
     with d.sessions() as session, session.begin():
         store.set_target_state(session, batch.target, campaign_id=campaign_id, hold_reason=None)
         payloads = store.batch_payloads(session, batch.id)
         sent = store.transition(
-            session, batch.id, BatchStatus.SENDING, actor=d.actor, reason=resolution.reason,
+            session,
+            batch.id,
+            BatchStatus.SENDING,
+            actor=d.actor,
+            reason=resolution.reason,
             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
-            campaign_id=campaign_id, attempts=batch.attempts + 1, sent_at=store.utcnow(),
-            detail={"campaign": campaign_id, "records": len(payloads)})
+            campaign_id=campaign_id,
+            attempts=batch.attempts + 1,
+            sent_at=store.utcnow(),
+            detail={"campaign": campaign_id, "records": len(payloads)},
+        )
     if sent is None:
         return DrainReport("waiting", batch.target, batch.id, reason="batch changed meanwhile")
     crashpoint("after_sending")
     error, elapsed = _call(d, campaign_id, payloads)
     crashpoint("after_append")
-    outcome = settle(error, attempts=sent.attempts, settings=d.settings, now=store.utcnow(),
-                     pinned=Target.parse(batch.target).kind == "campaign")
+    outcome = settle(
+        error,
+        attempts=sent.attempts,
+        settings=d.settings,
+        now=store.utcnow(),
+        pinned=Target.parse(batch.target).kind == "campaign",
+    )
     return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
 
 
-def _call(d: Drainer, campaign_id: int, payloads: list[dict[str, object]]
-          ) -> tuple[LiveVoxError | None, float | None]:
+def _call(
+    d: Drainer, campaign_id: int, payloads: list[dict[str, object]]
+) -> tuple[LiveVoxError | None, float | None]:
     """One Append call; on an expired session, log in again and repeat once if a slot is free."""
     try:
         return None, d.client.append(campaign_id, payloads)
@@ -246,28 +291,61 @@ def _call(d: Drainer, campaign_id: int, payloads: list[dict[str, object]]
         return exc, None
 
 
-def _record_outcome(d: Drainer, batch: BatchView, campaign_id: int, outcome: Outcome,
-                    elapsed: float | None, records: int) -> DrainReport:
+def _record_outcome(
+    d: Drainer,
+    batch: BatchView,
+    campaign_id: int,
+    outcome: Outcome,
+    elapsed: float | None,
+    records: int,
+) -> DrainReport:
     if outcome.pause_rate:
         d.limiter.pause()
     if outcome.refuse_campaign:
         d.resolver.refuse(campaign_id, outcome.reason or "refused")
     with d.sessions() as session, session.begin():
         store.transition(
-            session, batch.id, outcome.status, actor=d.actor, reason=outcome.reason,
-            expect=[BatchStatus.SENDING], http_status=outcome.http_status,
-            error_kind=outcome.error_kind, error_message=outcome.reason,
+            session,
+            batch.id,
+            outcome.status,
+            actor=d.actor,
+            reason=outcome.reason,
+            expect=[BatchStatus.SENDING],
+            http_status=outcome.http_status,
+            error_kind=outcome.error_kind,
+            error_message=outcome.reason,
             next_attempt_at=outcome.next_attempt_at,
             call_ms=int(elapsed * 1000) if elapsed is not None else None,
-            detail={"campaign": campaign_id, "records": records})
+            detail={"campaign": campaign_id, "records": records},
+        )
         if outcome.status == BatchStatus.HELD:
-            store.set_target_state(session, batch.target, campaign_id=None,
-                                   hold_reason=outcome.reason)
+            store.set_target_state(
+                session, batch.target, campaign_id=None, hold_reason=outcome.reason
+            )
     level = logging.INFO if outcome.status == BatchStatus.APPENDED else logging.WARNING
-    log.log(level, "batch %s: %d records to campaign %s -> %s%s", batch.id, records, campaign_id,
-            outcome.status, f" ({outcome.reason})" if outcome.reason else "",
-            extra={"batch": batch.id, "target": batch.target, "campaign": campaign_id,
-                   "records": records, "status": str(outcome.status),
-                   "http_status": outcome.http_status})
-    return DrainReport(str(outcome.status), batch.target, batch.id, records, campaign_id,
-                       outcome.http_status, outcome.reason)
+    log.log(
+        level,
+        "batch %s: %d records to campaign %s -> %s%s",
+        batch.id,
+        records,
+        campaign_id,
+        outcome.status,
+        f" ({outcome.reason})" if outcome.reason else "",
+        extra={
+            "batch": batch.id,
+            "target": batch.target,
+            "campaign": campaign_id,
+            "records": records,
+            "status": str(outcome.status),
+            "http_status": outcome.http_status,
+        },
+    )
+    return DrainReport(
+        str(outcome.status),
+        batch.target,
+        batch.id,
+        records,
+        campaign_id,
+        outcome.http_status,
+        outcome.reason,
+    )

@@ -1,20 +1,20 @@
 """Every error appendq raises on purpose, classified once so that retrying can depend on the class.
 
-    AppendqError
-    ├── ConfigError                 bad settings; refused at start
-    ├── InputError                  a record or a submission is invalid (never retried)
-    │   └── RecordInvalid           carries one FieldError per bad field
-    └── LiveVoxError                anything the LiveVox client reports (status, code, message)
-        ├── Transient               retry with backoff: 5xx, 429, connect failures
-        │   ├── RateLimited         429: pause a full rate window
-        │   ├── NotSent             nothing reached LiveVox (connect error/timeout): safe to resend
-        │   └── AnswerLost          the body was sent, the answer was lost: batch is in doubt
-        ├── SessionExpired          401 on an ordinary call: log in again, repeat once
-        ├── Rejected                4xx about the content of the batch: reject, don't retry as is
-        └── Configuration           no retry will fix it: operator must act
-            ├── LoginDenied         bad access token or credentials
-            ├── Forbidden           403: role may not append
-            └── CampaignUnavailable 404 campaign, or it refuses appends (state, type, allow-append)
+AppendqError
+├── ConfigError                 bad settings; refused at start
+├── InputError                  a record or a submission is invalid (never retried)
+│   └── RecordInvalid           carries one FieldError per bad field
+└── LiveVoxError                anything the LiveVox client reports (status, code, message)
+    ├── Transient               retry with backoff: 5xx, 429, connect failures
+    │   ├── RateLimited         429: pause a full rate window
+    │   ├── NotSent             nothing reached LiveVox (connect error/timeout): safe to resend
+    │   └── AnswerLost          the body was sent, the answer was lost: batch is in doubt
+    ├── SessionExpired          401 on an ordinary call: log in again, repeat once
+    ├── Rejected                4xx about the content of the batch: reject, don't retry as is
+    └── Configuration           no retry will fix it: operator must act
+        ├── LoginDenied         bad access token or credentials
+        ├── Forbidden           403: role may not append
+        └── CampaignUnavailable 404 campaign, or it refuses appends (state, type, allow-append)
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class RecordInvalid(InputError):
 
 
 class LiveVoxError(AppendqError):
-    """``status`` is the HTTP status (None when no answer came), ``code``/``message`` LiveVox's body."""
+    """``status`` is the HTTP status (None when no answer came); ``code`` and ``message`` come
+    from LiveVox's error body."""
 
     kind = "livevox"
 

@@ -75,9 +75,15 @@ def configure_logging(settings: Settings) -> None:
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
-    handler.addFilter(Scrubber([settings.livevox_password.get_secret_value(),
-                                settings.livevox_access_token.get_secret_value(),
-                                *(t.get_secret_value() for t in settings.api_tokens)]))
+    handler.addFilter(
+        Scrubber(
+            [
+                settings.livevox_password.get_secret_value(),
+                settings.livevox_access_token.get_secret_value(),
+                *(t.get_secret_value() for t in settings.api_tokens),
+            ]
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from appendq import errors
 from appendq.db.models import BatchStatus
@@ -23,29 +24,34 @@ class Outcome:
     refuse_campaign: bool = False  # the campaign refuses appends: skip it for the day
 
 
-def settle(error: errors.LiveVoxError | None, *, attempts: int, settings: Settings,
-           now: datetime, pinned: bool = False) -> Outcome:
+def settle(
+    error: errors.LiveVoxError | None,
+    *,
+    attempts: int,
+    settings: Settings,
+    now: datetime,
+    pinned: bool = False,
+) -> Outcome:
     if error is None:
         return Outcome(BatchStatus.APPENDED, http_status=204)
-    common = {"reason": str(error), "error_kind": error.kind, "http_status": error.status}
+
+    def out(status: BatchStatus, reason: str = str(error), **flags: Any) -> Outcome:
+        return Outcome(status, reason, error.kind, error.status, **flags)
+
     if isinstance(error, errors.RateLimited):
-        return Outcome(BatchStatus.READY, pause_rate=True, **common)
+        return out(BatchStatus.READY, pause_rate=True)
     if isinstance(error, errors.AnswerLost):
-        return Outcome(BatchStatus.IN_DOUBT, **common)
+        return out(BatchStatus.IN_DOUBT)
     if isinstance(error, errors.Transient):
         if should_give_up(attempts, settings.retry_max_attempts):
-            common["reason"] = f"gave up after {attempts} attempts: {error}"
-            return Outcome(BatchStatus.FAILED, **common)
+            return out(BatchStatus.FAILED, f"gave up after {attempts} attempts: {error}")
         wait = backoff_s(attempts, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s)
-        return Outcome(BatchStatus.RETRY_WAIT, next_attempt_at=now + timedelta(seconds=wait),
-                       **common)
+        return out(BatchStatus.RETRY_WAIT, next_attempt_at=now + timedelta(seconds=wait))
     if isinstance(error, errors.SessionExpired):
-        return Outcome(BatchStatus.READY, **common)
+        return out(BatchStatus.READY)
     if isinstance(error, errors.Rejected):
-        return Outcome(BatchStatus.REJECTED, **common)
+        return out(BatchStatus.REJECTED)
     if isinstance(error, errors.CampaignUnavailable):
-        status = BatchStatus.HELD if pinned else BatchStatus.READY
-        return Outcome(status, refuse_campaign=True, **common)
+        return out(BatchStatus.HELD if pinned else BatchStatus.READY, refuse_campaign=True)
     # Forbidden, LoginDenied, other configuration errors: no retry will fix them.
-    common["reason"] = f"configuration error, an operator must act: {error}"
-    return Outcome(BatchStatus.HELD, **common)
+    return out(BatchStatus.HELD, f"configuration error, an operator must act: {error}")

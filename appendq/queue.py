@@ -79,8 +79,10 @@ class RecordQueue:
         return bool(self._ack(keys=[self.keys.inflight(claim.target)], args=[claim.raw_head]))
 
     def targets(self) -> list[str]:
-        return sorted(t.decode() if isinstance(t, bytes) else t
-                      for t in self.redis.smembers(self.keys.targets))
+        return sorted(
+            t.decode() if isinstance(t, bytes) else t
+            for t in self.redis.smembers(self.keys.targets)
+        )
 
     def depth(self, target: str) -> int:
         with self.redis.pipeline(transaction=False) as pipe:

@@ -52,8 +52,15 @@ class Slot:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, keys: Keys, *, max_calls: int, window_s: float,
-                 margin_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        max_calls: int,
+        window_s: float,
+        margin_s: float = 0.0,
+    ) -> None:
         self.keys = keys
         self.max_calls = max_calls
         self.window_ms = int((window_s + margin_s) * 1000)

@@ -132,8 +132,9 @@ class LeadRecord(BaseModel):
 LEAD_FIELDS = frozenset(LeadRecord.model_fields)
 
 
-def validate_record(raw: Mapping[str, Any], index: int, *, region: str = "US",
-                    row: int | None = None) -> tuple[dict[str, Any] | None, list[FieldError]]:
+def validate_record(
+    raw: Mapping[str, Any], index: int, *, region: str = "US", row: int | None = None
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Return (LiveVox payload, []) for a good record, (None, errors) for a bad one."""
     if not isinstance(raw, Mapping):
         return None, [FieldError(index, "record", "must be an object of LiveVox fields", row)]
@@ -143,7 +144,8 @@ def validate_record(raw: Mapping[str, Any], index: int, *, region: str = "US",
         return None, [_field_error(e, index, row) for e in exc.errors()]
     errors: list[FieldError] = []
     phones: list[str] = []
-    for name, value in [("phone1", lead.phone1)] + [(f"phone2[{i}]", p) for i, p in enumerate(lead.phone2)]:
+    numbers = [("phone1", lead.phone1)] + [(f"phone2[{i}]", p) for i, p in enumerate(lead.phone2)]
+    for name, value in numbers:
         try:
             phones.append(normalise_phone(value, region))
         except ValueError as exc:
@@ -173,8 +175,9 @@ def _field_error(err: Any, index: int, row: int | None) -> FieldError:
     return FieldError(index, field, message.removeprefix("Value error, "), row)
 
 
-def validate_records(raws: Iterable[Mapping[str, Any]], *, region: str = "US"
-                     ) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldError]]:
+def validate_records(
+    raws: Iterable[Mapping[str, Any]], *, region: str = "US"
+) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldError]]:
     good: list[tuple[int, dict[str, Any]]] = []
     bad: list[FieldError] = []
     for index, raw in enumerate(raws):
@@ -198,7 +201,8 @@ def new_record_id() -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """Where records go: today's campaign of a LiveVox service, or a campaign id pinned by an operator."""
+    """Where records go: today's campaign of a LiveVox service, or a campaign pinned by an
+    operator."""
 
     kind: str  # "service" | "campaign"
     id: int
@@ -223,8 +227,9 @@ class QueuedRecord:
     payload: dict[str, Any]
 
     def dumps(self) -> str:
-        return json.dumps({"id": self.id, "t": self.enqueued_at, "r": self.payload},
-                          separators=(",", ":"))
+        return json.dumps(
+            {"id": self.id, "t": self.enqueued_at, "r": self.payload}, separators=(",", ":")
+        )
 
     @classmethod
     def loads(cls, data: str | bytes) -> QueuedRecord:

@@ -37,10 +37,22 @@ class Runtime:
         client = redis.Redis.from_url(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         engine = make_engine(settings)
-        limiter = RateLimiter(client, keys, max_calls=settings.rate_max_calls,
-                              window_s=settings.rate_window_s, margin_s=settings.rate_margin_s)
-        return cls(settings, client, keys, engine, make_sessionmaker(engine),
-                   RecordQueue(client, keys), limiter)
+        limiter = RateLimiter(
+            client,
+            keys,
+            max_calls=settings.rate_max_calls,
+            window_s=settings.rate_window_s,
+            margin_s=settings.rate_margin_s,
+        )
+        return cls(
+            settings,
+            client,
+            keys,
+            engine,
+            make_sessionmaker(engine),
+            RecordQueue(client, keys),
+            limiter,
+        )
 
     @property
     def client(self) -> LiveVoxClient:
@@ -49,13 +61,26 @@ class Runtime:
         return self._client
 
     def resolver(self) -> CampaignResolver:
-        return CampaignResolver(self.client, self.redis, self.keys, tz=self.settings.tz,
-                                cache_s=self.settings.campaign_cache_s, clock=utcnow)
+        return CampaignResolver(
+            self.client,
+            self.redis,
+            self.keys,
+            tz=self.settings.tz,
+            cache_s=self.settings.campaign_cache_s,
+            clock=utcnow,
+        )
 
     def drainer(self) -> Drainer:
-        return Drainer(settings=self.settings, redis=self.redis, keys=self.keys,
-                       queue=self.queue, limiter=self.limiter, sessions=self.sessions,
-                       client=self.client, resolver=self.resolver())
+        return Drainer(
+            settings=self.settings,
+            redis=self.redis,
+            keys=self.keys,
+            queue=self.queue,
+            limiter=self.limiter,
+            sessions=self.sessions,
+            client=self.client,
+            resolver=self.resolver(),
+        )
 
     def close(self) -> None:
         if self._client is not None:

@@ -20,18 +20,24 @@ def collect(rt: Runtime) -> dict[str, Any]:
         head = rt.queue.oldest(target)
         state = states.get(target)
         cached = rt.redis.get(rt.keys.campaign(target))
-        rows.append({
-            "target": target,
-            "queued": rt.queue.depth(target),
-            "oldest_age_s": round(audit.age_s(head.enqueued_at), 1) if head else None,
-            "campaign_id": state.campaign_id if state else None,
-            "campaign_cached": cached is not None,
-            "hold_reason": state.hold_reason if state else None,
-        })
+        rows.append(
+            {
+                "target": target,
+                "queued": rt.queue.depth(target),
+                "oldest_age_s": round(audit.age_s(head.enqueued_at), 1) if head else None,
+                "campaign_id": state.campaign_id if state else None,
+                "campaign_cached": cached is not None,
+                "hold_reason": state.hold_reason if state else None,
+            }
+        )
     budget = rt.limiter.budget()
     return {
         "targets": rows,
-        "rate": {"max_calls": rt.settings.rate_max_calls, "window_s": rt.settings.rate_window_s,
-                 "remaining": budget.remaining, "wait_s": budget.wait_s},
+        "rate": {
+            "max_calls": rt.settings.rate_max_calls,
+            "window_s": rt.settings.rate_window_s,
+            "remaining": budget.remaining,
+            "wait_s": budget.wait_s,
+        },
         "batches": by_status,
     }

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from appendq.db.models import Batch, BatchStatus, Event, Record, TargetState
+from appendq.db.models import Batch, BatchStatus, Event, Record
 from appendq.queue import Claim
 from appendq.records import QueuedRecord, Target
 
@@ -48,8 +48,15 @@ class BatchView:
 
 
 def _view(batch: Batch) -> BatchView:
-    return BatchView(batch.id, batch.target, batch.status, batch.attempts, batch.size,
-                     batch.campaign_id, batch.created_at)
+    return BatchView(
+        batch.id,
+        batch.target,
+        batch.status,
+        batch.attempts,
+        batch.size,
+        batch.campaign_id,
+        batch.created_at,
+    )
 
 
 def utcnow() -> datetime:
@@ -70,24 +77,39 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
     ``ClaimConflict`` when a concurrent drainer won the race (the claim must not be acked).
     """
     unique = list({r.id: r for r in reversed(claim.records)}.values())[::-1]
-    known = set(session.scalars(
-        select(Record.id).where(Record.id.in_([uuid.UUID(r.id) for r in unique]))))
+    known = set(
+        session.scalars(select(Record.id).where(Record.id.in_([uuid.UUID(r.id) for r in unique])))
+    )
     fresh = [r for r in unique if uuid.UUID(r.id) not in known]
     session.rollback()
     if not fresh:
         return None
     target = Target.parse(claim.target)
-    batch = Batch(target=claim.target, size=len(fresh), status=BatchStatus.READY,
-                  service_id=target.id if target.kind == "service" else None,
-                  campaign_id=target.id if target.kind == "campaign" else None)
+    batch = Batch(
+        target=claim.target,
+        size=len(fresh),
+        status=BatchStatus.READY,
+        service_id=target.id if target.kind == "service" else None,
+        campaign_id=target.id if target.kind == "campaign" else None,
+    )
     session.add(batch)
     session.flush()
     _copy_records(session, batch.id, claim.target, fresh)
     reason = "claimed from the queue" + (" (recovered after a crash)" if claim.recovered else "")
-    session.add(Event(batch_id=batch.id, from_status=None, to_status=BatchStatus.READY,
-                      actor=actor, reason=reason,
-                      detail={"records": len(fresh), "recovered": claim.recovered,
-                              "skipped_known": len(claim.records) - len(fresh)}))
+    session.add(
+        Event(
+            batch_id=batch.id,
+            from_status=None,
+            to_status=BatchStatus.READY,
+            actor=actor,
+            reason=reason,
+            detail={
+                "records": len(fresh),
+                "recovered": claim.recovered,
+                "skipped_known": len(claim.records) - len(fresh),
+            },
+        )
+    )
     try:
         session.commit()
     except IntegrityError as exc:
@@ -96,23 +118,39 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
     return _view(batch)
 
 
-def _copy_records(session: Session, batch_id: int, target: str,
-                  records: Sequence[QueuedRecord]) -> None:
+def _copy_records(
+    session: Session, batch_id: int, target: str, records: Sequence[QueuedRecord]
+) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
         for position, rec in enumerate(records):
             payload = rec.payload
-            copy.write_row((
-                rec.id, batch_id, position, target, payload["phone1"],
-                payload.get("account"), json.dumps(payload, separators=(",", ":")),
-                datetime.fromtimestamp(rec.enqueued_at, UTC),
-            ))
+            copy.write_row(
+                (
+                    rec.id,
+                    batch_id,
+                    position,
+                    target,
+                    payload["phone1"],
+                    payload.get("account"),
+                    json.dumps(payload, separators=(",", ":")),
+                    datetime.fromtimestamp(rec.enqueued_at, UTC),
+                )
+            )
 
 
-def transition(session: Session, batch_id: int, to: BatchStatus, *, actor: str,
-               reason: str | None = None, expect: Sequence[BatchStatus] | None = None,
-               detail: dict[str, Any] | None = None, **columns: Any) -> BatchView | None:
+def transition(
+    session: Session,
+    batch_id: int,
+    to: BatchStatus,
+    *,
+    actor: str,
+    reason: str | None = None,
+    expect: Sequence[BatchStatus] | None = None,
+    detail: dict[str, Any] | None = None,
+    **columns: Any,
+) -> BatchView | None:
     """Move a batch to ``to`` and record the event, in the caller's transaction.
 
     With ``expect``, the move only happens from one of those states (row locked), else None.
@@ -127,8 +165,16 @@ def transition(session: Session, batch_id: int, to: BatchStatus, *, actor: str,
         setattr(batch, name, value)
     if to in (BatchStatus.APPENDED, BatchStatus.REJECTED, BatchStatus.FAILED):
         batch.finished_at = batch.updated_at
-    session.add(Event(batch_id=batch_id, from_status=previous, to_status=to, actor=actor,
-                      reason=reason, detail=detail))
+    session.add(
+        Event(
+            batch_id=batch_id,
+            from_status=previous,
+            to_status=to,
+            actor=actor,
+            reason=reason,
+            detail=detail,
+        )
+    )
     session.flush()
     return _view(batch)
 
@@ -137,9 +183,18 @@ def next_open_batch(session: Session, target: str) -> BatchView | None:
     """The oldest batch of the target that still has to go out (FIFO per target)."""
     batch = session.scalars(
         select(Batch)
-        .where(Batch.target == target,
-               Batch.status.in_([BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD,
-                                 BatchStatus.SENDING, BatchStatus.IN_DOUBT]))
+        .where(
+            Batch.target == target,
+            Batch.status.in_(
+                [
+                    BatchStatus.READY,
+                    BatchStatus.RETRY_WAIT,
+                    BatchStatus.HELD,
+                    BatchStatus.SENDING,
+                    BatchStatus.IN_DOUBT,
+                ]
+            ),
+        )
         .order_by(Batch.created_at, Batch.id)
         .limit(1)
     ).first()
@@ -150,8 +205,17 @@ def open_targets(session: Session) -> dict[str, datetime]:
     """Targets with unfinished batches, and the creation time of the oldest."""
     rows = session.execute(
         select(Batch.target, func.min(Batch.created_at))
-        .where(Batch.status.in_([BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD,
-                                 BatchStatus.SENDING, BatchStatus.IN_DOUBT]))
+        .where(
+            Batch.status.in_(
+                [
+                    BatchStatus.READY,
+                    BatchStatus.RETRY_WAIT,
+                    BatchStatus.HELD,
+                    BatchStatus.SENDING,
+                    BatchStatus.IN_DOUBT,
+                ]
+            )
+        )
         .group_by(Batch.target)
     ).all()
     return {target: created for target, created in rows}
@@ -159,30 +223,38 @@ def open_targets(session: Session) -> dict[str, datetime]:
 
 def batch_payloads(session: Session, batch_id: int) -> list[dict[str, Any]]:
     """The LiveVox records of a batch, in claim order, without those that parted from it."""
-    return list(session.scalars(
-        select(Record.payload)
-        .where(Record.batch_id == batch_id, Record.status.is_(None))
-        .order_by(Record.position)
-    ))
+    return list(
+        session.scalars(
+            select(Record.payload)
+            .where(Record.batch_id == batch_id, Record.status.is_(None))
+            .order_by(Record.position)
+        )
+    )
 
 
 def batch_record_ids(session: Session, batch_id: int) -> list[uuid.UUID]:
-    return list(session.scalars(
-        select(Record.id).where(Record.batch_id == batch_id, Record.status.is_(None))
-        .order_by(Record.position)
-    ))
+    return list(
+        session.scalars(
+            select(Record.id)
+            .where(Record.batch_id == batch_id, Record.status.is_(None))
+            .order_by(Record.position)
+        )
+    )
 
 
 def stale_sending(session: Session, older_than: timedelta) -> list[int]:
     """Batches left ``sending`` longer than a call can last: their process died mid-call."""
     cutoff = utcnow() - older_than
-    return list(session.scalars(
-        select(Batch.id).where(Batch.status == BatchStatus.SENDING, Batch.sent_at < cutoff)
-    ))
+    return list(
+        session.scalars(
+            select(Batch.id).where(Batch.status == BatchStatus.SENDING, Batch.sent_at < cutoff)
+        )
+    )
 
 
-def set_target_state(session: Session, target: str, *, campaign_id: int | None,
-                     hold_reason: str | None) -> None:
+def set_target_state(
+    session: Session, target: str, *, campaign_id: int | None, hold_reason: str | None
+) -> None:
     session.execute(
         text(
             "INSERT INTO target_states (target, campaign_id, hold_reason, updated_at) "
@@ -196,12 +268,22 @@ def set_target_state(session: Session, target: str, *, campaign_id: int | None,
 
 def release_held(session: Session, target: str, *, actor: str, reason: str) -> int:
     """Held batches of a target go back to ready (a campaign was found for them)."""
-    ids = list(session.scalars(
-        select(Batch.id).where(Batch.target == target, Batch.status == BatchStatus.HELD)
-    ))
+    ids = list(
+        session.scalars(
+            select(Batch.id).where(Batch.target == target, Batch.status == BatchStatus.HELD)
+        )
+    )
     for batch_id in ids:
-        transition(session, batch_id, BatchStatus.READY, actor=actor, reason=reason,
-                   expect=[BatchStatus.HELD], error_kind=None, error_message=None)
+        transition(
+            session,
+            batch_id,
+            BatchStatus.READY,
+            actor=actor,
+            reason=reason,
+            expect=[BatchStatus.HELD],
+            error_kind=None,
+            error_message=None,
+        )
     return len(ids)
 
 

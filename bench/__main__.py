@@ -12,8 +12,9 @@ from bench.enqueue import bench_enqueue
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--records", type=int, default=100_000,
-                        help="records for the bulk-enqueue benchmark")
+    parser.add_argument(
+        "--records", type=int, default=100_000, help="records for the bulk-enqueue benchmark"
+    )
     args = parser.parse_args()
     print(f"{'measure':<46} {'appendq':>16} {'baseline':>16} {'ratio':>9}")
     bench_drain_cycle(repeat=args.repeat)

@@ -60,8 +60,13 @@ def scratch_simulator(*args: str) -> Iterator[str]:
 
 
 def lead(i: int) -> dict[str, str]:
-    return {"phone1": f"212{2000000 + i % 8000000:07d}", "account": f"B{i:08d}",
-            "firstName": f"First{i}", "lastName": f"Last{i}", "extra1": "campaign-x"}
+    return {
+        "phone1": f"212{2000000 + i % 8000000:07d}",
+        "account": f"B{i:08d}",
+        "firstName": f"First{i}",
+        "lastName": f"Last{i}",
+        "extra1": "campaign-x",
+    }
 
 
 def queued(n: int, start: int = 0) -> list[QueuedRecord]:

@@ -29,11 +29,20 @@ CAMPAIGN = 5001
 
 
 def bench_drain_cycle(repeat: int) -> None:
-    with scratch_database() as db, scratch_prefix() as prefix, \
-            scratch_simulator("--rate-window-s", "0.01") as url:
-        settings = Settings(database_url=db, redis_prefix=prefix, livevox_base_url=url,
-                            rate_window_s=0.01, rate_margin_s=0.0, campaign_cache_s=3600,
-                            log_level="WARNING")
+    with (
+        scratch_database() as db,
+        scratch_prefix() as prefix,
+        scratch_simulator("--rate-window-s", "0.01") as url,
+    ):
+        settings = Settings(
+            database_url=db,
+            redis_prefix=prefix,
+            livevox_base_url=url,
+            rate_window_s=0.01,
+            rate_margin_s=0.0,
+            campaign_cache_s=3600,
+            log_level="WARNING",
+        )
         appendq_s = _appendq_cycles(settings, repeat)
         floor_s = _floor_cycles(settings, repeat)
     a, f = median(appendq_s), median(floor_s)
@@ -67,8 +76,9 @@ def _floor_cycles(settings: Settings, repeat: int) -> list[float]:
     conn.execute("CREATE TABLE floor_records (LIKE records INCLUDING DEFAULTS)")
     lv = LiveVoxClient(settings)
     lv.login()
-    http = httpx.Client(base_url=settings.livevox_base_url, timeout=60,
-                        headers={"LV-Session": lv.session_id or ""})
+    http = httpx.Client(
+        base_url=settings.livevox_base_url, timeout=60, headers={"LV-Session": lv.session_id or ""}
+    )
     times = []
     try:
         for r in range(repeat):
@@ -86,19 +96,36 @@ def _floor_cycles(settings: Settings, repeat: int) -> list[float]:
     return times
 
 
-def _floor_once(client: redis.Redis, key: str, conn: psycopg.Connection[object],
-                http: httpx.Client) -> None:
+def _floor_once(
+    client: redis.Redis, key: str, conn: psycopg.Connection[object], http: httpx.Client
+) -> None:
     items = [json.loads(raw) for raw in client.lpop(key, BATCH) or []]
-    with conn.cursor() as cur, cur.copy(
-        "COPY floor_records (id, batch_id, position, target, phone1, account, payload, "
-        "enqueued_at) FROM STDIN"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY floor_records (id, batch_id, position, target, phone1, account, payload, "
+            "enqueued_at) FROM STDIN"
+        ) as copy,
+    ):
         for position, item in enumerate(items):
             rec = item["r"]
-            copy.write_row((item["id"], 1, position, "service:1001", rec["phone1"],
-                            rec.get("account"), json.dumps(rec), "2026-01-01T00:00:00Z"))
+            copy.write_row(
+                (
+                    item["id"],
+                    1,
+                    position,
+                    "service:1001",
+                    rec["phone1"],
+                    rec.get("account"),
+                    json.dumps(rec),
+                    "2026-01-01T00:00:00Z",
+                )
+            )
     conn.commit()
     body = json.dumps({"records": [item["r"] for item in items]}, separators=(",", ":"))
-    response = http.put(f"/campaign/v6.0/campaigns/{CAMPAIGN}/transactions", content=body,
-                        headers={"Content-Type": "application/json"})
+    response = http.put(
+        f"/campaign/v6.0/campaigns/{CAMPAIGN}/transactions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 204, response.text

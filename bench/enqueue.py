@@ -32,13 +32,22 @@ def bench_enqueue(records: int) -> None:
         naive_rate = _rate(lambda: [task.delay(r) for r in sample], NAIVE_RECORDS)
         naive_validated = _rate(
             lambda: [task.delay(validate_record(r, i)[0]) for i, r in enumerate(sample)],
-            NAIVE_RECORDS)
+            NAIVE_RECORDS,
+        )
         app.close()
         client.close()
-    row("enqueue with validation (records/s)", f"{producer_rate:,.0f}",
-        f"{naive_validated:,.0f}", f"{producer_rate / naive_validated:.0f}x")
-    row("enqueue, records already valid (records/s)", f"{push_rate:,.0f}", f"{naive_rate:,.0f}",
-        f"{push_rate / naive_rate:.0f}x")
+    row(
+        "enqueue with validation (records/s)",
+        f"{producer_rate:,.0f}",
+        f"{naive_validated:,.0f}",
+        f"{producer_rate / naive_validated:.0f}x",
+    )
+    row(
+        "enqueue, records already valid (records/s)",
+        f"{push_rate:,.0f}",
+        f"{naive_rate:,.0f}",
+        f"{push_rate / naive_rate:.0f}x",
+    )
 
 
 def _rate(fn: Any, n: int) -> float:

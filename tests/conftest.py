@@ -100,12 +100,14 @@ class Sim:
 
     def records(self, campaign_id: int) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.admin.get(
-            f"/_admin/campaigns/{campaign_id}/records").json()
+            f"/_admin/campaigns/{campaign_id}/records"
+        ).json()
         return result
 
     def fault(self, kind: str, fault: dict[str, Any], times: int = 1) -> None:
-        self.admin.post("/_admin/faults", json={"kind": kind, "fault": fault, "times": times}
-                        ).raise_for_status()
+        self.admin.post(
+            "/_admin/faults", json={"kind": kind, "fault": fault, "times": times}
+        ).raise_for_status()
 
     def patch_campaign(self, campaign_id: int, **changes: Any) -> None:
         self.admin.patch(f"/_admin/campaigns/{campaign_id}", json=changes).raise_for_status()
@@ -149,5 +151,9 @@ def make_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 def settings(database_url: str, prefix: str, sim: Sim, tmp_path: Any) -> Settings:
-    return make_settings(database_url=database_url, redis_prefix=prefix,
-                         livevox_base_url=sim.url, state_dir=str(tmp_path / "state"))
+    return make_settings(
+        database_url=database_url,
+        redis_prefix=prefix,
+        livevox_base_url=sim.url,
+        state_dir=str(tmp_path / "state"),
+    )

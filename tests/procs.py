@@ -32,18 +32,28 @@ def env_for(settings_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: Mapping[str, str], *, check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*APPENDQ, *args], env=env_for(env), cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout)
+def run_cli(
+    args: list[str], env: Mapping[str, str], *, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*APPENDQ, *args],
+        env=env_for(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"appendq {' '.join(args)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"appendq {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.1) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -52,11 +62,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
 
 
 @contextmanager
-def process(args: list[str], env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``appendq ARGS`` in its own process group; stop it (SIGTERM, then SIGKILL) after."""
     with log.open("ab") as out:
-        proc = subprocess.Popen([*APPENDQ, *args], env=env_for(env), cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*APPENDQ, *args],
+            env=env_for(env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -84,6 +102,7 @@ def simulator(log: Path, *extra: str) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with process(["simulator", "--port", str(port), *extra], {}, log) as proc:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"simulator exited: {log.read_text()}")
@@ -91,5 +110,6 @@ def simulator(log: Path, *extra: str) -> Iterator[str]:
                 return httpx.get(f"{url}/_admin/state", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
+
         wait_until(up, 15, "the simulator to answer")
         yield url

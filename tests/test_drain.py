@@ -21,9 +21,14 @@ CAMPAIGN = 5001
 
 
 def leads(n: int, start: int = 0) -> list[QueuedRecord]:
-    return [QueuedRecord(new_record_id(), 1.7e9 + i,
-                         {"phone1": f"212{2000000 + start + i:07d}", "account": f"A{start + i}"})
-            for i in range(n)]
+    return [
+        QueuedRecord(
+            new_record_id(),
+            1.7e9 + i,
+            {"phone1": f"212{2000000 + start + i:07d}", "account": f"A{start + i}"},
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -38,8 +43,9 @@ def statuses(rt: Runtime) -> dict[str, int]:
         return store.count_by_status(session)
 
 
-def test_batches_go_out_in_fifo_order_within_the_batch_cap(sim: Sim, settings: Settings,
-                                                           prefix: str) -> None:
+def test_batches_go_out_in_fifo_order_within_the_batch_cap(
+    sim: Sim, settings: Settings, prefix: str
+) -> None:
     # Given 25 queued records and a batch cap of 10, When three ticks run, Then LiveVox holds the
     # 25 records once each, in enqueue order, from calls of 10, 10 and 5.
     rt = Runtime.build(settings.model_copy(update={"batch_max": 10}))
@@ -88,8 +94,15 @@ def test_no_appendable_campaign_holds_then_sends_to_the_new_one(sim: Sim, rt: Ru
         held = audit.find_records(session, account="A2")[0]
     assert held.status == "held" and "no appendable campaign" in (held.reason or "")
     assert drain_once(rt.drainer()).outcome == "held"  # still none: stays held, nothing sent
-    sim.create_campaign(id=5002, serviceId=1001, name="Sales 2", typeId=1, status="PLAYING",
-                        allowAppend=True, day="today")
+    sim.create_campaign(
+        id=5002,
+        serviceId=1001,
+        name="Sales 2",
+        typeId=1,
+        status="PLAYING",
+        allowAppend=True,
+        day="today",
+    )
     report = drain_once(rt.drainer())
     assert (report.outcome, report.campaign_id) == ("appended", 5002)
     assert [r["account"] for r in sim.records(5002)] == [q.payload["account"] for q in queued]
@@ -171,8 +184,13 @@ def test_a_batch_left_sending_becomes_in_doubt(sim: Sim, rt: Runtime) -> None:
     rt.queue.ack(claim)
     assert batch is not None
     with rt.sessions() as session, session.begin():
-        store.transition(session, batch.id, BatchStatus.SENDING, actor="test",
-                         sent_at=store.utcnow() - timedelta(hours=1))
+        store.transition(
+            session,
+            batch.id,
+            BatchStatus.SENDING,
+            actor="test",
+            sent_at=store.utcnow() - timedelta(hours=1),
+        )
     drain_once(rt.drainer())
     with rt.sessions() as session:
         row = session.scalars(select(Batch)).one()
@@ -209,4 +227,5 @@ def test_settings_refuse_limits_above_livevox() -> None:
     with pytest.raises(ValueError, match="at most 5"):
         make_settings(rate_max_calls=6)
     assert make_settings(database_url="postgresql://u@h/db").database_url.startswith(
-        "postgresql+psycopg://")
+        "postgresql+psycopg://"
+    )

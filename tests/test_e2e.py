@@ -25,16 +25,25 @@ def write_csv(path: Path, n: int) -> list[str]:
         writer = csv.writer(fh)
         writer.writerow(["phone1", "account", "firstName", "phone2"])
         for i, account in enumerate(accounts):
-            writer.writerow([f"(212) {200 + i // 10000}-{i % 10000:04d}", account, f"Lead{i}",
-                             f"212555{i % 10000:04d};312{200 + i % 700}{i % 10000:04d}"
-                             if i % 7 == 0 else ""])
+            writer.writerow(
+                [
+                    f"(212) {200 + i // 10000}-{i % 10000:04d}",
+                    account,
+                    f"Lead{i}",
+                    f"212555{i % 10000:04d};312{200 + i % 700}{i % 10000:04d}"
+                    if i % 7 == 0
+                    else "",
+                ]
+            )
     return accounts
 
 
 def max_calls_in_window(times: list[float], window: float) -> int:
     times = sorted(times)
-    return max((sum(1 for t in times[i:] if t - start < window)
-                for i, start in enumerate(times)), default=0)
+    return max(
+        (sum(1 for t in times[i:] if t - start < window) for i, start in enumerate(times)),
+        default=0,
+    )
 
 
 def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str) -> None:
@@ -44,18 +53,30 @@ def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str
     # 10,000/10,000/5,000, `appendq audit` shows each appended with its batch, and LiveVox's own
     # log shows no window with more than 5 calls.
     with simulator(tmp_path / "sim.log", "--rate-window-s", str(WINDOW_S)) as url:
-        env = {"APPENDQ_DATABASE_URL": database_url, "APPENDQ_REDIS_PREFIX": prefix,
-               "APPENDQ_LIVEVOX_BASE_URL": url, "APPENDQ_DRAIN_INTERVAL_S": "0.5",
-               "APPENDQ_RATE_WINDOW_S": str(WINDOW_S), "APPENDQ_RATE_MARGIN_S": "0.2",
-               "APPENDQ_STATE_DIR": str(tmp_path / "state")}
+        env = {
+            "APPENDQ_DATABASE_URL": database_url,
+            "APPENDQ_REDIS_PREFIX": prefix,
+            "APPENDQ_LIVEVOX_BASE_URL": url,
+            "APPENDQ_DRAIN_INTERVAL_S": "0.5",
+            "APPENDQ_RATE_WINDOW_S": str(WINDOW_S),
+            "APPENDQ_RATE_MARGIN_S": "0.2",
+            "APPENDQ_STATE_DIR": str(tmp_path / "state"),
+        }
         accounts = write_csv(tmp_path / "leads.csv", TOTAL)
-        receipt = json.loads(run_cli(["enqueue", str(tmp_path / "leads.csv"), "--service",
-                                      "1001", "--json"], env).stdout)
+        receipt = json.loads(
+            run_cli(
+                ["enqueue", str(tmp_path / "leads.csv"), "--service", "1001", "--json"], env
+            ).stdout
+        )
         assert receipt["accepted"] == TOTAL and receipt["errors"] == []
         admin = httpx.Client(base_url=url, timeout=30)
         with process(["worker"], env, tmp_path / "worker.log"):
-            wait_until(lambda: len(admin.get("/_admin/campaigns/5001/records").json()) >= TOTAL,
-                       90, "25,000 records at the simulator", interval=0.5)
+            wait_until(
+                lambda: len(admin.get("/_admin/campaigns/5001/records").json()) >= TOTAL,
+                90,
+                "25,000 records at the simulator",
+                interval=0.5,
+            )
         got = admin.get("/_admin/campaigns/5001/records").json()
         calls = [c for c in admin.get("/_admin/calls").json() if c["kind"] == "append"]
     assert [r["account"] for r in got] == accounts
@@ -63,8 +84,11 @@ def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str
     assert all(c["status"] == 204 for c in calls)
     assert max_calls_in_window([c["at"] for c in calls], WINDOW_S) <= MAX_CALLS
     batches = set()
-    for rec_id in (receipt["record_ids"][0], receipt["record_ids"][12_345],
-                   receipt["record_ids"][-1]):
+    for rec_id in (
+        receipt["record_ids"][0],
+        receipt["record_ids"][12_345],
+        receipt["record_ids"][-1],
+    ):
         found = json.loads(run_cli(["audit", "--record", rec_id, "--json"], env).stdout)
         assert [f["status"] for f in found] == ["appended"]
         batches.add(found[0]["batch_id"])

@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> Celery:
             }
         },
     )
-    app.appendq_settings = settings  # type: ignore[attr-defined]
+    app.appendq_settings = settings
     from workers import tasks
 
     tasks.register(app)

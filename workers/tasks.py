@@ -23,7 +23,7 @@ _runtime: Runtime | None = None
 
 
 def _settings(app: Celery) -> Settings:
-    settings: Settings = app.appendq_settings  # type: ignore[attr-defined]
+    settings: Settings = app.appendq_settings
     return settings
 
 
@@ -42,11 +42,11 @@ def register(app: Celery) -> None:
             log.info("tick: %s", report.outcome, extra={"report": report.__dict__})
         return report.__dict__
 
-    @worker_init.connect(weak=False)
+    @worker_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _build(**_: Any) -> None:
         runtime(app)
 
-    @worker_shutdown.connect(weak=False)
+    @worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _close(**_: Any) -> None:
         global _runtime
         if _runtime is not None:

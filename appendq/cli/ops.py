@@ -33,11 +33,14 @@ def status_cmd(as_json: bool) -> None:
     click.echo(f"{'target':<18} {'queued':>9} {'oldest':>9} {'campaign':>9}  hold reason")
     for row in data["targets"]:
         age = f"{row['oldest_age_s']:.0f}s" if row["oldest_age_s"] is not None else "-"
-        click.echo(f"{row['target']:<18} {row['queued']:>9,} {age:>9} "
-                   f"{row['campaign_id'] or '-':>9}  {row['hold_reason'] or ''}")
+        click.echo(
+            f"{row['target']:<18} {row['queued']:>9,} {age:>9} "
+            f"{row['campaign_id'] or '-':>9}  {row['hold_reason'] or ''}"
+        )
     rate = data["rate"]
-    click.echo(f"rate budget: {rate['remaining']} of {rate['max_calls']} calls per "
-               f"{rate['window_s']:g} s")
+    click.echo(
+        f"rate budget: {rate['remaining']} of {rate['max_calls']} calls per {rate['window_s']:g} s"
+    )
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(data["batches"].items())) or "none"
     click.echo(f"batches: {counts}")
 
@@ -49,8 +52,14 @@ def status_cmd(as_json: bool) -> None:
 @click.option("--record", "record_id", help="a record id from a receipt.")
 @click.option("--limit", default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def audit_cmd(phone: str | None, account: str | None, batch_id: int | None,
-              record_id: str | None, limit: int, as_json: bool) -> None:
+def audit_cmd(
+    phone: str | None,
+    account: str | None,
+    batch_id: int | None,
+    record_id: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """What happened to a lead: each matching record with its batch, status and timeline."""
     if not any((phone, account, batch_id, record_id)):
         raise click.UsageError("give --phone, --account, --batch or --record")
@@ -58,9 +67,15 @@ def audit_cmd(phone: str | None, account: str | None, batch_id: int | None,
     rt = Runtime.build(settings)
     try:
         with rt.sessions() as session:
-            found = audit.find_records(session, phone=phone, account=account, batch_id=batch_id,
-                                       record_id=record_id, region=settings.default_region,
-                                       limit=limit)
+            found = audit.find_records(
+                session,
+                phone=phone,
+                account=account,
+                batch_id=batch_id,
+                record_id=record_id,
+                region=settings.default_region,
+                limit=limit,
+            )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
@@ -71,12 +86,15 @@ def audit_cmd(phone: str | None, account: str | None, batch_id: int | None,
     if not found:
         click.echo("no record found")
     for rec in found:
-        click.echo(f"{rec.record_id} {rec.target} phone {rec.phone1} account {rec.account or '-'}"
-                   f": {rec.status} in batch {rec.batch_id} (campaign {rec.campaign_id or '-'})"
-                   + (f" - {rec.reason}" if rec.reason else ""))
+        click.echo(
+            f"{rec.record_id} {rec.target} phone {rec.phone1} account {rec.account or '-'}"
+            f": {rec.status} in batch {rec.batch_id} (campaign {rec.campaign_id or '-'})"
+            + (f" - {rec.reason}" if rec.reason else "")
+        )
         for t in rec.timeline:
-            click.echo(f"    {t.at:%Y-%m-%d %H:%M:%S%z}  {t.status:<10} {t.actor:<28}"
-                       f" {t.reason or ''}")
+            click.echo(
+                f"    {t.at:%Y-%m-%d %H:%M:%S%z}  {t.status:<10} {t.actor:<28} {t.reason or ''}"
+            )
 
 
 @main.command("retry")
@@ -100,7 +118,8 @@ def retry_cmd(batch_id: int, reason: str, yes: bool) -> None:
             if moved is None:
                 raise click.ClickException(
                     f"batch {batch_id} is {records[0].status}: only "
-                    f"{', '.join(audit.RETRYABLE)} batches can be retried")
+                    f"{', '.join(audit.RETRYABLE)} batches can be retried"
+                )
             click.echo(f"batch {batch_id} is ready again ({moved.size} records)")
     finally:
         rt.close()

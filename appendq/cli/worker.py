@@ -1,4 +1,5 @@
-"""Process commands: ``migrate``, ``worker``, ``beat`` and ``up`` (the whole main job on one machine)."""
+"""Process commands: ``migrate``, ``worker``, ``beat`` and ``up`` (the whole main job on one
+machine)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,23 @@ from workers.celery_app import create_app
 log = logging.getLogger(__name__)
 
 
-@setup_logging.connect(weak=False)
+@setup_logging.connect(weak=False)  # type: ignore[untyped-decorator]
 def _keep_our_logging(**_: Any) -> None:
     """Celery must not replace the logging the entry point configured."""
 
 
 def _worker_argv(settings: Settings, *, beat: bool) -> list[str]:
-    argv = ["worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            f"--hostname=appendq-{settings.redis_prefix}@{socket.gethostname()}",
-            f"--loglevel={settings.log_level.upper()}"]
+    argv = [
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--hostname=appendq-{settings.redis_prefix}@{socket.gethostname()}",
+        f"--loglevel={settings.log_level.upper()}",
+    ]
     if beat:
         argv.append("--beat")
     return argv
@@ -48,9 +56,12 @@ def migrate_cmd() -> None:
 
 
 @main.command("worker")
-@click.option("--beat/--no-beat", default=True,
-              help="Run beat in the same process (one machine) or not (production: run "
-                   "`appendq beat` once, apart).")
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    help="Run beat in the same process (one machine) or not (production: run "
+    "`appendq beat` once, apart).",
+)
 def worker_cmd(beat: bool) -> None:
     """Run the drain worker (solo pool, concurrency 1), with beat unless --no-beat."""
     settings = load_settings()

@@ -58,8 +58,14 @@ class RecordStatus(StrEnum):
 
 
 def _enum(enum: type[StrEnum], name: str) -> Enum:
-    return Enum(enum, name=name, native_enum=False, length=16,
-                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):
@@ -91,8 +97,12 @@ class Batch(Base):
     call_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
-        Index("ix_batches_open", "status", "created_at",
-              postgresql_where="status IN ('ready', 'retry_wait', 'held', 'sending', 'in_doubt')"),
+        Index(
+            "ix_batches_open",
+            "status",
+            "created_at",
+            postgresql_where="status IN ('ready', 'retry_wait', 'held', 'sending', 'in_doubt')",
+        ),
         Index("ix_batches_target_created", "target", "created_at"),
     )
 
