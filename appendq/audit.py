@@ -1,9 +1,8 @@
-"""What happened to a lead, and what the system is doing now: read-only queries for ``status`` and
-``audit``, and the operator's ``retry``, recorded like every other transition."""
+"""What happened to a lead, and what the system is doing now: read-only queries for ``status``
+and ``audit``."""
 
 from __future__ import annotations
 
-import getpass
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,17 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appendq import store
-from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, Record, TargetState
+from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, Event, Record, TargetState
+from appendq.operator import BatchSummary, RetryFilter, retry_batches
 from appendq.records import mask_phone, normalise_phone
-
-RETRYABLE = (
-    BatchStatus.FAILED,
-    BatchStatus.HELD,
-    BatchStatus.IN_DOUBT,
-    BatchStatus.REJECTED,
-    BatchStatus.RETRY_WAIT,
-)
 
 
 @dataclass(frozen=True)
@@ -115,27 +106,10 @@ def _audit(rec: Record, batch: Batch, events: list[Event]) -> RecordAudit:
 
 def retry_batch(
     session: Session, batch_id: int, *, reason: str, actor: str | None = None
-) -> store.BatchView | None:
-    """An operator sends a batch again. From in_doubt this may duplicate records at LiveVox:
-    that is the operator's explicit decision, and the event says so."""
-    who = actor or f"operator:{getpass.getuser()}"
-    batch = session.get(Batch, batch_id)
-    if batch is None or batch.status not in RETRYABLE:
-        return None
-    note = reason
-    if batch.status == BatchStatus.IN_DOUBT:
-        note = f"{reason} (re-sending an in_doubt batch: LiveVox may receive these records twice)"
-    return store.transition(
-        session,
-        batch_id,
-        BatchStatus.READY,
-        actor=who,
-        reason=note,
-        expect=RETRYABLE,
-        next_attempt_at=None,
-        error_kind=None,
-        detail={"operator_retry": True, "from": str(batch.status)},
-    )
+) -> BatchSummary | None:
+    """An operator sends one batch again (see ``appendq.operator``)."""
+    moved = retry_batches(session, RetryFilter(batch_id=batch_id), reason=reason, actor=actor)
+    return moved[0] if moved else None
 
 
 def target_states(session: Session) -> dict[str, TargetState]:

@@ -53,7 +53,7 @@ class DrainReport:
     @property
     def called(self) -> bool:
         """True when this tick made an Append call (whatever its answer)."""
-        return self.outcome not in ("idle", "locked", "held", "rate_limited", "waiting")
+        return self.outcome not in ("idle", "locked", "held", "rate_limited", "waiting", "empty")
 
 
 @dataclass
@@ -229,19 +229,18 @@ def _hold(d: Drainer, batch: BatchView, reason: str) -> DrainReport:
 def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
     campaign_id = resolution.campaign_id
     assert campaign_id is not None
+    with d.sessions() as session:
+        payloads = store.batch_payloads(session, batch.id)
+    if not payloads:
+        return _nothing_to_send(d, batch)
     slot = d.limiter.acquire()
     if not slot.granted:
+        reason = f"no rate slot for {slot.wait_s:.1f} s"
         return DrainReport(
-            "rate_limited",
-            batch.target,
-            batch.id,
-            batch.size,
-            campaign_id,
-            reason=f"no rate slot for {slot.wait_s:.1f} s",
+            "rate_limited", batch.target, batch.id, batch.size, campaign_id, reason=reason
         )
     with d.sessions() as session, session.begin():
         store.set_target_state(session, batch.target, campaign_id=campaign_id, hold_reason=None)
-        payloads = store.batch_payloads(session, batch.id)
         sent = store.transition(
             session,
             batch.id,
@@ -259,14 +258,26 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
     crashpoint("after_sending")
     error, elapsed = _call(d, campaign_id, payloads)
     crashpoint("after_append")
+    pinned = Target.parse(batch.target).kind == "campaign"
     outcome = settle(
-        error,
-        attempts=sent.attempts,
-        settings=d.settings,
-        now=store.utcnow(),
-        pinned=Target.parse(batch.target).kind == "campaign",
+        error, attempts=sent.attempts, settings=d.settings, now=store.utcnow(), pinned=pinned
     )
     return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
+
+
+def _nothing_to_send(d: Drainer, batch: BatchView) -> DrainReport:
+    """Every record of the batch parted from it (duplicates): close it without a call."""
+    reason = "nothing to send: every record of the batch is a duplicate or was set apart"
+    with d.sessions() as session, session.begin():
+        store.transition(
+            session,
+            batch.id,
+            BatchStatus.APPENDED,
+            actor=d.actor,
+            reason=reason,
+            expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
+        )
+    return DrainReport("empty", batch.target, batch.id, 0, reason=reason)
 
 
 def _call(

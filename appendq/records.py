@@ -220,18 +220,24 @@ class Target:
 
 @dataclass(frozen=True)
 class QueuedRecord:
-    """A validated record as it waits in Redis: stable id, enqueue time, LiveVox payload."""
+    """A validated record as it waits in Redis: stable id, enqueue time, LiveVox payload.
+
+    ``duplicate_of`` names the record it repeats (same service, same day): it travels through the
+    queue so that it is audited with its batch, and is never sent to LiveVox.
+    """
 
     id: str
     enqueued_at: float
     payload: dict[str, Any]
+    duplicate_of: str | None = None
 
     def dumps(self) -> str:
-        return json.dumps(
-            {"id": self.id, "t": self.enqueued_at, "r": self.payload}, separators=(",", ":")
-        )
+        obj: dict[str, Any] = {"id": self.id, "t": self.enqueued_at, "r": self.payload}
+        if self.duplicate_of is not None:
+            obj["d"] = self.duplicate_of
+        return json.dumps(obj, separators=(",", ":"))
 
     @classmethod
     def loads(cls, data: str | bytes) -> QueuedRecord:
         obj = json.loads(data)
-        return cls(obj["id"], obj["t"], obj["r"])
+        return cls(obj["id"], obj["t"], obj["r"], obj.get("d"))

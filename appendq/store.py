@@ -24,13 +24,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from appendq.db.models import Batch, BatchStatus, Event, Record
+from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
 from appendq.queue import Claim
 from appendq.records import QueuedRecord, Target
 
 _COPY_RECORDS = (
-    "COPY records (id, batch_id, position, target, phone1, account, payload, enqueued_at) "
-    "FROM STDIN"
+    "COPY records (id, batch_id, position, target, phone1, account, payload, enqueued_at, "
+    "status, reason) FROM STDIN"
 )
 
 
@@ -136,6 +136,8 @@ def _copy_records(
                     payload.get("account"),
                     json.dumps(payload, separators=(",", ":")),
                     datetime.fromtimestamp(rec.enqueued_at, UTC),
+                    RecordStatus.DUPLICATE.value if rec.duplicate_of else None,
+                    f"duplicate of {rec.duplicate_of}" if rec.duplicate_of else None,
                 )
             )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from appendq import audit
+from appendq import audit, operator
 from appendq.cli.app import main
 from appendq.cli.common import load_settings
 from appendq.runtime import Runtime
@@ -118,7 +118,7 @@ def retry_cmd(batch_id: int, reason: str, yes: bool) -> None:
             if moved is None:
                 raise click.ClickException(
                     f"batch {batch_id} is {records[0].status}: only "
-                    f"{', '.join(audit.RETRYABLE)} batches can be retried"
+                    f"{', '.join(operator.RETRYABLE)} batches can be retried"
                 )
             click.echo(f"batch {batch_id} is ready again ({moved.size} records)")
     finally:

@@ -1,0 +1,115 @@
+"""Operator actions on batches: preview and retry, one batch or every batch matching a filter.
+
+Every action is an ``events`` row with who (``operator:NAME``), when, why and what, like every
+transition the worker makes. Re-sending an ``in_doubt`` batch may make LiveVox receive its records
+twice: that is the operator's explicit decision, and the event says so.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from appendq import store
+from appendq.db.models import Batch, BatchStatus
+
+RETRYABLE = (
+    BatchStatus.FAILED,
+    BatchStatus.HELD,
+    BatchStatus.IN_DOUBT,
+    BatchStatus.REJECTED,
+    BatchStatus.RETRY_WAIT,
+)
+MAX_BATCHES = 10_000
+
+
+@dataclass(frozen=True)
+class RetryFilter:
+    """Which batches to retry. Empty ``statuses`` means every retryable status."""
+
+    batch_id: int | None = None
+    statuses: tuple[BatchStatus, ...] = ()
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> Select[Batch]:
+        statuses = [s for s in (self.statuses or RETRYABLE) if s in RETRYABLE]
+        query = select(Batch).where(Batch.status.in_(statuses))
+        if self.batch_id is not None:
+            query = query.where(Batch.id == self.batch_id)
+        if self.target is not None:
+            query = query.where(Batch.target == self.target)
+        if self.since is not None:
+            query = query.where(Batch.created_at >= self.since)
+        if self.until is not None:
+            query = query.where(Batch.created_at < self.until)
+        return query.order_by(Batch.created_at, Batch.id).limit(MAX_BATCHES)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    id: int
+    target: str
+    status: str
+    size: int
+    attempts: int
+    campaign_id: int | None
+    created_at: datetime
+    error: str | None
+    may_duplicate: bool  # in_doubt: the records may already be at LiveVox
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+
+def _summary(batch: Batch) -> BatchSummary:
+    return BatchSummary(
+        batch.id,
+        batch.target,
+        str(batch.status),
+        batch.size,
+        batch.attempts,
+        batch.campaign_id,
+        batch.created_at,
+        batch.error_message,
+        batch.status == BatchStatus.IN_DOUBT,
+    )
+
+
+def preview_retry(session: Session, where: RetryFilter) -> list[BatchSummary]:
+    """What ``retry_batches`` would send again; changes nothing."""
+    return [_summary(b) for b in session.scalars(where.query())]
+
+
+def retry_batches(
+    session: Session, where: RetryFilter, *, reason: str, actor: str | None = None
+) -> list[BatchSummary]:
+    """Move every matching batch back to ready, in the caller's transaction; returns what moved."""
+    if not reason.strip():
+        raise ValueError("a retry needs a reason (it is recorded in the audit)")
+    who = actor or f"operator:{getpass.getuser()}"
+    moved = []
+    for batch in session.scalars(where.query().with_for_update(skip_locked=True)):
+        summary = _summary(batch)
+        note = reason
+        if summary.may_duplicate:
+            note += " (re-sending an in_doubt batch: LiveVox may receive these records twice)"
+        store.transition(
+            session,
+            batch.id,
+            BatchStatus.READY,
+            actor=who,
+            reason=note,
+            expect=RETRYABLE,
+            next_attempt_at=None,
+            error_kind=None,
+            detail={"operator_retry": True, "from": summary.status, "records": summary.size},
+        )
+        moved.append(summary)
+    return moved
