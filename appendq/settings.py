@@ -7,7 +7,7 @@ runs at import time. Defaults run against local Redis, local PostgreSQL and the 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -60,9 +60,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    #: Skip a record already accepted for the same target today: on phone1, on account, or off.
+    dedupe: Literal["phone1", "account", "off"] = "phone1"
+    #: After a 403 (the LiveVox user may not append) or a refused login: no Append call for this
+    #: long, then one probe. An operator can lift it sooner with ``appendq resume``.
+    halt_s: float = 600.0
+
     #: Bearer tokens accepted by the HTTP intake (comma-separated in the environment).
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Past this many queued records (all targets), the intake answers 503 with Retry-After.
     intake_max_depth: int = 2_000_000
+    intake_max_body_bytes: int = 16 * 1024 * 1024
+    #: Audit rows older than this are dropped by ``appendq prune`` (0 keeps everything).
+    retention_days: int = 90
 
     @field_validator("database_url")
     @classmethod
