@@ -1,29 +1,64 @@
 """What happened to a lead, and what the system is doing now: read-only queries for ``status``
-and ``audit``."""
+and ``audit``.
+
+``find_records`` answers by phone, account, record id, batch, campaign, service, effective status
+and enqueue time; every filter is backed by an index (see ``appendq.db.models`` and
+``bench/audit_scale.py``). A record's effective status is its own (once it parted from its batch:
+a duplicate, a record rejected alone) or else its batch's, mapped by ``RECORD_STATUS_OF_BATCH``.
+Each record comes with its timeline: queued, batched, sent, the outcome, operator retries with who
+and why, and the events about that record alone.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, Select, and_, select, union_all
 from sqlalchemy.orm import Session
 
-from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, Event, Record, TargetState
+from appendq.db.models import (
+    RECORD_STATUS_OF_BATCH,
+    Batch,
+    BatchStatus,
+    Event,
+    Record,
+    RecordStatus,
+    TargetState,
+)
 from appendq.operator import BatchSummary, RetryFilter, retry_batches
 from appendq.records import mask_phone, normalise_phone
+
+#: The record columns an audit needs (the LiveVox payload stays in the table).
+_COLUMNS = (
+    Record.id,
+    Record.batch_id,
+    Record.position,
+    Record.target,
+    Record.phone1,
+    Record.account,
+    Record.status,
+    Record.reason,
+    Record.enqueued_at,
+    Record.updated_at,
+)
 
 
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    status: str
+    status: str  # the state reached: "queued", then the event's to_status
     actor: str
     reason: str | None
+    step: str = ""  # in words: queued, batched, sent, appended, retried, requeued, duplicate...
+    scope: str = "batch"  # "record" when the entry is about this record alone
+    from_status: str | None = None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,12 +74,50 @@ class RecordAudit:
     campaign_id: int | None
     enqueued_at: datetime
     timeline: list[TimelineEntry]
+    batch_status: str = ""
+    attempts: int = 0
+    http_status: int | None = None
+    error_kind: str | None = None
+    updated_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["enqueued_at"] = self.enqueued_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
         data["timeline"] = [{**asdict(t), "at": t.at.isoformat()} for t in self.timeline]
         return data
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """The auditor's question; every field narrows it (AND)."""
+
+    phone: str | None = None  # normalised phone1
+    account: str | None = None
+    batch_id: int | None = None
+    record_id: uuid.UUID | None = None
+    campaign_id: int | None = None
+    service_id: int | None = None
+    statuses: tuple[RecordStatus, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        checks = {
+            Record.phone1: self.phone,
+            Record.account: self.account,
+            Record.batch_id: self.batch_id,
+            Record.id: self.record_id,
+            Record.target: None if self.service_id is None else f"service:{self.service_id}",
+        }
+        where = [column == value for column, value in checks.items() if value is not None]
+        if self.campaign_id is not None:
+            where.append(Batch.campaign_id == self.campaign_id)
+        if self.since is not None:
+            where.append(Record.enqueued_at >= self.since)
+        if self.until is not None:
+            where.append(Record.enqueued_at < self.until)
+        return where
 
 
 def find_records(
@@ -54,41 +127,108 @@ def find_records(
     account: str | None = None,
     batch_id: int | None = None,
     record_id: str | None = None,
+    campaign_id: int | None = None,
+    service_id: int | None = None,
+    status: str | Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     region: str = "US",
     limit: int = 1000,
 ) -> list[RecordAudit]:
-    query = select(Record, Batch).join(Batch, Batch.id == Record.batch_id)
-    if phone is not None:
-        query = query.where(Record.phone1 == normalise_phone(phone, region))
-    if account is not None:
-        query = query.where(Record.account == account)
-    if batch_id is not None:
-        query = query.where(Record.batch_id == batch_id)
-    if record_id is not None:
-        query = query.where(Record.id == uuid.UUID(record_id))
-    rows = session.execute(query.order_by(Record.enqueued_at, Record.id).limit(limit)).all()
-    events = _events(session, {b.id for _, b in rows}, [r.id for r, _ in rows])
-    return [_audit(rec, batch, events) for rec, batch in rows]
-
-
-def _events(session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]) -> list[Event]:
-    if not batch_ids:
-        return []
-    return list(
-        session.scalars(
-            select(Event).where(Event.batch_id.in_(batch_ids)).order_by(Event.at, Event.id)
-        )
+    """The records matching every given filter, oldest first, at most ``limit``, each with its
+    timeline. ``status`` is the effective status (one or several); ``since``/``until`` bound the
+    enqueue time (``until`` excluded). Raises ValueError on a bad filter or on none at all."""
+    where = AuditFilter(
+        phone=normalise_phone(phone, region) if phone is not None else None,
+        account=account,
+        batch_id=batch_id,
+        record_id=_record_uuid(record_id) if record_id is not None else None,
+        campaign_id=campaign_id,
+        service_id=service_id,
+        statuses=_statuses(status),
+        since=since,
+        until=until,
     )
-
-
-def _audit(rec: Record, batch: Batch, events: list[Event]) -> RecordAudit:
-    status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
-    timeline = [TimelineEntry(rec.enqueued_at, "queued", "producer", None)]
-    timeline += [
-        TimelineEntry(e.at, e.to_status, e.actor, e.reason)
-        for e in events
-        if e.batch_id == batch.id and (e.record_id is None or e.record_id == rec.id)
+    if where == AuditFilter():
+        raise ValueError("give at least one filter (phone, account, record, batch, campaign, ...)")
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    rows = session.execute(_query(where, limit)).all()
+    batches = {
+        b.id: b
+        for b in session.scalars(select(Batch).where(Batch.id.in_({r.batch_id for r in rows})))
+    }
+    batch_events, record_events = _events(session, set(batches), [r.id for r in rows])
+    return [
+        _audit(r, batches[r.batch_id], batch_events[r.batch_id], record_events[r.id]) for r in rows
     ]
+
+
+def _record_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a record id (a UUID from a receipt)") from None
+
+
+def _statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ...]:
+    names = [status] if isinstance(status, str) else list(status or ())
+    known = {s.value for s in RecordStatus}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown status {', '.join(unknown)}: one of {', '.join(sorted(known))}")
+    return tuple(RecordStatus(n) for n in dict.fromkeys(names))
+
+
+def _query(where: AuditFilter, limit: int) -> Select[Any]:
+    """One SELECT, or, with a status filter, the union of two that each have an index to walk:
+    records that parted from their batch with that status (few), and records following a batch
+    whose status maps to it (pushed down to the small batches table)."""
+    order = (Record.enqueued_at, Record.id)
+    base = select(*_COLUMNS).where(*where.conditions())
+    if where.campaign_id is not None or where.statuses:
+        base = base.join(Batch, Batch.id == Record.batch_id)
+    if not where.statuses:
+        return base.order_by(*order).limit(limit)
+    followed = [b for b, r in RECORD_STATUS_OF_BATCH.items() if r in where.statuses]
+    branches = [
+        base.where(Record.status.in_(where.statuses)).order_by(*order).limit(limit).subquery()
+    ]
+    if followed:
+        follows = and_(Record.status.is_(None), Batch.status.in_(followed))
+        branches.append(base.where(follows).order_by(*order).limit(limit).subquery())
+    both = union_all(*(select(b) for b in branches)).subquery()
+    return select(both).order_by(both.c.enqueued_at, both.c.id).limit(limit)
+
+
+def _events(
+    session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]
+) -> tuple[dict[int, list[Event]], dict[uuid.UUID, list[Event]]]:
+    """The batch-level events of these batches, and the events about these records alone."""
+    by_batch: dict[int, list[Event]] = defaultdict(list)
+    by_record: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    if not batch_ids:
+        return by_batch, by_record
+    for event in session.scalars(
+        select(Event)
+        .where(Event.batch_id.in_(batch_ids), Event.record_id.is_(None))
+        .order_by(Event.at, Event.id)
+    ):
+        by_batch[event.batch_id].append(event)
+    for event in session.scalars(
+        select(Event)
+        .where(Event.record_id.is_not(None), Event.record_id.in_(record_ids))
+        .order_by(Event.at, Event.id)
+    ):
+        assert event.record_id is not None
+        by_record[event.record_id].append(event)
+    return by_batch, by_record
+
+
+def _audit(
+    rec: Row[Any], batch: Batch, batch_events: list[Event], record_events: list[Event]
+) -> RecordAudit:
+    status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
     return RecordAudit(
         str(rec.id),
         rec.target,
@@ -100,8 +240,66 @@ def _audit(rec: Record, batch: Batch, events: list[Event]) -> RecordAudit:
         rec.position,
         batch.campaign_id,
         rec.enqueued_at,
-        timeline,
+        timeline(rec, batch_events, record_events),
+        batch_status=str(batch.status),
+        attempts=batch.attempts,
+        http_status=batch.http_status,
+        error_kind=batch.error_kind,
+        updated_at=rec.updated_at,
     )
+
+
+def timeline(
+    rec: Row[Any], batch_events: list[Event], record_events: list[Event]
+) -> list[TimelineEntry]:
+    """Queued, then the batch's events and the record's own, in time order. Once a record parted
+    from its batch, the batch's later events are not about it: they are left out. A record that
+    parted when it was batched (a duplicate) has no event of its own: its status is shown there."""
+    entries = [
+        TimelineEntry(
+            rec.enqueued_at, "queued", "producer", "received and validated", "queued", "record"
+        )
+    ]
+    events = sorted(batch_events + record_events, key=lambda e: (e.at, e.id))
+    if rec.status is not None and record_events:
+        last_own = record_events[-1]
+        events = [e for e in events if (e.at, e.id) <= (last_own.at, last_own.id)]
+    for event in events:
+        entries.append(_entry(event))
+        if rec.status is not None and not record_events and entries[-1].step == "batched":
+            entries.append(
+                TimelineEntry(
+                    event.at, str(rec.status), event.actor, rec.reason, str(rec.status), "record"
+                )
+            )
+            break
+    return entries
+
+
+def _entry(event: Event) -> TimelineEntry:
+    return TimelineEntry(
+        event.at,
+        event.to_status,
+        event.actor,
+        event.reason,
+        _step(event),
+        "batch" if event.record_id is None else "record",
+        event.from_status,
+        event.detail,
+    )
+
+
+def _step(event: Event) -> str:
+    """The event in the auditor's words."""
+    if event.record_id is not None:
+        return event.to_status
+    if (event.detail or {}).get("operator_retry"):
+        return "retried"
+    if event.to_status == BatchStatus.READY:
+        return "batched" if event.from_status is None else "requeued"
+    if event.to_status == BatchStatus.SENDING:
+        return "sent"
+    return event.to_status
 
 
 def retry_batch(

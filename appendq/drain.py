@@ -1,80 +1,33 @@
 """One drain tick: at most one Append call of at most BATCH_MAX records. No Celery in here.
 
-``drain_once`` takes the drain lock, recovers what a crash left behind (claims never persisted,
-batches left ``sending``), then walks the targets oldest-work-first until one of them makes a call
-or every one is blocked (no campaign, retry not yet due, no rate slot).
+``drain_once`` takes the drain lock, puts right what a crash or a lost answer left behind
+(``appendq.recovery``), stops there while the account is halted (``appendq.halt``), then walks
+the targets oldest-work-first until one of them makes a call or every one is blocked (no
+campaign, retry not yet due, no rate slot).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import redis
 from redis.exceptions import LockError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from appendq import store
-from appendq.campaigns import CampaignResolver, Resolution
+from appendq import halt, recovery, store
+from appendq.campaigns import Resolution
 from appendq.db.models import BatchStatus
+from appendq.drainer import Drainer, DrainReport
 from appendq.errors import LiveVoxError, SessionExpired, Transient
 from appendq.faults import crashpoint
-from appendq.keys import Keys
-from appendq.livevox import LiveVoxClient
 from appendq.outcome import Outcome, settle
-from appendq.queue import RecordQueue
-from appendq.ratelimit import RateLimiter
+from appendq.poison import isolate
 from appendq.records import Target
-from appendq.settings import Settings
 from appendq.store import BatchView
 
 log = logging.getLogger(__name__)
 
-_DIED_MID_CALL = (
-    "left sending past the call deadline: the process died during the call; the "
-    "records may or may not have landed"
-)
-
-
-@dataclass(frozen=True)
-class DrainReport:
-    outcome: str  # idle | locked | appended | held | rate_limited | waiting | retry_wait | ...
-    target: str | None = None
-    batch_id: int | None = None
-    records: int = 0
-    campaign_id: int | None = None
-    http_status: int | None = None
-    reason: str | None = None
-    recovered: int = 0
-
-    @property
-    def called(self) -> bool:
-        """True when this tick made an Append call (whatever its answer)."""
-        return self.outcome not in ("idle", "locked", "held", "rate_limited", "waiting", "empty")
-
-
-@dataclass
-class Drainer:
-    """Everything one drain needs; built once per process by the entry point."""
-
-    settings: Settings
-    redis: redis.Redis
-    keys: Keys
-    queue: RecordQueue
-    limiter: RateLimiter
-    sessions: sessionmaker[Session]
-    client: LiveVoxClient
-    resolver: CampaignResolver
-    clock: Callable[[], datetime] = store.utcnow
-    actor: str = field(default_factory=lambda: f"worker@{socket.gethostname()}")
-
-    @property
-    def call_deadline(self) -> timedelta:
-        s = self.settings
-        return timedelta(seconds=s.livevox_connect_timeout_s + s.livevox_read_timeout_s + 5)
+__all__ = ["DrainReport", "Drainer", "drain_once"]
 
 
 def drain_once(d: Drainer) -> DrainReport:
@@ -86,7 +39,16 @@ def drain_once(d: Drainer) -> DrainReport:
         return DrainReport("locked")
     try:
         try:
-            recovered = recover(d)
+            recovered = recovery.recover_claims(d)
+            recovery.reap_sending(d)
+            stopped = halt.current(d.redis, d.keys)
+            if stopped is not None:
+                return DrainReport(
+                    "halted",
+                    reason=f"{stopped.reason} "
+                    f"({stopped.remaining_s:.0f} s left; `appendq resume` lifts it)",
+                )
+            recovery.reconcile_due(d)
             report = _tick(d)
         except store.ClaimConflict as exc:
             log.warning("claim conflict with a concurrent drainer, left for recovery: %s", exc)
@@ -99,37 +61,6 @@ def drain_once(d: Drainer) -> DrainReport:
             lock.release()
         except LockError:
             log.warning("drain lock expired before the tick ended")
-
-
-def recover(d: Drainer) -> int:
-    """Persist claims a crash left in flight, and turn stale ``sending`` batches in_doubt."""
-    recovered = 0
-    for target in d.queue.targets():
-        if d.redis.exists(d.keys.inflight(target)):
-            claim = d.queue.claim(target, d.settings.batch_max)
-            with d.sessions() as session:
-                batch = store.persist_claim(session, claim, actor=d.actor)
-            d.queue.ack(claim)
-            recovered += batch.size if batch else 0
-            log.warning(
-                "recovered %d claimed records of %s (batch %s)",
-                len(claim.records),
-                target,
-                batch.id if batch else "already persisted",
-            )
-    with d.sessions() as session, session.begin():
-        for batch_id in store.stale_sending(session, d.call_deadline):
-            store.transition(
-                session,
-                batch_id,
-                BatchStatus.IN_DOUBT,
-                actor=d.actor,
-                expect=[BatchStatus.SENDING],
-                reason=_DIED_MID_CALL,
-                error_kind="in_doubt",
-                error_message=_DIED_MID_CALL,
-            )
-    return recovered
 
 
 def _ordered_targets(d: Drainer) -> list[str]:
@@ -314,49 +245,50 @@ def _record_outcome(
         d.limiter.pause()
     if outcome.refuse_campaign:
         d.resolver.refuse(campaign_id, outcome.reason or "refused")
+    if outcome.halt:
+        halt.halt(d.redis, d.keys, outcome.reason or "configuration error", d.settings.halt_s)
+    columns = {
+        "http_status": outcome.http_status,
+        "call_ms": int(elapsed * 1000) if elapsed is not None else None,
+    }
+    status, reason = outcome.status, outcome.reason
     with d.sessions() as session, session.begin():
-        store.transition(
-            session,
-            batch.id,
-            outcome.status,
-            actor=d.actor,
-            reason=outcome.reason,
-            expect=[BatchStatus.SENDING],
-            http_status=outcome.http_status,
-            error_kind=outcome.error_kind,
-            error_message=outcome.reason,
-            next_attempt_at=outcome.next_attempt_at,
-            call_ms=int(elapsed * 1000) if elapsed is not None else None,
-            detail={"campaign": campaign_id, "records": records},
-        )
-        if outcome.status == BatchStatus.HELD:
-            store.set_target_state(
-                session, batch.target, campaign_id=None, hold_reason=outcome.reason
+        if status == BatchStatus.REJECTED:
+            status, reason = isolate(session, batch, reason or "refused", actor=d.actor, **columns)
+        else:
+            store.transition(
+                session,
+                batch.id,
+                status,
+                actor=d.actor,
+                reason=reason,
+                expect=[BatchStatus.SENDING],
+                error_kind=outcome.error_kind,
+                error_message=reason,
+                next_attempt_at=outcome.next_attempt_at,
+                detail={"campaign": campaign_id, "records": records},
+                **columns,
             )
-    level = logging.INFO if outcome.status == BatchStatus.APPENDED else logging.WARNING
+        if status == BatchStatus.HELD:
+            store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
+    level = logging.INFO if status == BatchStatus.APPENDED else logging.WARNING
     log.log(
         level,
         "batch %s: %d records to campaign %s -> %s%s",
         batch.id,
         records,
         campaign_id,
-        outcome.status,
-        f" ({outcome.reason})" if outcome.reason else "",
+        status,
+        f" ({reason})" if reason else "",
         extra={
             "batch": batch.id,
             "target": batch.target,
             "campaign": campaign_id,
             "records": records,
-            "status": str(outcome.status),
+            "status": str(status),
             "http_status": outcome.http_status,
         },
     )
     return DrainReport(
-        str(outcome.status),
-        batch.target,
-        batch.id,
-        records,
-        campaign_id,
-        outcome.http_status,
-        outcome.reason,
+        str(status), batch.target, batch.id, records, campaign_id, outcome.http_status, reason
     )

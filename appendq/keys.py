@@ -8,6 +8,7 @@
 | {p}:rate                            | zset   | 2 windows  | rate limiter (Lua, TIME)    | rate limiter, status|
 | {p}:rate:pause                      | string | 1 window   | drain after a 429           | rate limiter       |
 | {p}:lock:drain                      | string | lock TTL   | drain (redis-py Lock)       | drain              |
+| {p}:halt                            | string | HALT_S     | drain after a 403 / login   | drain, status      |
 | {p}:campaign:{target}               | string | cache TTL  | campaign resolver           | resolver, status   |
 | {p}:refused:{day}                   | set    | 2 days     | drain (campaign refused)    | resolver           |
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
@@ -43,6 +44,10 @@ class Keys:
     @property
     def rate_pause(self) -> str:
         return f"{self.prefix}:rate:pause"
+
+    @property
+    def halt(self) -> str:
+        return f"{self.prefix}:halt"
 
     @property
     def drain_lock(self) -> str:

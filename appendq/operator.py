@@ -8,7 +8,8 @@ twice: that is the operator's explicit decision, and the event says so.
 from __future__ import annotations
 
 import getpass
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +31,21 @@ MAX_BATCHES = 10_000
 
 @dataclass(frozen=True)
 class RetryFilter:
-    """Which batches to retry. Empty ``statuses`` means every retryable status."""
+    """Which batches to retry. Empty ``statuses`` means every retryable status; ``since`` and
+    ``until`` bound the batch's creation time (``until`` excluded)."""
 
     batch_id: int | None = None
     statuses: tuple[BatchStatus, ...] = ()
     target: str | None = None
+    service_id: int | None = None
+    campaign_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing narrows the choice: "retry everything" is never done by accident."""
+        return all(getattr(self, f.name) in (None, ()) for f in fields(self))
 
     def query(self) -> Select[Batch]:
         statuses = [s for s in (self.statuses or RETRYABLE) if s in RETRYABLE]
@@ -45,6 +54,10 @@ class RetryFilter:
             query = query.where(Batch.id == self.batch_id)
         if self.target is not None:
             query = query.where(Batch.target == self.target)
+        if self.service_id is not None:
+            query = query.where(Batch.target == f"service:{self.service_id}")
+        if self.campaign_id is not None:
+            query = query.where(Batch.campaign_id == self.campaign_id)
         if self.since is not None:
             query = query.where(Batch.created_at >= self.since)
         if self.until is not None:
@@ -88,14 +101,29 @@ def preview_retry(session: Session, where: RetryFilter) -> list[BatchSummary]:
 
 
 def retry_batches(
-    session: Session, where: RetryFilter, *, reason: str, actor: str | None = None
+    session: Session,
+    where: RetryFilter,
+    *,
+    reason: str,
+    actor: str | None = None,
+    only: Collection[int] | None = None,
 ) -> list[BatchSummary]:
-    """Move every matching batch back to ready, in the caller's transaction; returns what moved."""
+    """Move every matching batch back to ready, in the caller's transaction; returns what moved.
+
+    ``only`` restricts the move to the batches an operator saw in the preview: a batch that
+    started matching since then is left alone. Batches locked by a drain right now are skipped
+    (they are changing state; the caller compares what moved with what it previewed).
+    """
     if not reason.strip():
         raise ValueError("a retry needs a reason (it is recorded in the audit)")
-    who = actor or f"operator:{getpass.getuser()}"
+    if where.empty:
+        raise ValueError("a retry needs a filter (a batch, statuses, a service, a campaign, times)")
+    who = actor or default_actor()
+    query = where.query()
+    if only is not None:
+        query = query.where(Batch.id.in_(list(only)))
     moved = []
-    for batch in session.scalars(where.query().with_for_update(skip_locked=True)):
+    for batch in session.scalars(query.with_for_update(skip_locked=True)):
         summary = _summary(batch)
         note = reason
         if summary.may_duplicate:
@@ -109,7 +137,17 @@ def retry_batches(
             expect=RETRYABLE,
             next_attempt_at=None,
             error_kind=None,
-            detail={"operator_retry": True, "from": summary.status, "records": summary.size},
+            detail={
+                "operator_retry": True,
+                "from": summary.status,
+                "records": summary.size,
+                "attempts": summary.attempts,
+            },
         )
         moved.append(summary)
     return moved
+
+
+def default_actor() -> str:
+    """``operator:<login name>`` of whoever runs the command."""
+    return f"operator:{getpass.getuser()}"

@@ -22,6 +22,7 @@ class Outcome:
     next_attempt_at: datetime | None = None
     pause_rate: bool = False  # a 429: refuse every slot for a whole window
     refuse_campaign: bool = False  # the campaign refuses appends: skip it for the day
+    halt: bool = False  # no retry fixes this (role, credentials): halt Append calls, alert
 
 
 def settle(
@@ -54,4 +55,4 @@ def settle(
     if isinstance(error, errors.CampaignUnavailable):
         return out(BatchStatus.HELD if pinned else BatchStatus.READY, refuse_campaign=True)
     # Forbidden, LoginDenied, other configuration errors: no retry will fix them.
-    return out(BatchStatus.HELD, f"configuration error, an operator must act: {error}")
+    return out(BatchStatus.HELD, f"configuration error, an operator must act: {error}", halt=True)

@@ -4,6 +4,10 @@ Records are appended with RPUSH and claimed from the head by a Lua script that m
 them into the target's in-flight list in one step. They leave Redis for good only when ``ack`` runs,
 after the PostgreSQL transaction holding them has committed. A claim left behind by a crash is
 handed out again, first, by the next ``claim`` of that target.
+
+``push_deduped`` is ``push`` with the day's dedupe check in the same atomic step (see
+``appendq.dedupe``): a record whose key is already in the day's hash is queued marked
+``duplicate_of`` the record that holds the key, so it reaches the audit but is never sent.
 """
 
 from __future__ import annotations
@@ -35,7 +39,51 @@ if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then return redis.call('DEL', KEY
 return 0
 """
 
+# KEYS: dedupe hash, queue list, targets set. ARGV: hash TTL (s), target, then one triple per
+# record: dedupe field ('' = never a duplicate), record id, record JSON (``QueuedRecord.dumps``,
+# without "d"). The first record with a field wins it (HSETNX) and is queued as is; a later one is
+# queued with "d" set to the winner's id, spliced in before the JSON's closing brace. A field
+# already held by the record's own id means this call is a retry of one that was applied (the
+# answer was lost): the record is queued already and is skipped, never made a duplicate of itself.
+# Returns the duplicates as a flat list of (0-based position, id of the first record) pairs.
+_PUSH_DEDUPED = """
+local items, n, dups = {}, 0, {}
+for i = 3, #ARGV, 3 do
+  local field, id, item = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if field ~= '' and redis.call('HSETNX', KEYS[1], field, id) == 0 then
+    local first = redis.call('HGET', KEYS[1], field)
+    if first == id then
+      item = false
+    else
+      item = string.sub(item, 1, -2) .. ',"d":"' .. first .. '"}'
+      dups[#dups + 1] = (i - 3) / 3
+      dups[#dups + 1] = first
+    end
+  end
+  if item then
+    n = n + 1
+    items[n] = item
+  end
+end
+for i = 1, n, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, n)))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+return dups
+"""
+
+# Records per RPUSH / per dedupe script call; Lua's unpack limit (~8,000) bounds the script's.
 _PUSH_CHUNK = 5_000
+
+
+def _dedupe_args(
+    target: str, ttl_s: int, records: Sequence[QueuedRecord], keys: Sequence[str | None]
+) -> list[str | int]:
+    args: list[str | int] = [ttl_s, target]
+    for rec, key in zip(records, keys, strict=True):
+        args += (key or "", rec.id, rec.dumps())
+    return args
 
 
 @dataclass(frozen=True)
@@ -52,6 +100,7 @@ class RecordQueue:
         self.keys = keys
         self._claim = client.register_script(_CLAIM)
         self._ack = client.register_script(_ACK)
+        self._push_deduped = client.register_script(_PUSH_DEDUPED)
 
     def push(self, target: str, records: Sequence[QueuedRecord]) -> int:
         """Append records at the tail of the target's FIFO; returns the new depth."""
@@ -65,6 +114,49 @@ class RecordQueue:
         if len(results) > 1:
             depth = int(results[-1])
         return depth
+
+    def push_deduped(
+        self,
+        target: str,
+        day: str,
+        records: Sequence[QueuedRecord],
+        keys_for_records: Sequence[str | None],
+        ttl_s: int,
+    ) -> list[str | None]:
+        """Append records at the tail of the target's FIFO, deduped against the day's hash.
+
+        ``keys_for_records[i]`` is record i's dedupe key (``appendq.dedupe.dedupe_key``); None
+        means it is never a duplicate. Returns, per record, None when it was queued to be sent, or
+        the id of the record it repeats (earlier today, or earlier in ``records``): it was queued
+        marked ``duplicate_of`` that id. One Lua script per chunk of 5,000, all chunks in one
+        MULTI/EXEC: atomic, so of two copies pushed at the same moment exactly one goes through.
+
+        A retried call (redis-py repeats it after a connection error) queues no record twice as a
+        record to send; a duplicate may be queued twice, and the drain keeps one (by record id).
+        """
+        if len(keys_for_records) != len(records):
+            raise ValueError(f"{len(keys_for_records)} dedupe keys for {len(records)} records")
+        if any(r.duplicate_of is not None for r in records):
+            raise ValueError("push_deduped decides duplicate_of itself: pass fresh records")
+        found: list[str | None] = [None] * len(records)
+        if not records:
+            return found
+        hash_key = self.keys.dedupe(target, day)
+        script_keys = [hash_key, self.keys.queue(target), self.keys.targets]
+        starts = range(0, len(records), _PUSH_CHUNK)
+        with self.redis.pipeline(transaction=True) as pipe:
+            for start in starts:
+                end = start + _PUSH_CHUNK
+                args = _dedupe_args(target, ttl_s, records[start:end], keys_for_records[start:end])
+                self._push_deduped(keys=script_keys, args=args, client=pipe)
+            replies = pipe.execute()
+        for start, reply in zip(starts, replies, strict=True):
+            for at in range(0, len(reply), 2):
+                first = reply[at + 1]
+                found[start + int(reply[at])] = (
+                    first.decode() if isinstance(first, bytes) else first
+                )
+        return found
 
     def claim(self, target: str, limit: int) -> Claim:
         recovered, items = self._claim(

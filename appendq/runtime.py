@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.campaigns import CampaignResolver
 from appendq.db.engine import make_engine, make_sessionmaker
-from appendq.drain import Drainer
+from appendq.drainer import Drainer
 from appendq.keys import Keys
 from appendq.livevox import LiveVoxClient
 from appendq.queue import RecordQueue

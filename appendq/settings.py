@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     livevox_api_version: str = "v6.0"
     livevox_connect_timeout_s: float = 5.0
     livevox_read_timeout_s: float = 60.0
+    #: Added to connect + read timeouts to make the call deadline: a batch still ``sending`` past
+    #: it belonged to a process that died mid-call; an in_doubt batch is reconciled only past it.
+    call_grace_s: float = 5.0
 
     timezone: str = "America/New_York"
     drain_interval_s: float = 20.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appendq import audit, store
+from appendq import audit, halt, store
 from appendq.runtime import Runtime
 
 
@@ -31,7 +31,9 @@ def collect(rt: Runtime) -> dict[str, Any]:
             }
         )
     budget = rt.limiter.budget()
+    stopped = halt.current(rt.redis, rt.keys)
     return {
+        "halt": {"reason": stopped.reason, "remaining_s": stopped.remaining_s} if stopped else None,
         "targets": rows,
         "rate": {
             "max_calls": rt.settings.rate_max_calls,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -181,22 +181,29 @@ def transition(
     return _view(batch)
 
 
+#: error_kind of a batch held for an operator's decision (partly landed): it no longer blocks its
+#: target, and only ``appendq retry`` sends it again.
+OPERATOR_HOLD = "operator"
+
+_OPEN = (
+    BatchStatus.READY,
+    BatchStatus.RETRY_WAIT,
+    BatchStatus.HELD,
+    BatchStatus.SENDING,
+    BatchStatus.IN_DOUBT,
+)
+
+
+def _open_clause() -> Any:
+    set_aside = (Batch.status == BatchStatus.HELD) & (Batch.error_kind == OPERATOR_HOLD)
+    return Batch.status.in_(_OPEN) & ~set_aside
+
+
 def next_open_batch(session: Session, target: str) -> BatchView | None:
     """The oldest batch of the target that still has to go out (FIFO per target)."""
     batch = session.scalars(
         select(Batch)
-        .where(
-            Batch.target == target,
-            Batch.status.in_(
-                [
-                    BatchStatus.READY,
-                    BatchStatus.RETRY_WAIT,
-                    BatchStatus.HELD,
-                    BatchStatus.SENDING,
-                    BatchStatus.IN_DOUBT,
-                ]
-            ),
-        )
+        .where(Batch.target == target, _open_clause())
         .order_by(Batch.created_at, Batch.id)
         .limit(1)
     ).first()
@@ -207,17 +214,7 @@ def open_targets(session: Session) -> dict[str, datetime]:
     """Targets with unfinished batches, and the creation time of the oldest."""
     rows = session.execute(
         select(Batch.target, func.min(Batch.created_at))
-        .where(
-            Batch.status.in_(
-                [
-                    BatchStatus.READY,
-                    BatchStatus.RETRY_WAIT,
-                    BatchStatus.HELD,
-                    BatchStatus.SENDING,
-                    BatchStatus.IN_DOUBT,
-                ]
-            )
-        )
+        .where(_open_clause())
         .group_by(Batch.target)
     ).all()
     return {target: created for target, created in rows}
@@ -300,3 +297,109 @@ def mark_due(session: Session, batch: BatchView, now: datetime) -> bool:
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Batch.status, func.count()).group_by(Batch.status)).all()
     return {str(status): int(n) for status, n in rows}
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    id: uuid.UUID
+    position: int
+    phone1: str
+    account: str | None
+
+
+def batch_records(session: Session, batch_id: int) -> list[RecordRef]:
+    """The records still riding with the batch, in order (those set apart are left out)."""
+    rows = session.execute(
+        select(Record.id, Record.position, Record.phone1, Record.account)
+        .where(Record.batch_id == batch_id, Record.status.is_(None))
+        .order_by(Record.position)
+    ).all()
+    return [RecordRef(*row) for row in rows]
+
+
+def in_doubt_due(session: Session, older_than: timedelta) -> list[BatchView]:
+    """in_doubt batches whose call is long over (a stalled request can no longer land)."""
+    cutoff = utcnow() - older_than
+    rows = session.scalars(
+        select(Batch)
+        .where(Batch.status == BatchStatus.IN_DOUBT, Batch.updated_at < cutoff)
+        .order_by(Batch.created_at, Batch.id)
+    )
+    return [_view(b) for b in rows]
+
+
+def set_record_apart(
+    session: Session,
+    batch_id: int,
+    record_id: uuid.UUID,
+    status: RecordStatus,
+    *,
+    actor: str,
+    reason: str,
+) -> None:
+    """One record parts from its batch's fate (a poison record rejected alone)."""
+    session.execute(
+        update(Record)
+        .where(Record.id == record_id)
+        .values(status=status, reason=reason, updated_at=utcnow())
+    )
+    session.add(
+        Event(
+            batch_id=batch_id,
+            record_id=record_id,
+            from_status=None,
+            to_status=status,
+            actor=actor,
+            reason=reason,
+        )
+    )
+
+
+def split_batch(
+    session: Session, batch: BatchView, records: Sequence[RecordRef], *, actor: str, reason: str
+) -> int:
+    """Move the second half of ``records`` into a new ready batch created just after this one
+    (same created_at, so FIFO order holds). Each record stays in exactly one batch."""
+    moved = records[len(records) // 2 :]
+    created = session.scalar(select(Batch.created_at).where(Batch.id == batch.id))
+    child = Batch(
+        target=batch.target,
+        size=len(moved),
+        status=BatchStatus.READY,
+        service_id=None,
+        campaign_id=batch.campaign_id,
+        created_at=created,
+    )
+    target = Target.parse(batch.target)
+    if target.kind == "service":
+        child.service_id = target.id
+    session.add(child)
+    session.flush()
+    session.execute(
+        update(Record)
+        .where(Record.id.in_([r.id for r in moved]))
+        .values(batch_id=child.id, position=Record.position - moved[0].position)
+    )
+    session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
+    detail = {"from_batch": batch.id, "records": len(moved)}
+    session.add(
+        Event(
+            batch_id=child.id,
+            from_status=None,
+            to_status=BatchStatus.READY,
+            actor=actor,
+            reason=reason,
+            detail=detail,
+        )
+    )
+    session.add(
+        Event(
+            batch_id=batch.id,
+            from_status=str(batch.status),
+            to_status=str(batch.status),
+            actor=actor,
+            reason=f"{reason}: {len(moved)} records moved to batch {child.id}",
+            detail={"to_batch": child.id, "records": len(moved)},
+        )
+    )
+    return child.id

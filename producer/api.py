@@ -1,22 +1,35 @@
 """The producer: validate records at the door, give each good one a stable id, queue it in Redis.
 
-``Producer.enqueue`` takes one submission and pushes its good records in one ``RecordQueue.push``
-(one MULTI/EXEC), so a submission is queued whole or not at all. ``Producer.enqueue_stream`` takes a
+``Producer.enqueue`` takes one submission and pushes its good records in one MULTI/EXEC, so a
+submission is queued whole or not at all. ``Producer.enqueue_stream`` takes a
 file-sized stream and pushes it chunk by chunk so memory stays flat; should Redis fail half way,
 ``EnqueueInterrupted`` says exactly which rows were queued. Bad records never block good ones: each
 gets ``FieldError``s naming its index, file row and field.
+
+Dedupe (``appendq.dedupe``; APPENDQ_DEDUPE, phone1 by default): a good record whose phone1 (or
+account) was already accepted for the same target today, in APPENDQ_TIMEZONE, earlier in the same
+submission included, is a duplicate. The choice made here: a duplicate is neither accepted nor
+rejected. It gets a record id and is queued marked ``duplicate_of`` the first record, so the drain
+writes it to the audit (status ``duplicate``) and never sends it; the receipt lists it under
+``duplicates`` and does not count it in ``accepted``, which counts only records queued to be sent
+(``record_ids`` are theirs). The check and the push are one atomic Redis step per chunk of 5,000
+(``RecordQueue.push_deduped``): of two copies submitted at the same moment, exactly one is accepted.
+Known limit: the first record blocks its phone (or account) for the rest of the day even if LiveVox
+later rejects it; each duplicate names it, so the audit explains why the copy was not sent.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
+from appendq.dedupe import MODES, TTL_S, Mode, day_of, dedupe_key
 from appendq.errors import AppendqError, FieldError
 from appendq.keys import Keys
 from appendq.queue import RecordQueue
@@ -32,10 +45,34 @@ StreamItem = tuple[int | None, Mapping[str, Any] | FieldError]
 #: A stream item with its 0-based index among the records of the submission.
 _Numbered = tuple[int, int | None, Mapping[str, Any] | FieldError]
 
+#: The producer's time zone unless told otherwise (Settings.timezone's default).
+DEFAULT_TZ = ZoneInfo("America/New_York")
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A good record not sent because the same phone1 (or account) was accepted earlier today for
+    the same target: record ``index`` (file ``row``) got ``record_id`` and repeats
+    ``duplicate_of``."""
+
+    index: int
+    row: int | None
+    record_id: str
+    duplicate_of: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "row": self.row,
+            "record_id": self.record_id,
+            "duplicate_of": self.duplicate_of,
+        }
+
 
 @dataclass(frozen=True)
 class Receipt:
-    """What happened to one submission: ids of the queued records, errors of the refused ones.
+    """What happened to one submission: ids of the records queued to be sent (``accepted`` of
+    them), the duplicates (queued for the audit only, never sent), errors of the refused ones.
 
     ``errors`` may also hold errors about the submission as a whole (``index`` -1, e.g. an unknown
     CSV column that was ignored); those refuse no record and are not counted in ``rejected``.
@@ -45,6 +82,7 @@ class Receipt:
     accepted: int
     record_ids: list[str]
     errors: list[FieldError]
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -55,8 +93,10 @@ class Receipt:
         return {
             "target": self.target,
             "accepted": self.accepted,
+            "duplicate": len(self.duplicates),
             "rejected": self.rejected,
             "record_ids": list(self.record_ids),
+            "duplicates": [d.to_dict() for d in self.duplicates],
             "errors": [
                 {"index": e.index, "row": e.row, "field": e.field, "message": e.message}
                 for e in self.errors
@@ -91,6 +131,8 @@ class EnqueueInterrupted(AppendqError):
 
     def _explain(self) -> str:
         done = f"{self.receipt.accepted} records queued for {self.receipt.target}"
+        if self.receipt.duplicates:
+            done += f" (and {len(self.receipt.duplicates)} duplicates)"
         if self.last_row is not None:
             done += f" (input through row {self.last_row})"
         doubt = ""
@@ -115,16 +157,48 @@ def parse_target(value: Target | str | int) -> Target:
 
 @dataclass(frozen=True)
 class _Checked:
-    """Result of validating some records: the queued form of the good ones, errors of the bad."""
+    """Result of validating some records: the queued form of the good ones with their (index,
+    row), errors of the bad, and the dedupe day of the moment they were stamped."""
 
     records: list[QueuedRecord]
+    places: list[tuple[int, int | None]]
     errors: list[FieldError]
+    day: str
+
+
+@dataclass(frozen=True)
+class _Pushed:
+    """What Redis did with a ``_Checked``: ids of the records to send, and the duplicates."""
+
+    ids: list[str]
+    duplicates: list[Duplicate]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Producer:
-    def __init__(self, queue: RecordQueue, *, region: str = "US") -> None:
+    """Validates, dedupes (``dedupe``: phone1, account or off; per target and per day in ``tz``)
+    and queues records. ``clock`` gives the current instant: it stamps records and picks the day.
+    """
+
+    def __init__(
+        self,
+        queue: RecordQueue,
+        *,
+        region: str = "US",
+        dedupe: Mode = "phone1",
+        tz: ZoneInfo = DEFAULT_TZ,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if dedupe not in MODES:
+            raise ValueError(f"unknown dedupe mode {dedupe!r}: use one of {', '.join(MODES)}")
         self.queue = queue
         self.region = region
+        self.dedupe: Mode = dedupe
+        self.tz = tz
+        self.clock = clock
 
     def close(self) -> None:
         """Close the Redis connections of the queue."""
@@ -150,10 +224,8 @@ class Producer:
             raise ValueError(f"rows has {len(rows)} entries for {len(raws)} records")
         numbered = [(i, rows[i] if rows is not None else None, raw) for i, raw in enumerate(raws)]
         checked = self._check(numbered)
-        self._push(where, checked.records)
-        receipt = Receipt(
-            where, len(checked.records), [r.id for r in checked.records], checked.errors
-        )
+        pushed = self._push(where, checked)
+        receipt = Receipt(where, len(pushed.ids), pushed.ids, checked.errors, pushed.duplicates)
         _log_receipt(receipt)
         return receipt
 
@@ -177,8 +249,8 @@ class Producer:
             for batch in _numbered_chunks(items, chunk, state.errors):
                 checked = self._check(batch)
                 state.pushing = batch
-                self._push(state.target, checked.records)
-                state.confirm(checked)
+                pushed = self._push(state.target, checked)
+                state.confirm(checked, pushed)
                 if progress is not None:
                     progress(state.done)
         except (redis.RedisError, OSError) as exc:
@@ -192,6 +264,7 @@ class Producer:
 
     def _check(self, items: Iterable[_Numbered]) -> _Checked:
         payloads: list[dict[str, Any]] = []
+        places: list[tuple[int, int | None]] = []
         errors: list[FieldError] = []
         for index, row, raw in items:
             if isinstance(raw, FieldError):
@@ -202,19 +275,36 @@ class Producer:
                 errors.extend(problems)
             else:
                 payloads.append(payload)
-        now = time.time()
-        return _Checked([QueuedRecord(new_record_id(), now, p) for p in payloads], errors)
+                places.append((index, row))
+        now = self.clock()
+        stamp = now.timestamp()
+        records = [QueuedRecord(new_record_id(), stamp, p) for p in payloads]
+        return _Checked(records, places, errors, day_of(now, self.tz))
 
-    def _push(self, target: str, records: list[QueuedRecord]) -> None:
-        if records:
-            depth = self.queue.push(target, records)
-            log.debug(
-                "pushed %d records to %s, depth %d",
-                len(records),
-                target,
-                depth,
-                extra={"target": target, "count": len(records), "depth": depth},
-            )
+    def _push(self, target: str, checked: _Checked) -> _Pushed:
+        records = checked.records
+        if not records:
+            return _Pushed([], [])
+        if self.dedupe == "off":
+            self.queue.push(target, records)
+            return _Pushed([r.id for r in records], [])
+        keys = [dedupe_key(r.payload, self.dedupe) for r in records]
+        firsts = self.queue.push_deduped(target, checked.day, records, keys, TTL_S)
+        ids: list[str] = []
+        duplicates: list[Duplicate] = []
+        for rec, (index, row), first in zip(records, checked.places, firsts, strict=True):
+            if first is None:
+                ids.append(rec.id)
+            else:
+                duplicates.append(Duplicate(index, row, rec.id, first))
+        log.debug(
+            "pushed %d records to %s, %d of them duplicates",
+            len(records),
+            target,
+            len(duplicates),
+            extra={"target": target, "count": len(records), "duplicates": len(duplicates)},
+        )
+        return _Pushed(ids, duplicates)
 
 
 class _StreamState:
@@ -223,20 +313,22 @@ class _StreamState:
     def __init__(self, target: str) -> None:
         self.target = target
         self.ids: list[str] = []
+        self.duplicates: list[Duplicate] = []
         self.errors: list[FieldError] = []
         self.done = 0
         self.last_row: int | None = None
         self.pushing: list[_Numbered] = []
 
-    def confirm(self, checked: _Checked) -> None:
-        self.ids.extend(r.id for r in checked.records)
+    def confirm(self, checked: _Checked, pushed: _Pushed) -> None:
+        self.ids.extend(pushed.ids)
+        self.duplicates.extend(pushed.duplicates)
         self.errors.extend(checked.errors)
         self.done += len(self.pushing)
         self.last_row = self.pushing[-1][1]
         self.pushing = []
 
     def receipt(self) -> Receipt:
-        return Receipt(self.target, len(self.ids), self.ids, self.errors)
+        return Receipt(self.target, len(self.ids), self.ids, self.errors, self.duplicates)
 
     def interrupted(self, cause: str) -> EnqueueInterrupted:
         return EnqueueInterrupted(
@@ -269,13 +361,15 @@ def _numbered_chunks(
 
 def _log_receipt(receipt: Receipt) -> None:
     log.info(
-        "queued %d records for %s, %d rejected",
+        "queued %d records for %s, %d duplicates, %d rejected",
         receipt.accepted,
         receipt.target,
+        len(receipt.duplicates),
         receipt.rejected,
         extra={
             "target": receipt.target,
             "accepted": receipt.accepted,
+            "duplicates": len(receipt.duplicates),
             "rejected": receipt.rejected,
         },
     )
@@ -285,4 +379,4 @@ def connect(settings: Settings) -> Producer:
     """A Producer on the Redis and key prefix of ``settings``; close it when done."""
     client = redis.Redis.from_url(settings.redis_url)
     queue = RecordQueue(client, Keys(settings.redis_prefix))
-    return Producer(queue, region=settings.default_region)
+    return Producer(queue, region=settings.default_region, dedupe=settings.dedupe, tz=settings.tz)

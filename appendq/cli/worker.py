@@ -13,11 +13,14 @@ from typing import Any
 
 import click
 import httpx
+import redis
 from celery.signals import setup_logging
 
+from appendq import halt
 from appendq.cli.app import main
 from appendq.cli.common import load_settings
 from appendq.db.engine import ensure_database, migrate
+from appendq.keys import Keys
 from appendq.settings import Settings
 from workers.celery_app import create_app
 
@@ -73,6 +76,18 @@ def beat_cmd() -> None:
     """Run Celery beat alone: one drain tick every APPENDQ_DRAIN_INTERVAL_S."""
     settings = load_settings()
     create_app(settings).start(["beat", f"--loglevel={settings.log_level.upper()}"])
+
+
+@main.command("resume")
+def resume_cmd() -> None:
+    """Lift the halt on Append calls after an operator fixed the LiveVox account (403, login)."""
+    settings = load_settings(log=False)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        lifted = halt.resume(client, Keys(settings.redis_prefix))
+    finally:
+        client.close()
+    click.echo("halt lifted: the next tick sends again" if lifted else "no halt was in force")
 
 
 @main.command("up")

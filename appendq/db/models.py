@@ -104,6 +104,8 @@ class Batch(Base):
             postgresql_where="status IN ('ready', 'retry_wait', 'held', 'sending', 'in_doubt')",
         ),
         Index("ix_batches_target_created", "target", "created_at"),
+        # audit --campaign, retry --campaign
+        Index("ix_batches_campaign", "campaign_id", postgresql_where="campaign_id IS NOT NULL"),
     )
 
 
@@ -128,6 +130,17 @@ class Record(Base):
         Index("ix_records_batch_position", "batch_id", "position"),
         Index("ix_records_phone1", "phone1"),
         Index("ix_records_account", "account", postgresql_where="account IS NOT NULL"),
+        # audit --service [--since/--until]: one target's records in time order
+        Index("ix_records_target_enqueued", "target", "enqueued_at"),
+        # audit --since/--until alone, or with --campaign/--status: walk time order, stop at limit
+        Index("ix_records_enqueued", "enqueued_at"),
+        # audit --status for records that parted from their batch (duplicate, rejected alone): few
+        Index(
+            "ix_records_parted",
+            "status",
+            "enqueued_at",
+            postgresql_where="status IS NOT NULL",
+        ),
     )
 
 

@@ -1,0 +1,76 @@
+"""Settle ``in_doubt`` batches by reading what LiveVox holds.
+
+LiveVox takes no idempotency key, so a batch whose answer was lost may or may not have landed.
+Once its call is long over, read the campaign's transaction list (paged; only in-doubt batches pay
+for it) and match the batch's records by account, or by phone1 where a record has no account:
+
+- all present  -> appended (never sent twice);
+- none present -> ready (sent again: nothing landed);
+- some present -> held for an operator, with the evidence (``appendq retry`` decides).
+
+Matching by account or phone can be fooled by the same account or phone appended earlier the same
+day through another batch; the dedupe on phone1 (the default) keeps that from happening within
+appendq.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from appendq import store
+from appendq.db.models import BatchStatus
+from appendq.livevox import LiveVoxClient
+from appendq.store import BatchView, RecordRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    present: list[RecordRef]
+    missing: list[RecordRef]
+    transactions_read: int
+
+
+def gather(client: LiveVoxClient, campaign_id: int, records: list[RecordRef]) -> Evidence:
+    accounts: set[str] = set()
+    phones: set[str] = set()
+    read = 0
+    for tx in client.transactions(campaign_id):
+        read += 1
+        if tx.account:
+            accounts.add(tx.account)
+        phones.update(tx.phones)
+    present = [r for r in records if (r.account in accounts if r.account else r.phone1 in phones)]
+    ids = {r.id for r in present}
+    return Evidence(present, [r for r in records if r.id not in ids], read)
+
+
+def verdict(batch: BatchView, evidence: Evidence) -> tuple[BatchStatus, str, str | None]:
+    """(status, reason, error_kind) for a reconciled batch."""
+    found, total = len(evidence.present), len(evidence.present) + len(evidence.missing)
+    where = f"campaign {batch.campaign_id}'s transaction list ({evidence.transactions_read} read)"
+    if total and found == total:
+        return BatchStatus.APPENDED, f"reconciled: all {total} records found in {where}", None
+    if found == 0:
+        return (
+            BatchStatus.READY,
+            f"reconciled: none of the {total} records found in {where}; sending again",
+            None,
+        )
+    return (
+        BatchStatus.HELD,
+        f"reconciled: {found} of {total} records found in {where}; an operator must decide "
+        "(`appendq retry` re-sends the whole batch)",
+        store.OPERATOR_HOLD,
+    )
+
+
+def evidence_detail(evidence: Evidence) -> dict[str, object]:
+    return {
+        "present": len(evidence.present),
+        "missing": len(evidence.missing),
+        "missing_ids": [str(r.id) for r in evidence.missing[:100]],
+        "transactions_read": evidence.transactions_read,
+    }
