@@ -11,6 +11,7 @@ and why, and the events about that record alone.
 
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
 from collections import defaultdict
@@ -59,6 +60,7 @@ class TimelineEntry:
     scope: str = "batch"  # "record" when the entry is about this record alone
     from_status: str | None = None
     detail: dict[str, Any] | None = None
+    batch_id: int | None = None  # the batch the event is about (None: before batching)
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,8 @@ def find_records(
         b.id: b
         for b in session.scalars(select(Batch).where(Batch.id.in_({r.batch_id for r in rows})))
     }
-    batch_events, record_events = _events(session, set(batches), [r.id for r in rows])
-    return [
-        _audit(r, batches[r.batch_id], batch_events[r.batch_id], record_events[r.id]) for r in rows
-    ]
+    by_batch, by_record = _events(session, set(batches), [r.id for r in rows])
+    return [_audit(r, batches[r.batch_id], by_batch, by_record[r.id]) for r in rows]
 
 
 def _record_uuid(value: str) -> uuid.UUID:
@@ -180,7 +180,7 @@ def _statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ...]:
     return tuple(RecordStatus(n) for n in dict.fromkeys(names))
 
 
-def _query(where: AuditFilter, limit: int) -> Select[Any]:
+def _query(where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
     """One SELECT, or, with a status filter, the union of two that each have an index to walk:
     records that parted from their batch with that status (few), and records following a batch
     whose status maps to it (pushed down to the small batches table)."""
@@ -204,29 +204,59 @@ def _query(where: AuditFilter, limit: int) -> Select[Any]:
 def _events(
     session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]
 ) -> tuple[dict[int, list[Event]], dict[uuid.UUID, list[Event]]]:
-    """The batch-level events of these batches, and the events about these records alone."""
+    """The batch-level events of these batches and of the batches they were split from, and the
+    events about these records alone."""
     by_batch: dict[int, list[Event]] = defaultdict(list)
     by_record: dict[uuid.UUID, list[Event]] = defaultdict(list)
-    if not batch_ids:
-        return by_batch, by_record
-    for event in session.scalars(
-        select(Event)
-        .where(Event.batch_id.in_(batch_ids), Event.record_id.is_(None))
-        .order_by(Event.at, Event.id)
-    ):
-        by_batch[event.batch_id].append(event)
-    for event in session.scalars(
-        select(Event)
-        .where(Event.record_id.is_not(None), Event.record_id.in_(record_ids))
-        .order_by(Event.at, Event.id)
-    ):
-        assert event.record_id is not None
-        by_record[event.record_id].append(event)
+    pending = set(batch_ids)
+    for _ in range(_MAX_SPLITS):
+        if not pending:
+            break
+        for event in session.scalars(
+            select(Event)
+            .where(Event.batch_id.in_(pending), Event.record_id.is_(None))
+            .order_by(Event.at, Event.id)
+        ):
+            by_batch[event.batch_id].append(event)
+        parents = {_parent(by_batch[b]) for b in pending}
+        pending = {p for p in parents if p is not None and p not in by_batch}
+    if record_ids:
+        for event in session.scalars(
+            select(Event)
+            .where(Event.record_id.is_not(None), Event.record_id.in_(record_ids))
+            .order_by(Event.at, Event.id)
+        ):
+            assert event.record_id is not None
+            by_record[event.record_id].append(event)
     return by_batch, by_record
 
 
+#: Bisection of a 10,000-record batch splits at most ~14 times; a bound against a cycle anyway.
+_MAX_SPLITS = 32
+
+
+def _parent(events: list[Event]) -> int | None:
+    """The batch this one was split from (its creation event says so), if any."""
+    created = next((e for e in events if e.from_status is None), None)
+    parent = (created.detail or {}).get("from_batch") if created else None
+    return int(parent) if parent is not None else None
+
+
+def history(batch_id: int, by_batch: dict[int, list[Event]], depth: int = 0) -> list[Event]:
+    """A batch's events, preceded by those of the batches it was split from, up to the split."""
+    events = by_batch.get(batch_id, [])
+    parent = _parent(events)
+    if parent is None or depth >= _MAX_SPLITS:
+        return events
+    before = history(parent, by_batch, depth + 1)
+    split = next(
+        (i for i, e in enumerate(before) if (e.detail or {}).get("to_batch") == batch_id), None
+    )
+    return (before if split is None else before[: split + 1]) + events
+
+
 def _audit(
-    rec: Row[Any], batch: Batch, batch_events: list[Event], record_events: list[Event]
+    rec: Row[Any], batch: Batch, by_batch: dict[int, list[Event]], record_events: list[Event]
 ) -> RecordAudit:
     status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
     return RecordAudit(
@@ -240,7 +270,7 @@ def _audit(
         rec.position,
         batch.campaign_id,
         rec.enqueued_at,
-        timeline(rec, batch_events, record_events),
+        timeline(rec, history(batch.id, by_batch), record_events),
         batch_status=str(batch.status),
         attempts=batch.attempts,
         http_status=batch.http_status,
@@ -260,16 +290,22 @@ def timeline(
             rec.enqueued_at, "queued", "producer", "received and validated", "queued", "record"
         )
     ]
-    events = sorted(batch_events + record_events, key=lambda e: (e.at, e.id))
+    events = list(heapq.merge(batch_events, record_events, key=lambda e: (e.at, e.id)))
     if rec.status is not None and record_events:
-        last_own = record_events[-1]
-        events = [e for e in events if (e.at, e.id) <= (last_own.at, last_own.id)]
+        last = (record_events[-1].at, record_events[-1].id)
+        events = [e for e in events if e.record_id is not None or (e.at, e.id) <= last]
     for event in events:
         entries.append(_entry(event))
         if rec.status is not None and not record_events and entries[-1].step == "batched":
             entries.append(
                 TimelineEntry(
-                    event.at, str(rec.status), event.actor, rec.reason, str(rec.status), "record"
+                    event.at,
+                    str(rec.status),
+                    event.actor,
+                    rec.reason,
+                    str(rec.status),
+                    "record",
+                    batch_id=event.batch_id,
                 )
             )
             break
@@ -286,17 +322,23 @@ def _entry(event: Event) -> TimelineEntry:
         "batch" if event.record_id is None else "record",
         event.from_status,
         event.detail,
+        event.batch_id,
     )
 
 
 def _step(event: Event) -> str:
     """The event in the auditor's words."""
+    detail = event.detail or {}
     if event.record_id is not None:
         return event.to_status
-    if (event.detail or {}).get("operator_retry"):
+    if detail.get("operator_retry"):
         return "retried"
+    if "to_batch" in detail:
+        return "split"
+    if event.from_status is None:
+        return "rebatched" if "from_batch" in detail else "batched"
     if event.to_status == BatchStatus.READY:
-        return "batched" if event.from_status is None else "requeued"
+        return "requeued"
     if event.to_status == BatchStatus.SENDING:
         return "sent"
     return event.to_status

@@ -271,9 +271,7 @@ def _record_outcome(
             )
         if status == BatchStatus.HELD:
             store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
-    level = logging.INFO if status == BatchStatus.APPENDED else logging.WARNING
-    log.log(
-        level,
+    log.debug(
         "batch %s: %d records to campaign %s -> %s%s",
         batch.id,
         records,

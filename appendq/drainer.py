@@ -55,4 +55,6 @@ class Drainer:
     @property
     def call_deadline(self) -> timedelta:
         s = self.settings
-        return timedelta(seconds=s.livevox_connect_timeout_s + s.livevox_read_timeout_s + s.call_grace_s)
+        return timedelta(
+            seconds=s.livevox_connect_timeout_s + s.livevox_read_timeout_s + s.call_grace_s
+        )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from appendq import store
 from appendq.db.models import Batch, BatchStatus
+from appendq.store import OPERATOR_HOLD
 
 RETRYABLE = (
     BatchStatus.FAILED,
@@ -75,7 +76,7 @@ class BatchSummary:
     campaign_id: int | None
     created_at: datetime
     error: str | None
-    may_duplicate: bool  # in_doubt: the records may already be at LiveVox
+    may_duplicate: bool  # in_doubt or partly landed: the records may already be at LiveVox
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": self.created_at.isoformat()}
@@ -91,8 +92,14 @@ def _summary(batch: Batch) -> BatchSummary:
         batch.campaign_id,
         batch.created_at,
         batch.error_message,
-        batch.status == BatchStatus.IN_DOUBT,
+        _may_duplicate(batch),
     )
+
+
+def _may_duplicate(batch: Batch) -> bool:
+    """in_doubt, or held after a reconciliation found some of its records at LiveVox."""
+    held_partly_landed = batch.status == BatchStatus.HELD and batch.error_kind == OPERATOR_HOLD
+    return batch.status == BatchStatus.IN_DOUBT or held_partly_landed
 
 
 def preview_retry(session: Session, where: RetryFilter) -> list[BatchSummary]:
@@ -127,7 +134,10 @@ def retry_batches(
         summary = _summary(batch)
         note = reason
         if summary.may_duplicate:
-            note += " (re-sending an in_doubt batch: LiveVox may receive these records twice)"
+            note += (
+                f" (re-sending a {summary.status} batch whose records may already be at "
+                "LiveVox: LiveVox may receive them twice)"
+            )
         store.transition(
             session,
             batch.id,

@@ -14,6 +14,7 @@ Batch transitions (each one an ``events`` row with actor and reason):
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from sqlalchemy.orm import Session
 from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
 from appendq.queue import Claim
 from appendq.records import QueuedRecord, Target
+
+log = logging.getLogger(__name__)
 
 _COPY_RECORDS = (
     "COPY records (id, batch_id, position, target, phone1, account, payload, enqueued_at, "
@@ -115,6 +118,7 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
     except IntegrityError as exc:
         session.rollback()
         raise ClaimConflict(str(exc.orig)) from None
+    _log_transition(batch, None, actor, reason)
     return _view(batch)
 
 
@@ -178,7 +182,38 @@ def transition(
         )
     )
     session.flush()
+    _log_transition(batch, previous, actor, reason)
     return _view(batch)
+
+
+_QUIET = (BatchStatus.READY, BatchStatus.SENDING, BatchStatus.APPENDED)
+
+
+def _log_transition(
+    batch: Batch, previous: BatchStatus | None, actor: str, reason: str | None
+) -> None:
+    """One structured log event per batch transition (phone numbers never appear here)."""
+    level = logging.INFO if batch.status in _QUIET else logging.WARNING
+    log.log(
+        level,
+        "batch %s %s -> %s%s",
+        batch.id,
+        previous,
+        batch.status,
+        f": {reason}" if reason else "",
+        extra={
+            "event": "batch_transition",
+            "batch": batch.id,
+            "target": batch.target,
+            "campaign": batch.campaign_id,
+            "records": batch.size,
+            "from_status": str(previous) if previous else None,
+            "status": str(batch.status),
+            "http_status": batch.http_status,
+            "attempts": batch.attempts,
+            "actor": actor,
+        },
+    )
 
 
 #: error_kind of a batch held for an operator's decision (partly landed): it no longer blocks its

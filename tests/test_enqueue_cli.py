@@ -179,6 +179,57 @@ def test_25000_row_csv_is_queued_whole_and_in_order(
     assert receipt["record_ids"] == [r.id for r in stored]
 
 
+def test_duplicates_are_counted_in_the_summary_and_listed_in_json(
+    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+) -> None:
+    # Given a CSV whose row 4 repeats row 2's phone (written differently) and a bad row 5 / When
+    # enqueued, then enqueued again with --json / Then the summary says 1 duplicate, and the second
+    # run finds every good row a duplicate of the first run's records, listed with their rows
+    path = tmp_path / "leads.csv"
+    path.write_text(f"phone1,account\n{phone(0)},A0\n{phone(1)},A1\n+1 {phone(0)},A2\n123,A3\n")
+
+    human = run(str(path), "--service", "1001")
+    again = run(str(path), "--service", "1001", "--json")
+
+    assert human.exit_code == 0, human.output
+    assert human.stdout == "accepted 2 records for service:1001; 1 duplicate; 1 rejected\n"
+    stored = queued(client, keys, "service:1001")
+    assert [(r.payload["account"], r.duplicate_of) for r in stored[:3]] == [
+        ("A0", None),
+        ("A1", None),
+        ("A2", stored[0].id),
+    ]
+    assert again.exit_code == 0, again.output
+    receipt = json.loads(again.stdout)
+    assert (receipt["accepted"], receipt["duplicate"], receipt["rejected"]) == (0, 3, 1)
+    assert receipt["record_ids"] == []
+    assert [(d["row"], d["duplicate_of"]) for d in receipt["duplicates"]] == [
+        (2, stored[0].id),
+        (3, stored[1].id),
+        (4, stored[0].id),
+    ]
+    assert [d["record_id"] for d in receipt["duplicates"]] == [r.id for r in stored[3:]]
+
+
+def test_dedupe_off_lets_copies_through(run: Run, tmp_path: Path, keys: Keys) -> None:
+    # Given APPENDQ_DEDUPE=off / When a file with the same phone twice is enqueued / Then both
+    # are accepted and the summary has no duplicate part
+    path = tmp_path / "leads.csv"
+    path.write_text(f"phone1\n{phone(0)}\n{phone(0)}\n")
+    env = {
+        "APPENDQ_REDIS_URL": REDIS_URL,
+        "APPENDQ_REDIS_PREFIX": keys.prefix,
+        "APPENDQ_DEDUPE": "off",
+    }
+
+    result = CliRunner(env=env).invoke(main, ["enqueue", str(path), "--service", "1"])
+
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "accepted 2 records for service:1; 0 rejected\n",
+    )
+
+
 def test_printed_errors_are_capped_but_json_has_all(run: Run, tmp_path: Path) -> None:
     # Given 60 bad rows / When enqueued / Then stderr shows 50 and a "... and 10 more" line,
     # exit 1 as every record was refused, and --json still lists all 60

@@ -106,8 +106,10 @@ def test_receipt_to_dict_is_json_ready(producer: Producer) -> None:
     assert data == {
         "target": "campaign:7",
         "accepted": 1,
+        "duplicate": 0,
         "rejected": 1,
         "record_ids": receipt.record_ids,
+        "duplicates": [],
         "errors": [{"index": 1, "row": None, "field": "phone1", "message": "is required"}],
     }
 

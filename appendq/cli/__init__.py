@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appendq.cli import enqueue, ops, simulator, worker  # noqa: F401  (registers commands)
+from appendq.cli import enqueue, ops, serve, simulator, worker  # noqa: F401  (registers commands)
 from appendq.cli.app import main
 
 __all__ = ["main"]

@@ -2,6 +2,8 @@
 
 Only builds Settings and a Producer, streams the file through ``Producer.enqueue_stream`` and
 reports: errors on stderr (``row N: FIELD: message``), a summary or one JSON receipt on stdout.
+Duplicates (APPENDQ_DEDUPE) are counted in the summary and listed in the JSON receipt; they are
+not errors.
 """
 
 from __future__ import annotations
@@ -96,10 +98,13 @@ def enqueue_command(
 
     FILE is a CSV file whose header names LiveVox fields (phone1, phone2, account, firstName, ...;
     several phone2 numbers separated by ';') or a JSON Lines file of one object per line; - reads
-    standard input. Bad records are reported with their row and field; good ones still go in.
+    standard input. Bad records are reported with their row and field; good ones still go in. A
+    record whose phone1 (or account, per APPENDQ_DEDUPE) was already accepted for the same target
+    today is a duplicate: audited, never sent, counted in the summary.
 
-    Exit status: 0 records queued (or the file held none), 1 every record was refused, 2 usage
-    error, 3 configuration or Redis failure (the message says which rows were queued).
+    Exit status: 0 records queued (or the file held none, or only duplicates and bad records), 1
+    every record was refused, 2 usage error, 3 configuration or Redis failure (the message says
+    which rows were queued).
     """
     target = _target(service, campaign)
     try:
@@ -114,8 +119,10 @@ def enqueue_command(
 
 
 def exit_code(receipt: Receipt) -> int:
-    """0 when something was queued or there was nothing to queue; 1 when all was refused."""
-    if receipt.accepted == 0 and receipt.rejected > 0:
+    """0 when something was queued or there was nothing to queue; 1 when all was refused.
+
+    A duplicate is not refused: it was handled as asked (audited, not sent again)."""
+    if receipt.accepted == 0 and not receipt.duplicates and receipt.rejected > 0:
         return EXIT_ALL_REFUSED
     return EXIT_OK
 
@@ -236,7 +243,16 @@ def _print_receipt(receipt: Receipt, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(receipt.to_dict()))
         return
+    click.echo(summary(receipt))
+
+
+def summary(receipt: Receipt) -> str:
+    """``accepted 24,998 records for service:1001; 1 duplicate; 2 rejected`` (no duplicate part
+    when there were none)."""
     noun = "record" if receipt.accepted == 1 else "records"
-    click.echo(
-        f"accepted {receipt.accepted:,} {noun} for {receipt.target}; {receipt.rejected:,} rejected"
-    )
+    parts = [f"accepted {receipt.accepted:,} {noun} for {receipt.target}"]
+    if receipt.duplicates:
+        count = len(receipt.duplicates)
+        parts.append(f"{count:,} duplicate" + ("" if count == 1 else "s"))
+    parts.append(f"{receipt.rejected:,} rejected")
+    return "; ".join(parts)

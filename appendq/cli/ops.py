@@ -1,21 +1,74 @@
-"""Operator and auditor commands: ``status``, ``audit``, ``retry``."""
+"""Operator and auditor commands: ``status``, ``audit``, ``retry``, ``prune``.
+
+Each command builds its dependencies from Settings and calls plain functions
+(``appendq.status``, ``appendq.audit``, ``appendq.operator``, ``appendq.prune``). Commands that
+change something (retry, prune) show what they will do and ask first; ``--yes`` skips the
+question, and without a terminal to ask on they refuse and change nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
-from appendq import audit, operator
+from appendq import audit, operator, prune
 from appendq.cli.app import main
 from appendq.cli.common import load_settings
+from appendq.db.models import BatchStatus, RecordStatus
+from appendq.operator import BatchSummary, RetryFilter
 from appendq.runtime import Runtime
 from appendq.status import collect
+
+log = logging.getLogger(__name__)
+
+#: Preview rows printed before "... and N more".
+PREVIEW_ROWS = 50
+_TIME = "%Y-%m-%d %H:%M:%S %Z"
 
 
 def _dump(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+class IsoTime(click.ParamType[datetime]):
+    """An ISO 8601 date or date-time; without an offset it is read in APPENDQ_TIMEZONE."""
+
+    name = "ISO-TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO date or time (2026-11-28, 2026-11-28T14:30-05:00)")
+
+
+def _aware(value: datetime | None, tz: tzinfo) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=tz)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Go on with --yes, or a "y" typed at a terminal; otherwise stop, having changed nothing."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            "no terminal to ask for confirmation: nothing changed (add --yes to go ahead)"
+        )
+    if not click.confirm(question, default=False, err=True):
+        raise click.ClickException("not confirmed: nothing changed")
 
 
 @main.command("status")
@@ -45,34 +98,53 @@ def status_cmd(as_json: bool) -> None:
     click.echo(f"batches: {counts}")
 
 
+# -- audit ------------------------------------------------------------------------------------
+
+
 @main.command("audit")
-@click.option("--phone", help="phone1 of the record (any format).")
+@click.option("--phone", help="phone1 of the record, in full (any format).")
 @click.option("--account", help="account of the record.")
-@click.option("--batch", "batch_id", type=int, help="a batch id.")
 @click.option("--record", "record_id", help="a record id from a receipt.")
-@click.option("--limit", default=1000, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--batch", "batch_id", type=int, help="a batch id.")
+@click.option("--campaign", "campaign_id", type=int, help="a LiveVox campaign id.")
+@click.option("--service", "service_id", type=int, help="a LiveVox service id.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in RecordStatus]),
+    help="effective status of the record (repeatable).",
+)
+@click.option("--since", type=IsoTime(), help="enqueued at or after (ISO; APPENDQ_TIMEZONE).")
+@click.option("--until", type=IsoTime(), help="enqueued before (ISO; APPENDQ_TIMEZONE).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Full detail, machine-readable.")
 def audit_cmd(
-    phone: str | None,
-    account: str | None,
-    batch_id: int | None,
-    record_id: str | None,
+    statuses: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
     limit: int,
     as_json: bool,
+    **keys: Any,
 ) -> None:
-    """What happened to a lead: each matching record with its batch, status and timeline."""
-    if not any((phone, account, batch_id, record_id)):
-        raise click.UsageError("give --phone, --account, --batch or --record")
+    """What happened to a lead: each matching record, its status and its timeline (queued,
+    batched, sent, outcome, operator retries with who and why). Filters combine (AND)."""
+    if not any(v is not None for v in keys.values()) and not (statuses or since or until):
+        raise click.UsageError(
+            "give at least one filter: --phone, --account, --record, --batch, --campaign, "
+            "--service, --status, --since or --until"
+        )
     settings = load_settings(log=False)
+    tz = settings.tz
     rt = Runtime.build(settings)
     try:
         with rt.sessions() as session:
             found = audit.find_records(
                 session,
-                phone=phone,
-                account=account,
-                batch_id=batch_id,
-                record_id=record_id,
+                **keys,
+                status=statuses,
+                since=_aware(since, tz),
+                until=_aware(until, tz),
                 region=settings.default_region,
                 limit=limit,
             )
@@ -83,43 +155,203 @@ def audit_cmd(
     if as_json:
         _dump([r.to_dict() for r in found])
         return
-    if not found:
-        click.echo("no record found")
     for rec in found:
+        _print_record(rec, tz)
+    more = " (the limit: narrow the filters or raise --limit)" if len(found) == limit else ""
+    click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
+
+
+def _print_record(rec: audit.RecordAudit, tz: tzinfo) -> None:
+    click.secho(
+        f"record {rec.record_id}  {rec.target}  phone {rec.phone1}  account {rec.account or '-'}",
+        bold=True,
+    )
+    click.echo(
+        f"  {rec.status.upper()}  batch {rec.batch_id} #{rec.position}  "
+        f"campaign {rec.campaign_id or '-'}  (batch {rec.batch_status}, "
+        f"{rec.attempts} attempt{'' if rec.attempts == 1 else 's'})"
+    )
+    if rec.reason:
+        click.echo(f"  why: {rec.reason}")
+    for t in rec.timeline:
+        where = f"batch {t.batch_id}" if t.batch_id is not None else ""
         click.echo(
-            f"{rec.record_id} {rec.target} phone {rec.phone1} account {rec.account or '-'}"
-            f": {rec.status} in batch {rec.batch_id} (campaign {rec.campaign_id or '-'})"
-            + (f" - {rec.reason}" if rec.reason else "")
+            f"    {t.at.astimezone(tz):{_TIME}}  {t.step:<10} {where:<12} {t.actor:<26} "
+            f"{t.reason or ''}".rstrip()
         )
-        for t in rec.timeline:
-            click.echo(
-                f"    {t.at:%Y-%m-%d %H:%M:%S%z}  {t.status:<10} {t.actor:<28} {t.reason or ''}"
-            )
+    click.echo()
+
+
+# -- retry ------------------------------------------------------------------------------------
 
 
 @main.command("retry")
-@click.option("--batch", "batch_id", type=int, required=True, help="the batch to send again.")
+@click.option("--batch", "batch_id", type=int, help="one batch to send again.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in operator.RETRYABLE]),
+    help="batches in this status (repeatable; default: every retryable status).",
+)
+@click.option("--service", "service_id", type=int, help="batches of this LiveVox service.")
+@click.option("--campaign", "campaign_id", type=int, help="batches for this LiveVox campaign.")
+@click.option("--since", type=IsoTime(), help="batches created at or after (ISO).")
+@click.option("--until", type=IsoTime(), help="batches created before (ISO).")
 @click.option("--reason", required=True, help="why (recorded in the audit).")
+@click.option("--actor", help="who, for the audit (default: operator:<login name>).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def retry_cmd(batch_id: int, reason: str, yes: bool) -> None:
-    """Send a failed, held, rejected or in_doubt batch again (recorded with who and why)."""
-    rt = Runtime.build(load_settings(log=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def retry_cmd(
+    statuses: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    reason: str,
+    actor: str | None,
+    yes: bool,
+    as_json: bool,
+    batch_id: int | None,
+    service_id: int | None,
+    campaign_id: int | None,
+) -> None:
+    """Send failed, held, in_doubt, rejected or retry_wait batches again: one batch, or every
+    batch matching the filters. Shows what will be re-sent and asks first; recorded in the audit
+    with who, when, why and what."""
+    if service_id is not None and campaign_id is not None:
+        raise click.UsageError("give --service or --campaign, not both")
+    if not reason.strip():
+        raise click.UsageError("--reason must say why (it is recorded in the audit)")
+    settings = load_settings()
+    where = RetryFilter(
+        batch_id=batch_id,
+        statuses=tuple(BatchStatus(s) for s in statuses),
+        service_id=service_id,
+        campaign_id=campaign_id,
+        since=_aware(since, settings.tz),
+        until=_aware(until, settings.tz),
+    )
+    if where.empty:
+        raise click.UsageError(
+            "give a filter (--batch, --status, --service, --campaign, --since, --until): "
+            "appendq never retries everything by accident"
+        )
+    rt = Runtime.build(settings)
     try:
-        with rt.sessions() as session:
-            records = audit.find_records(session, batch_id=batch_id, limit=1)
-            if not records:
-                raise click.ClickException(f"no batch {batch_id}")
-            click.echo(f"batch {batch_id}: {records[0].status}, target {records[0].target}")
-            if not yes and not click.confirm("send it again?"):
-                click.echo("nothing changed")
-                return
-            moved = audit.retry_batch(session, batch_id, reason=reason)
-            session.commit()
-            if moved is None:
-                raise click.ClickException(
-                    f"batch {batch_id} is {records[0].status}: only "
-                    f"{', '.join(operator.RETRYABLE)} batches can be retried"
-                )
-            click.echo(f"batch {batch_id} is ready again ({moved.size} records)")
+        _retry(rt, where, reason, actor or operator.default_actor(), yes, as_json)
     finally:
         rt.close()
+
+
+def _retry(
+    rt: Runtime, where: RetryFilter, reason: str, actor: str, yes: bool, as_json: bool
+) -> None:
+    with rt.sessions() as session:
+        preview = operator.preview_retry(session, where)
+        session.rollback()  # no transaction left open while a human reads the preview
+        if not preview:
+            _nothing_to_retry(session, where.batch_id)
+            return
+        _show_preview(preview, rt.settings.tz, as_json)
+        records = sum(b.size for b in preview)
+        _confirm(f"Send these {len(preview):,} batches ({records:,} records) again?", yes)
+        with session.begin():
+            moved = operator.retry_batches(
+                session, where, reason=reason, actor=actor, only={b.id for b in preview}
+            )
+    left = sorted({b.id for b in preview} - {b.id for b in moved})
+    log.info(
+        "operator retry by %s: %d batches moved back to ready (%s)",
+        actor,
+        len(moved),
+        reason,
+        extra={"actor": actor, "batches": [b.id for b in moved], "left": left},
+    )
+    if as_json:
+        _dump({"preview": [b.to_dict() for b in preview], "moved": [b.to_dict() for b in moved]})
+        return
+    click.echo(
+        f"moved {len(moved):,} batches ({sum(b.size for b in moved):,} records) back to ready, "
+        f"as {actor}: {', '.join(str(b.id) for b in moved) or '-'}"
+    )
+    if left:
+        click.echo(f"left alone (changed since the preview): {', '.join(map(str, left))}")
+
+
+def _nothing_to_retry(session: Session, batch_id: int | None) -> None:
+    if batch_id is not None:
+        found = audit.find_records(session, batch_id=batch_id, limit=1)
+        if not found:
+            raise click.ClickException(f"no batch {batch_id}")
+        raise click.ClickException(
+            f"batch {batch_id} is {found[0].batch_status} (or outside the filters): only "
+            f"{', '.join(operator.RETRYABLE)} batches can be retried"
+        )
+    click.echo("no batch matches: nothing changed")
+
+
+def _show_preview(preview: Sequence[BatchSummary], tz: tzinfo, as_json: bool) -> None:
+    doubtful = [b for b in preview if b.may_duplicate]
+    if not as_json:
+        click.echo(
+            f"{'batch':>8}  {'target':<18} {'status':<10} {'records':>8} {'attempts':>8}  "
+            f"{'created':<23}  error"
+        )
+        for b in preview[:PREVIEW_ROWS]:
+            click.echo(
+                f"{b.id:>8}  {b.target:<18} {b.status:<10} {b.size:>8,} {b.attempts:>8}  "
+                f"{b.created_at.astimezone(tz):{_TIME}}  {(b.error or '')[:60]}"
+            )
+        if len(preview) > PREVIEW_ROWS:
+            click.echo(f"... and {len(preview) - PREVIEW_ROWS:,} more batches")
+        if len(preview) >= operator.MAX_BATCHES:
+            click.echo(f"(at most {operator.MAX_BATCHES:,} batches per retry: run again for more)")
+    if doubtful:
+        click.secho(
+            f"WARNING: {len(doubtful)} of these batches ({sum(b.size for b in doubtful):,} "
+            "records) are in_doubt or partly landed: their records may already be at LiveVox, "
+            "and re-sending them may DUPLICATE them there (LiveVox does not dedupe).",
+            fg="red",
+            bold=True,
+            err=as_json,
+        )
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+@main.command("prune")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=0),
+    help="finished batches last changed this many days ago or more "
+    "[default: APPENDQ_RETENTION_DAYS; 0 keeps everything].",
+)
+@click.option("--chunk", default=prune.CHUNK, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
+    """Delete finished batches (appended, rejected, failed) older than the retention, with their
+    records and events, a chunk of batches per transaction. Open batches are never deleted."""
+    settings = load_settings()
+    days = settings.retention_days if older_than_days is None else older_than_days
+    if days <= 0:
+        click.echo("retention is off (0 days): nothing pruned")
+        return
+    cutoff = prune.cutoff_for(days)
+    rt = Runtime.build(settings)
+    try:
+        with rt.sessions() as session:
+            plan = prune.preview_prune(session, cutoff)
+        if plan.batches == 0:
+            click.echo(f"no finished batch last changed before {cutoff:{_TIME}}: nothing to prune")
+            return
+        click.echo(
+            f"{plan.batches:,} finished batches ({plan.records:,} records) last changed before "
+            f"{cutoff.astimezone(settings.tz):{_TIME}} will be deleted with their events"
+        )
+        _confirm("Delete them?", yes)
+        done = prune.prune(rt.sessions, cutoff, chunk=chunk)
+    finally:
+        rt.close()
+    click.echo(
+        f"deleted {done.batches:,} batches, {done.records:,} records, {done.events:,} events"
+    )
