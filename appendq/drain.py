@@ -160,8 +160,10 @@ def _hold(d: Drainer, batch: BatchView, reason: str) -> DrainReport:
 def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
     campaign_id = resolution.campaign_id
     assert campaign_id is not None
-    with d.sessions() as session:
-        payloads = store.batch_payloads(session, batch.id)
+    payloads = batch.payloads
+    if payloads is None:
+        with d.sessions() as session:
+            payloads = store.batch_payloads(session, batch.id)
     if not payloads:
         return _nothing_to_send(d, batch)
     slot = d.limiter.acquire()

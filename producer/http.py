@@ -478,7 +478,7 @@ def post_leads(
     deps: DepsDep,
     caller: CallerDep,
     raw: Annotated[bytes, Depends(_body)],
-    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY * 4)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Validate and queue up to 10,000 records; bad records get per-record errors, good ones
     go in. Same Idempotency-Key within a day: the first receipt again, nothing queued."""

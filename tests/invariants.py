@@ -19,10 +19,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +41,7 @@ from appendq.keys import Keys
 from appendq.records import QueuedRecord
 from appendq.settings import Settings
 from producer import connect
+from tests.procs import process, wait_until
 
 REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 FINAL = frozenset({"appended", "held", "rejected", "in_doubt", "duplicate"})
@@ -276,3 +282,73 @@ def enqueue(settings: Settings, records: Sequence[dict[str, Any]], target: str) 
         receipt = producer.enqueue(target, records)
     assert receipt.errors == [], receipt.errors
     return receipt.record_ids
+
+
+# -- real processes: every one stopped, its whole process group killed, whatever happens --------
+
+
+def scenario_env(
+    *, database_url: str, prefix: str, sim_url: str, state_dir: Path, **extra: str
+) -> dict[str, str]:
+    """APPENDQ_* for subprocesses: short ticks and windows, 1 s timeouts (call deadline 7 s)."""
+    env = {
+        "APPENDQ_DATABASE_URL": database_url,
+        "APPENDQ_REDIS_URL": REDIS_URL,
+        "APPENDQ_REDIS_PREFIX": prefix,
+        "APPENDQ_LIVEVOX_BASE_URL": sim_url,
+        "APPENDQ_STATE_DIR": str(state_dir),
+        "APPENDQ_DRAIN_INTERVAL_S": "0.3",
+        "APPENDQ_RATE_WINDOW_S": "3",
+        "APPENDQ_RATE_MARGIN_S": "0.2",
+        "APPENDQ_LIVEVOX_CONNECT_TIMEOUT_S": "1",
+        "APPENDQ_LIVEVOX_READ_TIMEOUT_S": "1",
+        "APPENDQ_BATCH_MAX": "10",
+    }
+    env.update(extra)
+    return env
+
+
+class Cluster:
+    """The appendq processes of one scenario (``appendq beat``, ``appendq worker``...), each in
+    its own process group with its own log file; ``close()`` stops them all (SIGTERM, then
+    SIGKILL) and kills what is left of their groups (e.g. an embedded beat orphaned by a crash)."""
+
+    def __init__(self, logs: Path, env: dict[str, str]) -> None:
+        self.logs = logs
+        self.env = env
+        self._stack = ExitStack()
+        self._groups: list[int] = []
+
+    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+        proc = self._stack.enter_context(process(args, {**self.env, **env}, self.logs / name))
+        self._groups.append(proc.pid)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.logs / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self) -> None:
+        try:
+            self._stack.close()
+        finally:
+            for pgid in self._groups:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, cluster: Cluster | None = None
+) -> None:
+    """``tests.procs.wait_until``, with the tail of every process log in the failure."""
+    try:
+        wait_until(predicate, timeout, what, interval=0.25)
+    except AssertionError as exc:
+        if cluster is None:
+            raise
+        tails = "".join(
+            f"\n--- {p.name} ---\n" + "\n".join(cluster.log(p.name).splitlines()[-15:])
+            for p in sorted(cluster.logs.iterdir())
+            if p.is_file()
+        )
+        raise AssertionError(f"{exc}{tails}") from None

@@ -64,7 +64,9 @@ def make_batch(
     assert batch is not None
     with rt.sessions() as session, session.begin():
         for step in PATHS[status]:
-            columns = {"campaign_id": campaign} if step == BatchStatus.SENDING else {}
+            columns: dict[str, object] = {}
+            if step == BatchStatus.SENDING:
+                columns.update(campaign_id=campaign, attempts=1)
             if step not in (BatchStatus.SENDING, BatchStatus.APPENDED):
                 columns["error_message"] = f"test says {step}"
             store.transition(

@@ -366,3 +366,21 @@ def test_a_poison_record_is_rejected_alone_and_the_rest_appended(
     assert poison.status == "rejected" and poison.reason, poison
     assert [summary.rows[i].status for i in ids[:3] + ids[4:]] == ["appended"] * 5
     assert [r["account"] for r in sim3.records(CAMPAIGN)] == ["A0", "A1", "A2", "A4", "A5"]
+
+
+def test_a_refusal_naming_no_record_is_bisected_keeping_fifo(
+    sim3: Sim, rt: Runtime, database_url: str
+) -> None:
+    # Given 6 records and LiveVox refusing the batch's content three times without naming a
+    # record (400), When ticks run, Then the batch is bisected (6 -> 3+3 -> 1+2), the single
+    # record refused alone is rejected with the reason, the 5 others are appended once each, in
+    # enqueue order, in 5 calls.
+    ids = enqueue(rt.settings, make_leads(6), SERVICE)
+    sim3.fault("append", {"status": 400}, times=3)
+    drain_until(
+        rt, lambda: all_final(database_url, ids, {"appended", "rejected"}), 30, "bisection"
+    )
+    summary = invariants(rt, sim3.url, ids, expect={"appended", "rejected"})
+    assert [summary.rows[i].status for i in ids] == ["rejected"] + ["appended"] * 5
+    assert [r["account"] for r in sim3.records(CAMPAIGN)] == ["A1", "A2", "A3", "A4", "A5"]
+    assert [c["records"] for c in summary.append_calls] == [6, 3, 1, 2, 3]

@@ -156,21 +156,19 @@ def test_oversized_body_is_413_by_length_and_by_bytes_read(
     assert depth(rt) == 5
 
 
-WRONG_SHAPES: list[tuple[bytes, str]] = (
-    [
-        (b"[]", "must be a JSON object"),
-        (json.dumps({"records": []}).encode(), "exactly one of service and campaign"),
-        (
-            json.dumps({"service": 1001, "campaign": 9001, "records": []}).encode(),
-            "exactly one of service and campaign",
-        ),
-        (json.dumps({"service": "x", "records": []}).encode(), "positive integer"),
-        (json.dumps({"service": 1001, "records": {"phone1": "1"}}).encode(), "must be a list"),
-        (json.dumps({"service": 1001}).encode(), "must be a list"),
-        (json.dumps({"service": 1001, "records": [], "x": 1}).encode(), "unknown fields"),
-        (body([{}] * 10_001), "at most 10,000 per request"),
-    ],
-)
+WRONG_SHAPES: list[tuple[bytes, str]] = [
+    (b"[]", "must be a JSON object"),
+    (json.dumps({"records": []}).encode(), "exactly one of service and campaign"),
+    (
+        json.dumps({"service": 1001, "campaign": 9001, "records": []}).encode(),
+        "exactly one of service and campaign",
+    ),
+    (json.dumps({"service": "x", "records": []}).encode(), "positive integer"),
+    (json.dumps({"service": 1001, "records": {"phone1": "1"}}).encode(), "must be a list"),
+    (json.dumps({"service": 1001}).encode(), "must be a list"),
+    (json.dumps({"service": 1001, "records": [], "x": 1}).encode(), "unknown fields"),
+    (body([{}] * 10_001), "at most 10,000 per request"),
+]
 
 
 def test_wrong_shape_is_422_and_nothing_queued(api: httpx.Client, rt: Runtime) -> None:

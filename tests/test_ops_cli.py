@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select as sql_select, update
+from sqlalchemy import func, update
+from sqlalchemy import select as sql_select
 
 from appendq.cli import main
 from appendq.db.models import Batch, BatchStatus, Event, Record

@@ -1,0 +1,357 @@
+"""Audit lookups at scale: 10 million record rows in a scratch PostgreSQL database, filled on the
+server with ``INSERT ... SELECT generate_series(...)``, then ``appendq.audit.find_records`` timed
+by phone, account, record id, batch, service + time, campaign + status + time, and status alone.
+
+Baseline column: the same lookup once with index scans turned off (what the lookup would cost
+without the indexes). Also prints table and index sizes, bytes per record row, the index names in
+each lookup's plan, and the time to prune one chunk of 50 finished batches.
+
+The data looks like production at the maximum rate: 10,000-record batches, one every 12 s
+(5 calls a minute = 7.2 M records a day), 4 services, one campaign per service and day, ~10 M
+distinct valid US phones (2 % repeated), 90 % of records with an account, 1 % duplicates, a few
+records rejected alone; batches 95 % appended, the rest rejected, failed, in_doubt or held.
+
+    python -m bench.audit_scale [--rows N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from appendq import audit, prune
+from appendq.db.engine import psycopg_url
+from appendq.records import normalise_phone
+from bench.common import median, row, scratch_database
+
+BATCH = 10_000
+SERVICES = 4
+RECORD_GAP_MS = 12  # 7.2 M records a day
+TABLES = ("records", "events", "batches")
+
+
+def valid_area_codes() -> list[int]:
+    """US area codes phonenumbers accepts (so the phones are ones the producer would accept)."""
+    codes = []
+    for npa in range(201, 1000):
+        try:
+            normalise_phone(f"{npa}2345678")
+        except ValueError:
+            continue
+        codes.append(npa)
+    return codes
+
+
+def bench_audit_scale(rows: int = 10_000_000, repeat: int = 25) -> None:
+    with scratch_database() as url:
+        dsn = psycopg_url(url).replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            t0 = time.perf_counter()
+            _fill(conn, rows)
+            row(
+                f"fill {rows:,} records + index build (s)",
+                f"{time.perf_counter() - t0:.0f} s",
+                "",
+                "",
+            )
+            _sizes(conn, rows)
+            engine = create_engine(psycopg_url(url), pool_size=2)
+            try:
+                _lookups(conn, engine, repeat)
+                _prune_chunk(conn, engine)
+            finally:
+                engine.dispose()
+
+
+# -- fill -------------------------------------------------------------------------------------
+
+
+def _fill(conn: psycopg.Connection[Any], rows: int) -> None:
+    """Drop the records indexes, load everything server-side, build the indexes back."""
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute("SET session_replication_role = replica")  # no FK trigger per loaded row
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' "
+        "AND indexname <> 'pk_records'"
+    ).fetchall()
+    conn.execute("ALTER TABLE records DROP CONSTRAINT pk_records")
+    for name, _ in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    batches = -(-rows // BATCH)
+    end_ms = int(time.time() * 1000)
+    start_ms = end_ms - rows * RECORD_GAP_MS
+    params = {"rows": rows, "batches": batches, "start_ms": start_ms, "services": SERVICES}
+    conn.execute(_BATCHES, params)
+    conn.execute(_EVENTS, params)
+    codes = valid_area_codes()
+    conn.execute(_RECORDS, {**params, "codes": codes, "ncodes": len(codes)})
+    conn.execute(_RECORD_EVENTS)
+    conn.execute("SELECT setval('batches_id_seq', %(n)s)", {"n": batches})
+    conn.execute("ALTER TABLE records ADD CONSTRAINT pk_records PRIMARY KEY (id)")
+    for _, definition in indexes:
+        conn.execute(definition)
+    conn.execute("SET session_replication_role = DEFAULT")
+    conn.execute("VACUUM ANALYZE records")
+    conn.execute("VACUUM ANALYZE batches")
+    conn.execute("VACUUM ANALYZE events")
+
+
+#: Batch b holds records (b-1)*BATCH .. b*BATCH-1; created 1 s after its last record was queued.
+_BATCHES = """
+INSERT INTO batches (id, target, service_id, campaign_id, size, status, attempts, http_status,
+                     error_kind, error_message, created_at, updated_at, sent_at, finished_at)
+SELECT b, 'service:' || svc, svc, camp, size, st, 1,
+       CASE st WHEN 'appended' THEN 204 WHEN 'rejected' THEN 400 END,
+       CASE WHEN st <> 'appended' THEN st END,
+       CASE st WHEN 'appended' THEN NULL ELSE 'bench: ' || st END,
+       created, created + interval '5 s', created + interval '2 s',
+       CASE WHEN st IN ('appended', 'rejected', 'failed') THEN created + interval '5 s' END
+FROM (
+    SELECT b, 1001 + b %% %(services)s AS svc,
+           least(%(rows)s - (b - 1) * 10000, 10000) AS size,
+           CASE WHEN b %% 100 < 2 THEN 'rejected' WHEN b %% 100 = 2 THEN 'failed'
+                WHEN b %% 100 = 3 THEN 'in_doubt' WHEN b %% 100 = 4 THEN 'held'
+                ELSE 'appended' END AS st,
+           to_timestamp((%(start_ms)s + (b * 10000 - 1) * 12) / 1000.0) + interval '1 s'
+               AS created
+    FROM generate_series(1, %(batches)s) AS b
+) s,
+LATERAL (SELECT 5000 + (extract(epoch FROM created)::bigint / 86400 %% 1000) * 10
+                + (b %% %(services)s) AS camp) c
+"""
+
+#: ready, sending and the outcome for each batch; the drain's actor and reasons.
+_EVENTS = """
+INSERT INTO events (batch_id, at, from_status, to_status, actor, reason, detail)
+SELECT id, created_at + (k || ' s')::interval,
+       CASE k WHEN 0 THEN NULL WHEN 1 THEN 'ready' ELSE 'sending' END,
+       CASE k WHEN 0 THEN 'ready' WHEN 1 THEN 'sending' ELSE status END,
+       'worker@bench',
+       CASE k WHEN 0 THEN 'claimed from the queue' WHEN 2 THEN error_message END,
+       CASE k WHEN 1 THEN jsonb_build_object('campaign', campaign_id, 'records', size) END
+FROM batches, generate_series(0, 2) AS k
+WHERE k < 2 OR status <> 'held'
+"""
+
+_RECORDS = """
+INSERT INTO records (id, batch_id, position, target, phone1, account, payload, status, reason,
+                     enqueued_at, updated_at)
+SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
+       i / 10000 + 1, i %% 10000, 'service:' || (1001 + (i / 10000 + 1) %% %(services)s),
+       phone, account,
+       jsonb_build_object('phone1', phone, 'account', account, 'firstName', 'First' || i,
+                          'lastName', 'Last' || i, 'extra1', 'campaign-x'),
+       CASE WHEN i %% 100 = 7 THEN 'duplicate' WHEN i %% 10000 = 4242 THEN 'rejected' END,
+       CASE WHEN i %% 100 = 7 THEN 'duplicate of an earlier record'
+            WHEN i %% 10000 = 4242 THEN 'rejected by LiveVox: record 4242: bad field' END,
+       to_timestamp(ms / 1000.0), to_timestamp(ms / 1000.0) + interval '30 s'
+FROM (
+    SELECT i, ms, md5(i::text) AS h,
+           (%(codes)s::int[])[1 + j %% %(ncodes)s]::text
+               || (2000000 + (j / %(ncodes)s * 7919 + 1234567) %% 8000000)::text AS phone,
+           CASE WHEN i %% 10 = 3 THEN NULL ELSE 'ACC' || lpad(j::text, 9, '0') END AS account
+    FROM (
+        SELECT i, %(start_ms)s + i * 12 AS ms,
+               CASE WHEN i %% 50 = 1 THEN (i * 13) %% %(rows)s ELSE i END AS j
+        FROM generate_series(0, %(rows)s - 1) AS i
+    ) a
+) r
+"""
+
+#: A record rejected alone has its own event (set apart by the poison isolation).
+_RECORD_EVENTS = """
+INSERT INTO events (batch_id, record_id, at, from_status, to_status, actor, reason)
+SELECT batch_id, id, updated_at, NULL, 'rejected', 'worker@bench', reason
+FROM records WHERE status = 'rejected'
+"""
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+
+def _sizes(conn: psycopg.Connection[Any], rows: int) -> None:
+    total = 0
+    for table in TABLES:
+        heap, indexes, whole = conn.execute(
+            "SELECT pg_table_size(%(t)s), pg_indexes_size(%(t)s), pg_total_relation_size(%(t)s)",
+            {"t": table},
+        ).fetchone() or (0, 0, 0)
+        total += whole
+        row(f"size of {table} (table + indexes)", _mb(whole), f"{_mb(heap)} + {_mb(indexes)}", "")
+    for name, size in conn.execute(
+        "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+        "WHERE relname = 'records' ORDER BY 2 DESC"
+    ).fetchall():
+        row(f"  index {name}", _mb(size), f"{size / rows:.1f} B/row", "")
+    row("bytes per record row, all tables + indexes", f"{total / rows:,.0f} B", "", "")
+    per_day = total / rows * 7_200_000
+    row("growth per day at 7.2 M records/day", f"{per_day / 1e9:.1f} GB", "", "")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:,.0f} MB"
+
+
+# -- lookups ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (SQL, parameters) the engine runs meanwhile."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+
+
+def _samples(conn: psycopg.Connection[Any], repeat: int) -> dict[str, list[dict[str, Any]]]:
+    def pick(sql: str) -> list[Any]:
+        return [r[0] for r in conn.execute(sql).fetchall()]
+
+    picked = pick(f"SELECT id FROM records TABLESAMPLE SYSTEM (0.1) LIMIT {repeat * 4}")
+    rng = random.Random(7)
+    rng.shuffle(picked)
+    ids = [str(i) for i in picked[:repeat]]
+    phones = [
+        p
+        for p in pick(f"SELECT phone1 FROM records TABLESAMPLE SYSTEM (0.1) LIMIT {repeat * 2}")
+        if _valid(p)
+    ][:repeat]
+    accounts = pick(
+        "SELECT account FROM records TABLESAMPLE SYSTEM (0.1) WHERE account IS NOT NULL "
+        f"LIMIT {repeat}"
+    )
+    batches = pick(f"SELECT id FROM batches ORDER BY random() LIMIT {repeat}")
+    windows = conn.execute(
+        "SELECT b.campaign_id, b.service_id, b.created_at - interval '1 hour', b.created_at "
+        f"FROM batches b ORDER BY random() LIMIT {repeat}"
+    ).fetchall()
+    return {
+        "phone": [{"phone": p} for p in phones],
+        "account": [{"account": a} for a in accounts],
+        "record id": [{"record_id": i} for i in ids],
+        "batch (first 1,000 records)": [{"batch_id": b} for b in batches],
+        "service + 1 h": [{"service_id": s, "since": a, "until": z} for _, s, a, z in windows],
+        "campaign + appended + 1 h": [
+            {"campaign_id": c, "status": "appended", "since": a, "until": z}
+            for c, _, a, z in windows
+        ],
+        "campaign + rejected + 1 h": [
+            {"campaign_id": c, "status": "rejected", "since": a, "until": z}
+            for c, _, a, z in windows
+        ],
+        "status in_doubt (first 1,000)": [{"status": "in_doubt"}] * repeat,
+    }
+
+
+def _valid(phone: str) -> bool:
+    try:
+        normalise_phone(phone)
+    except ValueError:
+        return False
+    return True
+
+
+def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int) -> None:
+    sessions = sessionmaker(engine)
+    for name, cases in _samples(conn, repeat).items():
+        times, found = [], 0
+        with sessions() as session:
+            audit.find_records(session, **cases[0])  # warm the connection and the plan cache
+            for kwargs in cases:
+                t0 = time.perf_counter()
+                found += len(audit.find_records(session, **kwargs))
+                times.append(time.perf_counter() - t0)
+            session.rollback()
+            plan = _plan_indexes(engine, session, cases[0])
+            unindexed = _without_indexes(session, cases[0])
+        ms = median(times) * 1000
+        row(
+            f"audit by {name} (median ms)",
+            f"{ms:,.1f} ms",
+            f"{unindexed * 1000:,.0f} ms",
+            f"{unindexed * 1000 / ms:,.0f}x",
+        )
+        row(
+            f"  {found / len(cases):,.1f} records/lookup; plan uses", ", ".join(plan) or "-", "", ""
+        )
+
+
+def _plan_indexes(engine: Engine, session: Session, kwargs: dict[str, Any]) -> list[str]:
+    """The index names in the plan of the records query find_records runs."""
+    with _captured(engine) as seen:
+        audit.find_records(session, **kwargs)
+    statement, parameters = seen[0]
+    plan = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+    names: list[str] = []
+    _walk(plan.scalar_one()[0]["Plan"], names)
+    session.rollback()
+    return list(dict.fromkeys(names))
+
+
+def _walk(node: dict[str, Any], names: list[str]) -> None:
+    if "Index Name" in node:
+        names.append(node["Index Name"])
+    for child in node.get("Plans", []):
+        _walk(child, names)
+
+
+def _without_indexes(session: Session, kwargs: dict[str, Any]) -> float:
+    """One run of the lookup with index and bitmap scans off (sequential scans only)."""
+    conn = session.connection()
+    conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+    conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    conn.exec_driver_sql("SET LOCAL enable_indexonlyscan = off")
+    t0 = time.perf_counter()
+    audit.find_records(session, **kwargs)
+    elapsed = time.perf_counter() - t0
+    session.rollback()
+    return elapsed
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def _prune_chunk(conn: psycopg.Connection[Any], engine: Engine) -> None:
+    """Delete the oldest 50 finished batches (one chunk) and time it."""
+    cutoff: datetime = conn.execute(
+        "SELECT updated_at FROM batches WHERE status IN ('appended', 'rejected', 'failed') "
+        "ORDER BY id OFFSET 50 LIMIT 1"
+    ).fetchone()[0]  # type: ignore[index]
+    t0 = time.perf_counter()
+    done = prune.prune(sessionmaker(engine), cutoff)
+    elapsed = time.perf_counter() - t0
+    row(
+        f"prune one chunk: {done.batches} batches, {done.records:,} records (s)",
+        f"{elapsed:.1f} s",
+        f"{done.records / elapsed:,.0f} rec/s",
+        "",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.audit_scale")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="record rows to load")
+    parser.add_argument("--repeat", type=int, default=25, help="lookups per kind (median)")
+    args = parser.parse_args()
+    print(f"{'measure':<46} {'appendq':>16} {'baseline':>16} {'ratio':>9}")
+    bench_audit_scale(rows=args.rows, repeat=args.repeat)
+
+
+if __name__ == "__main__":
+    main()
