@@ -61,13 +61,14 @@ def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str
             "APPENDQ_RATE_WINDOW_S": str(WINDOW_S),
             "APPENDQ_RATE_MARGIN_S": "0.2",
             "APPENDQ_STATE_DIR": str(tmp_path / "state"),
+            "APPENDQ_LOG_JSON": "true",
+            "APPENDQ_LOG_LEVEL": "DEBUG",
         }
         accounts = write_csv(tmp_path / "leads.csv", TOTAL)
-        receipt = json.loads(
-            run_cli(
-                ["enqueue", str(tmp_path / "leads.csv"), "--service", "1001", "--json"], env
-            ).stdout
+        enqueued = run_cli(
+            ["enqueue", str(tmp_path / "leads.csv"), "--service", "1001", "--json"], env
         )
+        receipt = json.loads(enqueued.stdout)
         assert receipt["accepted"] == TOTAL and receipt["errors"] == []
         admin = httpx.Client(base_url=url, timeout=30)
         with process(["worker"], env, tmp_path / "worker.log"):
@@ -96,5 +97,14 @@ def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str
     status = json.loads(run_cli(["status", "--json"], env).stdout)
     assert status["batches"] == {"appended": 3}
     assert status["targets"][0]["queued"] == 0
-    log = (tmp_path / "worker.log").read_text()
-    assert "2122000001" not in log and "simulator-password" not in log
+    log = (tmp_path / "worker.log").read_text() + enqueued.stderr
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert (
+        sum(e.get("event") == "batch_transition" for e in events) == 9
+    )  # 3 x ready/sending/appended
+    phones = {r["phone1"] for r in got} | {p for r in got for p in r.get("phone2", [])}
+    assert len(phones) > TOTAL
+    leaked = [p for p in phones if p in log]
+    assert leaked == [], f"{len(leaked)} full phone numbers in the logs, e.g. {leaked[:3]}"
+    for secret in ("simulator-password", "simulator-token"):
+        assert secret not in log
