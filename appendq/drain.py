@@ -27,7 +27,15 @@ from appendq.store import BatchView
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DrainReport", "Drainer", "drain_once"]
+__all__ = ["DrainReport", "Drainer", "drain_once", "take_tick"]
+
+
+def take_tick(d: Drainer) -> bool:
+    """One drain per interval, whoever asks and however many ticks piled up: a key set NX with a
+    TTL of 90 % of the interval, timed by Redis's clock (not the worker's). Ticks that queued up
+    while the workers were down, or that a second beat sent, find the key taken and do nothing."""
+    ttl_ms = max(int(d.settings.drain_interval_s * 900), 1)
+    return bool(d.redis.set(d.keys.tick, d.actor, nx=True, px=ttl_ms))
 
 
 def drain_once(d: Drainer) -> DrainReport:

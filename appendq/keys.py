@@ -9,6 +9,7 @@
 | {p}:rate:pause                      | string | 1 window   | drain after a 429           | rate limiter       |
 | {p}:lock:drain                      | string | lock TTL   | drain (redis-py Lock)       | drain              |
 | {p}:halt                            | string | HALT_S     | drain after a 403 / login   | drain, status      |
+| {p}:tick                            | string | 0.9 interval | tick task (SET NX)        | tick task          |
 | {p}:campaign:{target}               | string | cache TTL  | campaign resolver           | resolver, status   |
 | {p}:refused:{day}                   | set    | 2 days     | drain (campaign refused)    | resolver           |
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
@@ -44,6 +45,10 @@ class Keys:
     @property
     def rate_pause(self) -> str:
         return f"{self.prefix}:rate:pause"
+
+    @property
+    def tick(self) -> str:
+        return f"{self.prefix}:tick"
 
     @property
     def halt(self) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from appendq import audit, store
 from appendq.db.models import Batch, BatchStatus
-from appendq.drain import drain_once
+from appendq.drain import drain_once, take_tick
 from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
@@ -229,3 +229,14 @@ def test_settings_refuse_limits_above_livevox() -> None:
     assert make_settings(database_url="postgresql://u@h/db").database_url.startswith(
         "postgresql+psycopg://"
     )
+
+
+def test_one_drain_per_interval_whatever_the_ticks(rt: Runtime) -> None:
+    # Given ticks piled up (or two beats), When several arrive within one interval, Then only the
+    # first takes the interval's drain; once the interval (Redis's clock) has passed, one more can.
+    import time
+
+    drainer = rt.drainer()
+    assert [take_tick(drainer) for _ in range(5)] == [True, False, False, False, False]
+    time.sleep(rt.settings.drain_interval_s)
+    assert take_tick(drainer)

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown
 
-from appendq.drain import DrainReport, drain_once
+from appendq.drain import DrainReport, drain_once, take_tick
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from workers.celery_app import DRAIN_TASK
@@ -37,7 +37,10 @@ def runtime(app: Celery) -> Runtime:
 def register(app: Celery) -> None:
     @app.task(name=DRAIN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
     def drain() -> dict[str, Any]:
-        report: DrainReport = drain_once(runtime(app).drainer())
+        drainer = runtime(app).drainer()
+        if not take_tick(drainer):
+            return {"outcome": "skipped", "reason": "this interval's drain already ran"}
+        report: DrainReport = drain_once(drainer)
         if report.outcome not in ("idle", "locked"):
             log.info("tick: %s", report.outcome, extra={"report": report.__dict__})
         return report.__dict__
