@@ -254,7 +254,7 @@ def next_open_batch(session: Session, target: str) -> BatchView | None:
     batch = session.scalars(
         select(Batch)
         .where(Batch.target == target, _open_clause())
-        .order_by(Batch.created_at, Batch.id)
+        .order_by(func.coalesce(Batch.origin_id, Batch.id), Batch.first_position)
         .limit(1)
     ).first()
     return _view(batch) if batch else None
@@ -408,17 +408,21 @@ def set_record_apart(
 def split_batch(
     session: Session, batch: BatchView, records: Sequence[RecordRef], *, actor: str, reason: str
 ) -> int:
-    """Move the second half of ``records`` into a new ready batch created just after this one
-    (same created_at, so FIFO order holds). Each record stays in exactly one batch."""
+    """Move the second half of ``records`` into a new ready batch that sorts right after this one
+    (same root batch, first claim position of its records: see ``Batch.origin_id``). Records keep
+    their claim positions. Each record stays in exactly one batch."""
     moved = records[len(records) // 2 :]
-    created = session.scalar(select(Batch.created_at).where(Batch.id == batch.id))
+    parent = session.get(Batch, batch.id)
+    assert parent is not None
     child = Batch(
         target=batch.target,
         size=len(moved),
         status=BatchStatus.READY,
         service_id=None,
         campaign_id=batch.campaign_id,
-        created_at=created,
+        created_at=parent.created_at,
+        origin_id=parent.origin_id or parent.id,
+        first_position=moved[0].position,
     )
     target = Target.parse(batch.target)
     if target.kind == "service":
@@ -428,7 +432,7 @@ def split_batch(
     session.execute(
         update(Record)
         .where(Record.id.in_([r.id for r in moved]))
-        .values(batch_id=child.id, position=Record.position - moved[0].position)
+        .values(batch_id=child.id)
     )
     session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
     detail = {"from_batch": batch.id, "records": len(moved)}

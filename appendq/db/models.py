@@ -95,6 +95,11 @@ class Batch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     call_ms: Mapped[int | None] = mapped_column(Integer)
+    #: FIFO order within a target is (coalesce(origin_id, id), first_position): a batch split off
+    #: another (poison bisection) keeps the root batch's id and the claim position of its first
+    #: record, so it goes out right where its records stood in the queue.
+    origin_id: Mapped[int | None] = mapped_column(BigInteger)
+    first_position: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
     __table_args__ = (
         Index(
