@@ -2,15 +2,16 @@
 
 LiveVox takes no idempotency key, so a batch whose answer was lost may or may not have landed.
 Once its call is long over, read the campaign's transaction list (paged; only in-doubt batches pay
-for it) and match the batch's records by account, or by phone1 where a record has no account:
+for it) and match the batch's records by account and phone1, or by phone1 alone where a record has
+no account:
 
 - all present  -> appended (never sent twice);
 - none present -> ready (sent again: nothing landed);
 - some present -> held for an operator, with the evidence (``appendq retry`` decides).
 
-Matching by account or phone can be fooled by the same account or phone appended earlier the same
-day through another batch; the dedupe on phone1 (the default) keeps that from happening within
-appendq.
+Matching can be fooled by the same account and phone appended earlier the same day through another
+batch; the dedupe on phone1 (the default) keeps that from happening within appendq. An exact match
+would need the record id to ride in an ``extraN`` field, which customers use for their own data.
 """
 
 from __future__ import annotations
@@ -34,15 +35,22 @@ class Evidence:
 
 
 def gather(client: LiveVoxClient, campaign_id: int, records: list[RecordRef]) -> Evidence:
-    accounts: set[str] = set()
+    """Which records of the batch the campaign holds: a record with an account matches a
+    transaction of that account that carries its phone1; one without, any transaction with its
+    phone1."""
+    by_account: dict[str, set[str]] = {}
     phones: set[str] = set()
     read = 0
     for tx in client.transactions(campaign_id):
         read += 1
-        if tx.account:
-            accounts.add(tx.account)
         phones.update(tx.phones)
-    present = [r for r in records if (r.account in accounts if r.account else r.phone1 in phones)]
+        if tx.account:
+            by_account.setdefault(tx.account, set()).update(tx.phones)
+    present = [
+        r
+        for r in records
+        if (r.phone1 in by_account.get(r.account, ()) if r.account else r.phone1 in phones)
+    ]
     ids = {r.id for r in present}
     return Evidence(present, [r for r in records if r.id not in ids], read)
 

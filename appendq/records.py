@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -189,13 +190,21 @@ def validate_records(
     return good, bad
 
 
+_last_id = 0  # (milliseconds << 74) | 74 random bits of the last id made in this process
+_id_lock = threading.Lock()
+
+
 def new_record_id() -> str:
-    """A time-ordered UUID (48-bit milliseconds, then random bits, version 7 layout)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    """A time-ordered UUID (version 7 layout: 48-bit milliseconds, version, 74 random bits),
+    strictly increasing within a process, so ids sort in the order records were accepted."""
+    global _last_id
+    stamp = ((time.time_ns() // 1_000_000) << 74) | int.from_bytes(os.urandom(10), "big") >> 6
+    with _id_lock:
+        stamp = max(stamp, _last_id + 1)
+        _last_id = stamp
+    ms, rand = stamp >> 74, stamp & ((1 << 74) - 1)
+    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0x2 << 62) | rand_b
     return str(uuid.UUID(int=value))
 
 
