@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, select, union_all
+from sqlalchemy import ColumnElement, Row, Select, select, true, union_all
 from sqlalchemy.orm import Session
 
 from appendq.db.models import (
@@ -104,13 +104,29 @@ class AuditFilter:
     since: datetime | None = None
     until: datetime | None = None
 
+    @property
+    def target(self) -> str | None:
+        return None if self.service_id is None else f"service:{self.service_id}"
+
+    @property
+    def by_record(self) -> bool:
+        """A filter that a record index answers in a few rows."""
+        keys = (self.phone, self.account, self.record_id, self.batch_id)
+        return any(v is not None for v in keys)
+
+    @property
+    def followed(self) -> list[BatchStatus]:
+        """Batch statuses whose records (those following their batch) have a wanted status."""
+        return [b for b, r in RECORD_STATUS_OF_BATCH.items() if r in self.statuses]
+
     def conditions(self) -> list[ColumnElement[bool]]:
+        """On records (and, for a campaign, on their batch joined in)."""
         checks = {
             Record.phone1: self.phone,
             Record.account: self.account,
             Record.batch_id: self.batch_id,
             Record.id: self.record_id,
-            Record.target: None if self.service_id is None else f"service:{self.service_id}",
+            Record.target: self.target,
         }
         where = [column == value for column, value in checks.items() if value is not None]
         if self.campaign_id is not None:
@@ -119,6 +135,15 @@ class AuditFilter:
             where.append(Record.enqueued_at >= self.since)
         if self.until is not None:
             where.append(Record.enqueued_at < self.until)
+        return where
+
+    def batch_conditions(self, statuses: Sequence[BatchStatus] = ()) -> list[ColumnElement[bool]]:
+        """On batches alone: campaign, service, and the batch statuses given."""
+        where: list[ColumnElement[bool]] = [Batch.status.in_(statuses)] if statuses else []
+        if self.campaign_id is not None:
+            where.append(Batch.campaign_id == self.campaign_id)
+        if self.target is not None:
+            where.append(Batch.target == self.target)
         return where
 
 
@@ -155,13 +180,22 @@ def find_records(
         raise ValueError("give at least one filter (phone, account, record, batch, campaign, ...)")
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    rows = session.execute(_query(where, limit)).all()
+    rows = session.execute(_query(where, limit, _scope(session, where))).all()
     batches = {
         b.id: b
         for b in session.scalars(select(Batch).where(Batch.id.in_({r.batch_id for r in rows})))
     }
     by_batch, by_record = _events(session, set(batches), [r.id for r in rows])
-    return [_audit(r, batches[r.batch_id], by_batch, by_record[r.id]) for r in rows]
+    histories = {b: _History(history(b, by_batch)) for b in batches}
+    return [_audit(r, batches[r.batch_id], histories[r.batch_id], by_record[r.id]) for r in rows]
+
+
+class _History:
+    """A batch's events and their timeline entries, built once for all its records."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.entries = [_entry(e) for e in events]
 
 
 def _record_uuid(value: str) -> uuid.UUID:
@@ -180,54 +214,132 @@ def _statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ...]:
     return tuple(RecordStatus(n) for n in dict.fromkeys(names))
 
 
-def _query(where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
-    """One SELECT, or, with a status filter, the union of two that each have an index to walk:
-    records that parted from their batch with that status (few), and records following a batch
-    whose status maps to it (pushed down to the small batches table)."""
-    order = (Record.enqueued_at, Record.id)
-    base = select(*_COLUMNS).where(*where.conditions())
+#: When the batch-level filters (a campaign, a status records share with their batch) leave at
+#: most this many records, they are read from those batches (batch index) and sorted.
+SCOPE_MAX_RECORDS = 100_000
+SCOPE_MAX_BATCHES = 1_000
+
+
+def _scope(session: Session, where: AuditFilter) -> list[int] | None:
+    """The ids of the batches the records must come from, when they are few (else None)."""
+    if where.by_record or (where.statuses and not where.followed):
+        return None  # a record index, or ix_records_parted, answers it directly
+    if where.campaign_id is None and not where.statuses:
+        return None
+    query = select(Batch.id, Batch.size).where(*where.batch_conditions(where.followed))
+    rows = session.execute(query.limit(SCOPE_MAX_BATCHES + 1)).all()
+    if len(rows) > SCOPE_MAX_BATCHES or sum(size for _, size in rows) > SCOPE_MAX_RECORDS:
+        return None
+    return [batch_id for batch_id, _ in rows]
+
+
+def _query(where: AuditFilter, limit: int, scope: list[int] | None) -> Select[*tuple[Any, ...]]:
+    """The records query, oldest first, shaped so that an index delivers the rows in order:
+
+    - phone, account, record id: their index; the few rows sorted by enqueue time;
+    - one batch: the batch index, in claim order (position);
+    - a campaign or status whose batches hold few records (``scope``): those batches' records,
+      sorted by enqueue time;
+    - with a time window (and/or a service): ix_records_enqueued / ix_records_target_enqueued,
+      walked in enqueue time, batch filters checked on the way;
+    - a campaign or status matching many batches, no window: the batches oldest first, each one's
+      records in claim order (a LATERAL read per batch), stopping at the limit.
+
+    A status filter is the union of records that parted from their batch with that status (few:
+    ix_records_parted) and records following a batch whose status maps to it.
+    """
+    windowed = where.since is not None or where.until is not None
+    batch_led = where.campaign_id is not None or bool(where.followed)
+    if batch_led and scope is None and not windowed and not where.by_record:
+        return _by_batches(where, limit)
+    keys = [Record.position] if where.batch_id is not None else [Record.enqueued_at, Record.id]
+    base = select(*_COLUMNS, *(k.label(f"k{i}") for i, k in enumerate(keys)))
+    base = base.where(*where.conditions())
     if where.campaign_id is not None or where.statuses:
         base = base.join(Batch, Batch.id == Record.batch_id)
+
+    def first(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+        if scope is None:
+            return query.order_by(*keys).limit(limit)
+        scoped = query.where(Record.batch_id.in_(scope)).cte().prefix_with("MATERIALIZED")
+        return select(scoped).order_by(*_keys(scoped, len(keys))).limit(limit)
+
     if not where.statuses:
-        return base.order_by(*order).limit(limit)
-    followed = [b for b, r in RECORD_STATUS_OF_BATCH.items() if r in where.statuses]
-    branches = [
-        base.where(Record.status.in_(where.statuses)).order_by(*order).limit(limit).subquery()
-    ]
-    if followed:
-        follows = and_(Record.status.is_(None), Batch.status.in_(followed))
-        branches.append(base.where(follows).order_by(*order).limit(limit).subquery())
-    both = union_all(*(select(b) for b in branches)).subquery()
-    return select(both).order_by(both.c.enqueued_at, both.c.id).limit(limit)
+        return first(base)
+    branches = [base.where(Record.status.in_(where.statuses)).order_by(*keys).limit(limit)]
+    if where.followed:
+        follows = base.where(Record.status.is_(None), Batch.status.in_(where.followed))
+        branches.append(first(follows))
+    return _merged(branches, len(keys), limit)
+
+
+def _by_batches(where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
+    """Matching batches oldest first, each one's records in claim order, up to ``limit``."""
+    branches: list[Select[*tuple[Any, ...]]] = []
+    if where.statuses:
+        keys = (Batch.created_at, Record.batch_id, Record.position)
+        parted = (
+            select(*_COLUMNS, *(k.label(f"k{i}") for i, k in enumerate(keys)))
+            .join(Batch, Batch.id == Record.batch_id)
+            .where(Record.status.in_(where.statuses), *where.batch_conditions())
+        )
+        branches.append(parted.order_by(*keys).limit(limit))
+    if where.followed or not where.statuses:
+        batches = select(Batch.id, Batch.created_at).where(*where.batch_conditions(where.followed))
+        b = batches.order_by(Batch.created_at, Batch.id).subquery()
+        own = [Record.status.is_(None)] if where.statuses else []
+        per_batch = (
+            select(*_COLUMNS)
+            .where(Record.batch_id == b.c.id, *own)
+            .order_by(Record.position)
+            .limit(limit)
+            .lateral()
+        )
+        keys_b = (b.c.created_at, b.c.id, per_batch.c.position)
+        branches.append(
+            select(*per_batch.c, *(k.label(f"k{i}") for i, k in enumerate(keys_b)))
+            .select_from(b.join(per_batch, true()))
+            .order_by(*keys_b)
+            .limit(limit)
+        )
+    return branches[0] if len(branches) == 1 else _merged(branches, 3, limit)
+
+
+def _merged(
+    branches: list[Select[*tuple[Any, ...]]], nkeys: int, limit: int
+) -> Select[*tuple[Any, ...]]:
+    both = union_all(*(select(b.subquery()) for b in branches)).subquery()
+    return select(both).order_by(*_keys(both, nkeys)).limit(limit)
+
+
+def _keys(source: Any, n: int) -> list[Any]:
+    """The sort keys k0..kn-1 as columns of a subquery or CTE built from the branches."""
+    return [source.c[f"k{i}"] for i in range(n)]
 
 
 def _events(
     session: Session, batch_ids: set[int], record_ids: Sequence[uuid.UUID]
 ) -> tuple[dict[int, list[Event]], dict[uuid.UUID, list[Event]]]:
     """The batch-level events of these batches and of the batches they were split from, and the
-    events about these records alone."""
+    events about these records alone (found through their batches: ix_events_batch_at)."""
     by_batch: dict[int, list[Event]] = defaultdict(list)
     by_record: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    wanted = set(record_ids)
     pending = set(batch_ids)
     for _ in range(_MAX_SPLITS):
         if not pending:
             break
         for event in session.scalars(
-            select(Event)
-            .where(Event.batch_id.in_(pending), Event.record_id.is_(None))
-            .order_by(Event.at, Event.id)
+            select(Event).where(Event.batch_id.in_(pending)).order_by(Event.at, Event.id)
         ):
-            by_batch[event.batch_id].append(event)
+            if event.record_id is None:
+                by_batch[event.batch_id].append(event)
+            elif event.record_id in wanted:
+                by_record[event.record_id].append(event)
         parents = {_parent(by_batch[b]) for b in pending}
         pending = {p for p in parents if p is not None and p not in by_batch}
-    if record_ids:
-        for event in session.scalars(
-            select(Event)
-            .where(Event.record_id.is_not(None), Event.record_id.in_(record_ids))
-            .order_by(Event.at, Event.id)
-        ):
-            assert event.record_id is not None
-            by_record[event.record_id].append(event)
+    for events in by_record.values():
+        events.sort(key=lambda e: (e.at, e.id))
     return by_batch, by_record
 
 
@@ -255,9 +367,7 @@ def history(batch_id: int, by_batch: dict[int, list[Event]], depth: int = 0) -> 
     return (before if split is None else before[: split + 1]) + events
 
 
-def _audit(
-    rec: Row[Any], batch: Batch, by_batch: dict[int, list[Event]], record_events: list[Event]
-) -> RecordAudit:
+def _audit(rec: Row[Any], batch: Batch, past: _History, record_events: list[Event]) -> RecordAudit:
     status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
     return RecordAudit(
         str(rec.id),
@@ -270,7 +380,7 @@ def _audit(
         rec.position,
         batch.campaign_id,
         rec.enqueued_at,
-        timeline(rec, history(batch.id, by_batch), record_events),
+        timeline(rec, past.events, record_events, past.entries),
         batch_status=str(batch.status),
         attempts=batch.attempts,
         http_status=batch.http_status,
@@ -280,16 +390,22 @@ def _audit(
 
 
 def timeline(
-    rec: Row[Any], batch_events: list[Event], record_events: list[Event]
+    rec: Row[Any],
+    batch_events: list[Event],
+    record_events: list[Event],
+    batch_entries: list[TimelineEntry] | None = None,
 ) -> list[TimelineEntry]:
     """Queued, then the batch's events and the record's own, in time order. Once a record parted
     from its batch, the batch's later events are not about it: they are left out. A record that
-    parted when it was batched (a duplicate) has no event of its own: its status is shown there."""
+    parted when it was batched (a duplicate) has no event of its own: its status is shown there.
+    ``batch_entries`` are the batch events' entries when already built (shared, not copied)."""
     entries = [
         TimelineEntry(
             rec.enqueued_at, "queued", "producer", "received and validated", "queued", "record"
         )
     ]
+    if rec.status is None and not record_events:  # follows its batch: the common case
+        return entries + (batch_entries or [_entry(e) for e in batch_events])
     events = list(heapq.merge(batch_events, record_events, key=lambda e: (e.at, e.id)))
     if rec.status is not None and record_events:
         last = (record_events[-1].at, record_events[-1].id)

@@ -135,8 +135,8 @@ def retry_batches(
         note = reason
         if summary.may_duplicate:
             note += (
-                f" (re-sending a {summary.status} batch whose records may already be at "
-                "LiveVox: LiveVox may receive them twice)"
+                f" (re-sent from {summary.status}: its records may already be at LiveVox, "
+                "which may receive them twice)"
             )
         store.transition(
             session,
@@ -147,6 +147,7 @@ def retry_batches(
             expect=RETRYABLE,
             next_attempt_at=None,
             error_kind=None,
+            error_message=None,  # the failure stays in the events; the batch is clean again
             detail={
                 "operator_retry": True,
                 "from": summary.status,

@@ -430,9 +430,7 @@ def split_batch(
     session.add(child)
     session.flush()
     session.execute(
-        update(Record)
-        .where(Record.id.in_([r.id for r in moved]))
-        .values(batch_id=child.id)
+        update(Record).where(Record.id.in_([r.id for r in moved])).values(batch_id=child.id)
     )
     session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
     detail = {"from_batch": batch.id, "records": len(moved)}

@@ -275,7 +275,7 @@ def lookup_record(rt: Runtime, record_id: str) -> dict[str, Any]:
         raise Refused(
             404,
             f"record {record_id}: not yet batched or unknown (a queued record reaches the audit "
-            "when a drain claims it, within a drain interval or two)",
+            "when a drain claims it)",
         )
     return found[0].to_dict()
 
@@ -442,7 +442,7 @@ class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch: int | None = None
     status: list[str] = Field(default_factory=list)
-    target: str | None = Field(None, examples=["service:1001"])
+    target: str | int | None = Field(None, examples=["service:1001"])
     since: datetime | None = None
     until: datetime | None = None
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
@@ -533,7 +533,7 @@ def post_retry(deps: DepsDep, caller: CallerDep, body: RetryRequest) -> dict[str
     where = retry_filter(
         batch=body.batch,
         statuses=body.status,
-        target=body.target,
+        target=None if body.target is None else str(body.target),
         since=body.since,
         until=body.until,
     )

@@ -14,7 +14,10 @@
 5. the simulator's call log (its own ``at`` times) never shows more than ``rate_max_calls``
    Append calls in any ``rate_window_s`` seconds.
 
-``effective_statuses()`` is the cheap query scenarios poll while waiting for the system to settle.
+``all_final()`` is what scenarios poll while waiting for the system to settle. The module also
+holds what every scenario starts from: ``make_leads``/``enqueue`` (records with unique accounts, so
+LiveVox's side can be matched) and ``Cluster``, real ``appendq`` processes that are always stopped
+and whose process groups are always killed, even when the test fails.
 """
 
 from __future__ import annotations
@@ -125,13 +128,9 @@ def load_rows(database_url: str) -> tuple[dict[str, Row], list[str], Counter[str
     return rows, doubled, batches, resent
 
 
-def effective_statuses(database_url: str) -> Counter[str]:
-    """Effective status of every record in PostgreSQL, counted."""
-    rows, _, _, _ = load_rows(database_url)
-    return Counter(r.status for r in rows.values())
-
-
-def all_final(database_url: str, accepted: Collection[str], expect: Collection[str] = FINAL) -> bool:
+def all_final(
+    database_url: str, accepted: Collection[str], expect: Collection[str] = FINAL
+) -> bool:
     """Every accepted record is in PostgreSQL with one of the ``expect`` statuses."""
     rows, _, _, _ = load_rows(database_url)
     return all(i in rows and rows[i].status in expect for i in accepted)
@@ -186,6 +185,75 @@ def _sample(items: Iterable[Any]) -> str:
     return shown + (f" ... ({len(items)} in all)" if len(items) > MAX_SHOWN else "")
 
 
+class _Problems(list[str]):
+    def flag(self, items: Collection[Any], message: str) -> None:
+        """Note ``message`` with a sample of ``items`` if there are any."""
+        if items:
+            self.append(f"{message}: {_sample(items)}")
+
+
+def _check_rows(
+    problems: _Problems, ids: list[str], rows: dict[str, Row], in_redis: set[str], settled: bool
+) -> None:
+    """Invariants 1 and 2: one row per record, of its own target; nothing lost."""
+    wanted = set(ids)
+    problems.flag([i for i, n in Counter(ids).items() if n > 1], "ids repeated in the receipts")
+    problems.flag(set(rows) - wanted, "records in PostgreSQL that no receipt accepted")
+    problems.flag(
+        [r.id for r in rows.values() if r.target != r.batch_target],
+        "records in a batch of another target",
+    )
+    problems.flag(
+        [i for i in ids if i not in rows and i not in in_redis],
+        "LOST: accepted, in neither PostgreSQL nor Redis",
+    )
+    if settled:  # between commit and ack a claim is legally in both; a settled system has none
+        problems.flag(
+            [i for i in ids if i in rows and i in in_redis], "in PostgreSQL and still in Redis"
+        )
+        problems.flag([i for i in ids if i not in rows], "accepted records never persisted")
+
+
+def _check_final(problems: _Problems, mine: list[Row], expect: Collection[str] | None) -> None:
+    """Invariant 3: final status, with a reason unless appended."""
+    problems.flag([f"{r.id}={r.status}" for r in mine if r.status not in FINAL], "not final")
+    problems.flag(
+        [f"{r.id}={r.status}" for r in mine if r.status != "appended" and not r.reason],
+        "records held/rejected/in_doubt/duplicate without a reason",
+    )
+    if expect is not None:
+        problems.flag(
+            [f"{r.id}={r.status}" for r in mine if r.status not in expect],
+            f"records not {'/'.join(sorted(expect))}",
+        )
+
+
+def _check_livevox(
+    problems: _Problems,
+    rows: dict[str, Row],
+    mine: list[Row],
+    at_simulator: Counter[str],
+    resent: set[int],
+) -> None:
+    """Invariant 4: at most once at LiveVox (unless an operator re-sent an in_doubt batch)."""
+    by_key = {r.key: r for r in rows.values()}
+    problems.flag(
+        [
+            f"{k} x{n}"
+            for k, n in at_simulator.items()
+            if n > 1 and not (k in by_key and by_key[k].batch_id in resent)
+        ],
+        "records LiveVox received more than once",
+    )
+    problems.flag(
+        [k for k in at_simulator if k not in by_key], "records at LiveVox that PostgreSQL lacks"
+    )
+    problems.flag(
+        [r.id for r in mine if r.status == "appended" and r.key not in at_simulator],
+        "records appended in PostgreSQL but not at LiveVox",
+    )
+
+
 def check(
     *,
     database_url: str,
@@ -200,57 +268,26 @@ def check(
 ) -> Summary:
     """Assert the invariants above; return what was found. Raises one AssertionError listing
     every broken invariant."""
-    problems: list[str] = []
     ids = list(accepted)
-    wanted = set(ids)
-    if len(wanted) != len(ids):
-        problems.append(f"the receipts hold {len(ids) - len(wanted)} repeated record ids")
-
     rows, doubled, batches, resent = load_rows(database_url)
     in_redis = queued_ids(redis_url, prefix)
     received, calls = simulator_books(sim_url)
-    summary = Summary(batches=batches, rows=rows, append_calls=calls, in_redis=len(in_redis))
-
-    if doubled:
-        problems.append(f"records with more than one row: {_sample(doubled)}")
-    if strays := set(rows) - wanted:
-        problems.append(f"records in PostgreSQL that no receipt accepted: {_sample(strays)}")
-    if wrong := [r.id for r in rows.values() if r.target != r.batch_target]:
-        problems.append(f"records in a batch of another target: {_sample(wrong)}")
-    if lost := [i for i in ids if i not in rows and i not in in_redis]:
-        problems.append(f"LOST: accepted, in neither PostgreSQL nor Redis: {_sample(lost)}")
-    if both := [i for i in ids if i in rows and i in in_redis]:
-        # Legal only while a claim is between commit and ack; a settled system has none.
-        if settled:
-            problems.append(f"records both in PostgreSQL and still in Redis: {_sample(both)}")
-
     mine = [rows[i] for i in ids if i in rows]
-    summary.statuses = Counter(r.status for r in mine)
+    summary = Summary(
+        statuses=Counter(r.status for r in mine),
+        batches=batches,
+        in_redis=len(in_redis),
+        at_simulator=Counter(_record_key(r) for r in received),
+        append_calls=calls,
+        max_calls_in_window=max_calls_in_window((c["at"] for c in calls), rate_window_s),
+        rows=rows,
+    )
+    problems = _Problems()
+    problems.flag(doubled, "records with more than one row")
+    _check_rows(problems, ids, rows, in_redis, settled)
     if settled:
-        if waiting := [i for i in ids if i not in rows]:
-            problems.append(f"accepted records never persisted: {_sample(waiting)}")
-        if open_ := [f"{r.id}={r.status}" for r in mine if r.status not in FINAL]:
-            problems.append(f"records not in a final status: {_sample(open_)}")
-        if mute := [f"{r.id}={r.status}" for r in mine if r.status != "appended" and not r.reason]:
-            problems.append(f"records {'/'.join(FINAL - {'appended'})} without reason: {mute}")
-        if expect is not None and (odd := [f"{r.id}={r.status}" for r in mine if r.status not in expect]):
-            problems.append(f"records not {'/'.join(sorted(expect))}: {_sample(odd)}")
-
-    summary.at_simulator = Counter(_record_key(r) for r in received)
-    by_key = {r.key: r for r in rows.values()}
-    twice = [
-        f"{k} x{n}"
-        for k, n in summary.at_simulator.items()
-        if n > 1 and not (k in by_key and by_key[k].batch_id in resent)
-    ]
-    if twice:
-        problems.append(f"records LiveVox received more than once: {_sample(twice)}")
-    if unknown := [k for k in summary.at_simulator if k not in by_key]:
-        problems.append(f"records at LiveVox that PostgreSQL does not know: {_sample(unknown)}")
-    if missing := [r.id for r in mine if r.status == "appended" and r.key not in summary.at_simulator]:
-        problems.append(f"records appended in PostgreSQL but not at LiveVox: {_sample(missing)}")
-
-    summary.max_calls_in_window = max_calls_in_window((c["at"] for c in calls), rate_window_s)
+        _check_final(problems, mine, expect)
+    _check_livevox(problems, rows, mine, summary.at_simulator, resent)
     if summary.max_calls_in_window > rate_max_calls:
         problems.append(
             f"RATE: {summary.max_calls_in_window} Append calls within {rate_window_s:g} s "
@@ -329,12 +366,12 @@ class Cluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
-        try:
-            self._stack.close()
-        finally:
-            for pgid in self._groups:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+        """kill -9 every group first (the scenario is over; its stores are thrown away), then
+        reap the processes."""
+        for pgid in self._groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        self._stack.close()
 
 
 def wait_for(

@@ -67,7 +67,9 @@ class Scene:
 
     def crash_at(self, point: str) -> None:
         """Start a worker that kills itself with SIGKILL at ``point``; wait for it to die."""
-        proc = self.cluster.start("crashing-worker.log", ["worker", "--no-beat"], APPENDQ_CRASH_AT=point)
+        proc = self.cluster.start(
+            "crashing-worker.log", ["worker", "--no-beat"], APPENDQ_CRASH_AT=point
+        )
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -170,13 +172,13 @@ def _append_directly(scene: Scene, count: int) -> None:
         client.append(CAMPAIGN, payloads[:count])
 
 
-@pytest.mark.parametrize(("landed", "final"), [(0, "appended"), (4, "held"), (8, "appended")])
+@pytest.mark.parametrize(("landed", "final"), [(0, "appended"), (4, "held")])
 def test_kill_after_sending_in_doubt_is_reconciled(scene: Scene, landed: int, final: str) -> None:
     # Given a batch of 8 records committed `sending`, When the worker is killed -9 before the
-    # call, Then the batch stays sending until the call deadline (7 s), then becomes in_doubt and
-    # is reconciled against the campaign's transaction list: none of its records there -> sent
-    # once; all there -> appended without a call; some there -> held for an operator with the
-    # evidence, not sent again.
+    # call (and, maybe, some of its records reach LiveVox another way), Then the batch stays
+    # sending until the call deadline (7 s), then becomes in_doubt and is reconciled against the
+    # campaign's transaction list: none of its records there -> sent once; some there -> held for
+    # an operator with the evidence, not sent again. (All there: the after_append test.)
     ids = enqueue(scene.settings, make_leads(8), SERVICE)
     scene.crash_at("after_sending")
     crashed = time.time()
@@ -190,11 +192,13 @@ def test_kill_after_sending_in_doubt_is_reconciled(scene: Scene, landed: int, fi
     )
     path = [s for (s,) in scene.sql("SELECT to_status FROM events WHERE batch_id = 1 ORDER BY id")]
     assert path[:3] == ["ready", "sending", "in_doubt"], path
-    (sent_at,) = scene.sql("SELECT extract(epoch FROM sent_at) FROM batches WHERE id = 1")[0]
-    (doubted,) = scene.sql(
-        "SELECT extract(epoch FROM at) FROM events WHERE batch_id = 1 AND to_status = 'in_doubt'"
-    )[0]
-    assert float(doubted) - float(sent_at) >= CALL_DEADLINE_S, "reaped before the call deadline"
+    times = dict(
+        scene.sql(
+            "SELECT to_status, min(extract(epoch FROM at)) FROM events WHERE batch_id = 1 "
+            "GROUP BY to_status"
+        )
+    )
+    assert times["in_doubt"] - times["sending"] >= CALL_DEADLINE_S, "reaped before the deadline"
     if final == "held":
         time.sleep(2)  # a few more ticks: a held batch must not go out again by itself
         (reason, detail) = scene.sql(

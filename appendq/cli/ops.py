@@ -96,6 +96,14 @@ def status_cmd(as_json: bool) -> None:
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(data["batches"].items())) or "none"
     click.echo(f"batches: {counts}")
+    if data["halt"]:
+        halt = data["halt"]
+        click.secho(
+            f"HALTED: no Append call for {halt['remaining_s']:.0f} s more: "
+            f"{halt['reason']} (`appendq resume` lifts it)",
+            fg="red",
+            err=False,
+        )
 
 
 # -- audit ------------------------------------------------------------------------------------
