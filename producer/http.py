@@ -3,28 +3,18 @@ status, metrics, health) over the same plain functions as the CLI.
 
 ``create_app(settings)`` builds the FastAPI app; the Runtime and the Producer are built in its
 lifespan and closed at shutdown, nothing at import time. Handlers only pick their dependencies and
-call the plain functions below (``authenticate``, ``parse_submission``, ``Intake.submit``, ...),
-which raise ``Refused`` for every answer that is not a success.
-
-Idempotency (``Idempotency-Key``): per token (a hash of it) and key, one Redis string
-(``Keys.idempotency``): ``pending`` while the first request runs (SET NX), then the receipt and a
-hash of the body for a day. A concurrent request with the key gets 409; a later one the first
-receipt with ``Idempotent-Replayed: true``; the key with another body gets 422.
+call the plain functions: ``producer.intake`` (``authenticate``, ``Intake.submit``, ...) and
+``producer.intake_ops`` (lookup, audit search, retry, health), which raise ``Refused`` for every
+answer that is not a success. Idempotency is described in ``producer.intake``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import math
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
@@ -34,334 +24,19 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
-from appendq import audit, operator
-from appendq.db.models import BatchStatus
 from appendq.errors import ConfigError
-from appendq.keys import Keys
 from appendq.metrics import registry_for
-from appendq.operator import RetryFilter
 from appendq.records import LeadRecord
 from appendq.runtime import Runtime
-from appendq.settings import LIVEVOX_BATCH_LIMIT, Settings
+from appendq.settings import Settings
 from appendq.status import collect
-from producer.api import Producer, connect, parse_target
+from producer.api import Producer, connect
+from producer.intake import MAX_RECORDS, Caller, Intake, Refused, authenticate
+from producer.intake_ops import health, lookup_record, preview, retry, retry_filter, search_audit
 
 log = logging.getLogger(__name__)
-
-MAX_RECORDS = LIVEVOX_BATCH_LIMIT
-MAX_IDEMPOTENCY_KEY = 200
-IDEMPOTENCY_TTL_S = 86_400
-#: A ``pending`` marker outlives any request (10,000 records take well under a second) but not a
-#: day: should the intake die mid-request, the client can retry with the same key after this.
-PENDING_TTL_S = 600
-PENDING = b"pending"
-RETRY_AFTER_CAP_S = 300
-_TARGET_KINDS = ("service", "campaign")
-
-
-class Refused(Exception):
-    """Any answer but success: HTTP status, a message for the client, extra headers."""
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who called: ``actor`` for the audit (``api:`` + a hash prefix, never the token) and
-    ``scope``, the full hash, which keeps one caller's Idempotency-Keys apart from another's."""
-
-    actor: str
-    scope: str
-
-
-ANONYMOUS = Caller("api:anonymous", "anonymous")
-
-
-def authenticate(tokens: Sequence[bytes], authorization: str | None) -> Caller:
-    """The caller behind ``Authorization: Bearer <token>``; every token is compared, each in
-    constant time. With no tokens configured (``--insecure-no-auth``) everyone is anonymous."""
-    if not tokens:
-        return ANONYMOUS
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Refused(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    candidate = given.strip().encode()
-    found: bytes | None = None
-    for token in tokens:
-        if hmac.compare_digest(candidate, token):
-            found = token
-    if found is None:
-        raise Refused(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    digest = hashlib.sha256(found).hexdigest()
-    return Caller(f"api:{digest[:8]}", digest)
-
-
-def parse_submission(raw: bytes) -> tuple[str, list[Any]]:
-    """``{"service": ID | "campaign": ID, "records": [...]}`` -> (target, records).
-
-    The records themselves are validated one by one by the Producer; here only the shape.
-    """
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Refused(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise Refused(422, 'body must be a JSON object: {"service": ID, "records": [...]}')
-    unknown = sorted(set(body) - {"records", *_TARGET_KINDS})
-    if unknown:
-        raise Refused(422, f"unknown fields {unknown}: expected service or campaign, and records")
-    kinds = [k for k in _TARGET_KINDS if k in body]
-    if len(kinds) != 1:
-        raise Refused(422, "give exactly one of service and campaign")
-    ident = body[kinds[0]]
-    if isinstance(ident, bool) or not isinstance(ident, int) or ident <= 0:
-        raise Refused(422, f"{kinds[0]} must be a positive integer")
-    records = body.get("records")
-    if not isinstance(records, list):
-        raise Refused(422, "records must be a list of LiveVox records")
-    if len(records) > MAX_RECORDS:
-        raise Refused(
-            422, f"{len(records):,} records: at most {MAX_RECORDS:,} per request, split it"
-        )
-    return f"{kinds[0]}:{ident}", records
-
-
-class Idempotency:
-    """The ``Idempotency-Key`` store (see the module docstring)."""
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.redis = client
-        self.keys = keys
-
-    def slot(self, caller: Caller, key: str) -> str:
-        if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
-            raise Refused(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return self.keys.idempotency(f"{caller.scope[:16]}:{digest}")
-
-    def begin(self, slot: str, body_hash: str) -> dict[str, Any] | None:
-        """Take the key (None), or return the receipt of the request that took it first."""
-        for _ in range(3):  # the key may expire or be released between SET NX and GET
-            if self.redis.set(slot, PENDING, nx=True, ex=PENDING_TTL_S):
-                return None
-            stored = self.redis.get(slot)
-            if stored == PENDING:
-                raise Refused(
-                    409, "a request with this Idempotency-Key is in progress", {"Retry-After": "1"}
-                )
-            if stored is not None:
-                saved = json.loads(stored)
-                if saved["body_sha256"] != body_hash:
-                    raise Refused(422, "this Idempotency-Key was used with a different body")
-                receipt: dict[str, Any] = saved["receipt"]
-                return receipt
-        raise Refused(409, "a request with this Idempotency-Key is in progress")
-
-    def finish(self, slot: str, body_hash: str, receipt: dict[str, Any]) -> None:
-        saved = json.dumps({"body_sha256": body_hash, "receipt": receipt})
-        self.redis.set(slot, saved, ex=IDEMPOTENCY_TTL_S)
-
-    def release(self, slot: str) -> None:
-        self.redis.delete(slot)
-
-
-def queued_depth(client: redis.Redis, keys: Keys) -> int:
-    """Records waiting in Redis over all targets (queued + in flight): one round trip."""
-    targets = client.smembers(keys.targets)
-    if not targets:
-        return 0
-    with client.pipeline(transaction=False) as pipe:
-        for raw in targets:
-            target = raw.decode() if isinstance(raw, bytes) else str(raw)
-            pipe.llen(keys.queue(target))
-            pipe.llen(keys.inflight(target))
-        return sum(int(n) for n in pipe.execute())
-
-
-def retry_after_s(settings: Settings, depth: int) -> int:
-    """Seconds until enough drain ticks (one batch each) bring the backlog under the limit."""
-    excess = depth - settings.intake_max_depth
-    ticks = max(1, math.ceil(excess / settings.batch_max))
-    return min(RETRY_AFTER_CAP_S, math.ceil(settings.drain_interval_s * ticks))
-
-
-@dataclass
-class Intake:
-    """``POST /v1/leads`` as a plain function of its dependencies."""
-
-    settings: Settings
-    producer: Producer
-    redis: redis.Redis
-    keys: Keys
-
-    def submit(self, caller: Caller, raw: bytes, idempotency_key: str | None) -> Reply:
-        started = time.perf_counter()
-        target, records = parse_submission(raw)
-        body_hash = hashlib.sha256(raw).hexdigest()
-        idem = Idempotency(self.redis, self.keys)
-        slot = idem.slot(caller, idempotency_key) if idempotency_key is not None else None
-        if slot is not None:
-            replay = idem.begin(slot, body_hash)
-            if replay is not None:
-                return Reply(202, replay, {"Idempotent-Replayed": "true"})
-        try:
-            self._check_backlog()
-            receipt = self.producer.enqueue(target, records).to_dict()
-        except BaseException:
-            if slot is not None:
-                idem.release(slot)
-            raise
-        if slot is not None:
-            idem.finish(slot, body_hash, receipt)
-        _log_submission(caller, receipt, time.perf_counter() - started)
-        return Reply(202, receipt)
-
-    def _check_backlog(self) -> None:
-        depth = queued_depth(self.redis, self.keys)
-        if depth > self.settings.intake_max_depth:
-            wait = retry_after_s(self.settings, depth)
-            raise Refused(
-                503,
-                f"{depth:,} records already queued (limit {self.settings.intake_max_depth:,}): "
-                f"retry in {wait} s",
-                {"Retry-After": str(wait)},
-            )
-
-
-def _log_submission(caller: Caller, receipt: dict[str, Any], elapsed_s: float) -> None:
-    duplicates = receipt.get("duplicate", len(receipt.get("duplicates") or ()))
-    log.info(
-        "intake: %s accepted %d, rejected %d, duplicates %d in %.0f ms (%s)",
-        receipt["target"],
-        receipt["accepted"],
-        receipt["rejected"],
-        duplicates,
-        elapsed_s * 1000,
-        caller.actor,
-        extra={
-            "target": receipt["target"],
-            "accepted": receipt["accepted"],
-            "rejected": receipt["rejected"],
-            "duplicates": duplicates,
-            "elapsed_ms": round(elapsed_s * 1000, 1),
-            "actor": caller.actor,
-        },
-    )
-
-
-def lookup_record(rt: Runtime, record_id: str) -> dict[str, Any]:
-    """``GET /v1/leads/{id}``: the record's status and timeline from the audit."""
-    try:
-        uuid.UUID(record_id)
-    except ValueError:
-        raise Refused(404, f"{record_id!r} is not a record id") from None
-    with rt.sessions() as session:
-        found = audit.find_records(session, record_id=record_id, limit=1)
-    if not found:
-        raise Refused(
-            404,
-            f"record {record_id}: not yet batched or unknown (a queued record reaches the audit "
-            "when a drain claims it)",
-        )
-    return found[0].to_dict()
-
-
-def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
-    """``GET /v1/audit``: records matching every filter given (at least one)."""
-    filters = {k: v for k, v in where.items() if v is not None and k not in ("limit", "region")}
-    if not filters:
-        raise Refused(422, "give phone, account, batch or record")
-    with rt.sessions() as session:
-        try:
-            found = audit.find_records(session, **where)
-        except ValueError as exc:  # a phone or record id that cannot match anything
-            raise Refused(422, str(exc)) from None
-    return [r.to_dict() for r in found]
-
-
-def retry_filter(
-    *,
-    batch: int | None,
-    statuses: Sequence[str],
-    target: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> RetryFilter:
-    """A ``RetryFilter`` from request parameters; 422 on an unknown or final status or target."""
-    names = [s.strip() for text in statuses for s in text.split(",") if s.strip()]
-    wrong = [s for s in names if s not in {str(r) for r in operator.RETRYABLE}]
-    if wrong:
-        allowed = ", ".join(str(r) for r in operator.RETRYABLE)
-        raise Refused(422, f"status {wrong}: only {allowed} batches can be retried")
-    try:
-        where = str(parse_target(target)) if target is not None else None
-    except ValueError as exc:
-        raise Refused(422, str(exc)) from None
-    return RetryFilter(
-        batch_id=batch,
-        statuses=tuple(BatchStatus(s) for s in names),
-        target=where,
-        since=_aware(since),
-        until=_aware(until),
-    )
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def retry(rt: Runtime, where: RetryFilter, *, reason: str, actor: str) -> dict[str, Any]:
-    """``POST /v1/batches/retry``: every matching batch back to ready, with reason and actor."""
-    if where == RetryFilter():
-        raise Refused(422, "give batch, status, target, since or until (all of them: status)")
-    with rt.sessions() as session:
-        try:
-            moved = operator.retry_batches(session, where, reason=reason, actor=actor)
-        except ValueError as exc:
-            raise Refused(422, str(exc)) from None
-        session.commit()
-    return {"count": len(moved), "actor": actor, "batches": [m.to_dict() for m in moved]}
-
-
-def preview(rt: Runtime, where: RetryFilter) -> dict[str, Any]:
-    with rt.sessions() as session:
-        found = operator.preview_retry(session, where)
-    return {"count": len(found), "batches": [b.to_dict() for b in found]}
-
-
-def health(rt: Runtime) -> dict[str, str]:
-    """``ok`` or the error's name, for Redis and PostgreSQL."""
-    checks = {"redis": "ok", "postgres": "ok"}
-    try:
-        rt.redis.ping()
-    except (redis.RedisError, OSError) as exc:
-        checks["redis"] = type(exc).__name__
-    try:
-        with rt.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as exc:
-        checks["postgres"] = type(exc).__name__
-    return checks
-
-
-# --- the FastAPI edge: dependencies, documentation models, routes --------------------------------
 
 
 @dataclass
@@ -580,17 +255,7 @@ def _routes(app: FastAPI) -> None:
 def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
     """The intake app. Refuses to build without API tokens unless ``allow_no_auth`` (a local
     demo: anyone who reaches the port can enqueue and retry)."""
-    tokens = [t.get_secret_value().encode() for t in settings.api_tokens if t.get_secret_value()]
-    if not tokens:
-        if not allow_no_auth:
-            raise ConfigError(
-                "no API tokens: set APPENDQ_API_TOKENS (comma-separated) or, for a local "
-                "demo only, pass --insecure-no-auth"
-            )
-        log.warning(
-            "THE HTTP INTAKE RUNS WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who can "
-            "reach it can enqueue leads and retry batches. Never do this outside a local demo."
-        )
+    tokens = _api_tokens(settings, allow_no_auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -613,6 +278,22 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
         app.add_exception_handler(unavailable, _unavailable)
     _routes(app)
     return app
+
+
+def _api_tokens(settings: Settings, allow_no_auth: bool) -> list[bytes]:
+    """The configured API tokens; with none, a ConfigError unless ``allow_no_auth``."""
+    tokens = [t.get_secret_value().encode() for t in settings.api_tokens if t.get_secret_value()]
+    if not tokens:
+        if not allow_no_auth:
+            raise ConfigError(
+                "no API tokens: set APPENDQ_API_TOKENS (comma-separated) or, for a local "
+                "demo only, pass --insecure-no-auth"
+            )
+        log.warning(
+            "THE HTTP INTAKE RUNS WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who can "
+            "reach it can enqueue leads and retry batches. Never do this outside a local demo."
+        )
+    return tokens
 
 
 async def _refused(_: Request, exc: Exception) -> Response:
