@@ -1,5 +1,7 @@
-"""``make bench``: the drain cycle against the machine's floor, and bulk enqueue against a naive
-Celery task per record, each measured side by side in the same run. Prints a table."""
+"""``make bench``: the drain cycle against the machine's floor, bulk enqueue against a naive
+Celery task per record, and the HTTP intake against the Python producer, each measured side by
+side in the same run. Prints a table. Longer benchmarks run on their own:
+``python -m bench.backlog`` (1,000,000 records), ``python -m bench.audit_scale`` (10M rows)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 
 from bench.drain_cycle import bench_drain_cycle
 from bench.enqueue import bench_enqueue
+from bench.intake import bench_intake
 
 
 def main() -> None:
@@ -19,6 +22,7 @@ def main() -> None:
     print(f"{'measure':<46} {'appendq':>16} {'baseline':>16} {'ratio':>9}")
     bench_drain_cycle(repeat=args.repeat)
     bench_enqueue(records=args.records)
+    bench_intake(records=args.records)
 
 
 if __name__ == "__main__":
