@@ -1,0 +1,340 @@
+"""The infrastructure around the drain failing: Redis killed -9 and restarted (AOF on), PostgreSQL
+connections killed mid-tick, two beats and two workers at once, a worker whose clock is 30 s off,
+beat ticking while no worker runs. Real ``appendq`` processes against real Redis and PostgreSQL and
+the simulator (in the test process); every scenario ends with the invariants of
+``tests.invariants``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from appendq.db.engine import psycopg_url
+from tests.conftest import PG_SERVER, REDIS_URL, Sim, make_settings
+from tests.invariants import (
+    Cluster,
+    Summary,
+    all_final,
+    check,
+    enqueue,
+    make_leads,
+    max_calls_in_window,
+    scenario_env,
+    wait_for,
+)
+from tests.procs import ROOT, free_port, run_cli, wait_until
+
+pytestmark = pytest.mark.slow
+
+SERVICE = "service:1001"
+CAMPAIGN = 5001
+_TERMINATE = text(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = :db AND pid <> pg_backend_pid()"
+)
+FAKETIME_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
+
+
+class Scene:
+    """One scenario's processes, stores and simulator."""
+
+    def __init__(self, sim: Sim, database_url: str, prefix: str, tmp: Path) -> None:
+        self.sim = sim
+        self.database_url = database_url
+        self.prefix = prefix
+        self.tmp = tmp
+        (tmp / "logs").mkdir()
+        self.cluster = Cluster(
+            tmp / "logs",
+            scenario_env(
+                database_url=database_url, prefix=prefix, sim_url=sim.url, state_dir=tmp / "st"
+            ),
+        )
+
+    def settings(self, **overrides: Any) -> Any:
+        return make_settings(
+            database_url=self.database_url,
+            redis_prefix=self.prefix,
+            livevox_base_url=self.sim.url,
+            **overrides,
+        )
+
+    def appended(self, ids: list[str], timeout: float) -> None:
+        wait_for(
+            lambda: all_final(self.database_url, ids, {"appended"}),
+            timeout,
+            f"{len(ids)} records appended",
+            self.cluster,
+        )
+
+    def check(self, ids: list[str], **kwargs: Any) -> Summary:
+        return check(
+            database_url=self.database_url,
+            sim_url=self.sim.url,
+            accepted=ids,
+            prefix=self.prefix,
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def scene(sim: Sim, database_url: str, prefix: str, tmp_path: Path) -> Iterator[Scene]:
+    sim.reset(rate_window_s=3.0)
+    built = Scene(sim, database_url, prefix, tmp_path)
+    try:
+        yield built
+    finally:
+        built.cluster.close()
+
+
+# -- Redis killed -9 and restarted with AOF ------------------------------------------------------
+
+
+class RedisServer:
+    """A dedicated ``redis-server`` with AOF fsynced on every write, as the compose file runs it."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data.mkdir(exist_ok=True)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.proc = subprocess.Popen(
+            ["redis-server", *args, "--logfile", str(self.data / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        try:
+            wait_until(answers, 15, "redis-server to answer")
+        finally:
+            client.close()
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill9()
+
+
+def write_csv(path: Path, leads: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["phone1", "account"])
+        writer.writeheader()
+        writer.writerows(leads)
+    return path
+
+
+def test_redis_killed_and_restarted_with_aof_loses_no_accepted_record(
+    scene: Scene, aof_redis: RedisServer
+) -> None:
+    # Given a worker and beat on a Redis with AOF (fsync always) and a first file drained, When
+    # a second file is accepted by `appendq enqueue` and Redis is killed -9 right after and
+    # restarted, Then every record of both receipts survives and is appended once.
+    scene.cluster.env["APPENDQ_REDIS_URL"] = aof_redis.url
+    env = scene.cluster.env
+    scene.cluster.start("beat.log", ["beat"])
+    scene.cluster.start("worker.log", ["worker", "--no-beat"])
+    ids: list[str] = []
+    for n, (start, count) in enumerate([(0, 20), (20, 30)]):
+        leads = write_csv(scene.tmp / f"leads{n}.csv", make_leads(count, start))
+        receipt = json.loads(
+            run_cli(["enqueue", str(leads), "--service", "1001", "--json"], env).stdout
+        )
+        assert receipt["accepted"] == count, receipt
+        ids += receipt["record_ids"]
+        if n == 0:
+            scene.appended(ids, 30)
+    aof_redis.kill9()
+    time.sleep(0.5)
+    aof_redis.start()
+    scene.appended(ids, 60)
+    scene.check(ids, redis_url=aof_redis.url)
+    accounts = [r["account"] for r in scene.sim.records(CAMPAIGN)]
+    assert accounts == [f"A{i}" for i in range(50)]
+
+
+# -- PostgreSQL connections killed mid-tick ------------------------------------------------------
+
+
+def test_postgres_connections_killed_mid_tick_lose_nothing(scene: Scene) -> None:
+    # Given 40 records in batches of 5 and a worker draining them, When every connection to the
+    # audit database is terminated again and again (pg_terminate_backend every 20 ms for 5 s,
+    # from the first Append on), Then ticks fail, but nothing is lost, no record lands in two
+    # batches, and everything is appended once, in order.
+    ids = enqueue(scene.settings(), make_leads(40), SERVICE)
+    scene.cluster.start("beat.log", ["beat"])
+    scene.cluster.start("worker.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="5")
+    wait_for(lambda: bool(scene.sim.calls("append")), 30, "the first Append", scene.cluster)
+    db = psycopg_url(scene.database_url).rsplit("/", 1)[1]
+    admin = create_engine(psycopg_url(PG_SERVER), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    killed = 0
+    try:
+        with admin.connect() as conn:
+            until = time.monotonic() + 5
+            while time.monotonic() < until:
+                killed += len(conn.execute(_TERMINATE, {"db": db}).all())
+                time.sleep(0.02)
+    finally:
+        admin.dispose()
+    assert killed >= 5, f"only {killed} backends were terminated: the scenario did not bite"
+    scene.appended(ids, 60)
+    summary = scene.check(ids)
+    assert sum(summary.batches.values()) == 8
+    assert [r["account"] for r in scene.sim.records(CAMPAIGN)] == [f"A{i}" for i in range(40)]
+    log = scene.cluster.log("worker.log")
+    failed = log.count("AdminShutdown") + log.count("server closed the connection")
+    assert failed >= 1, "no tick was hit mid-transaction"
+
+
+# -- two beats and two workers ---------------------------------------------------------------------
+
+
+def test_two_beats_and_two_workers_keep_the_rate_and_send_each_record_once(scene: Scene) -> None:
+    # Given 60,000 queued records (batches of 5,000), When two `appendq beat` and two
+    # `appendq worker --no-beat` run at once, Then LiveVox never sees more than 5 Append calls in
+    # any 3 s, no record twice, and every record is appended, in enqueue order.
+    total = 60_000
+    ids = enqueue(scene.settings(), make_leads(total), SERVICE)
+    for n in (1, 2):
+        scene.cluster.start(f"beat{n}.log", ["beat"], APPENDQ_STATE_DIR=str(scene.tmp / f"b{n}"))
+    for n in (1, 2):
+        scene.cluster.start(f"worker{n}.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="5000")
+
+    def landed() -> int:
+        state = scene.sim.admin.get("/_admin/state").json()
+        return sum(c["appended"] for c in state["campaigns"])
+
+    wait_for(lambda: landed() >= total, 90, f"{total} records at LiveVox", scene.cluster)
+    scene.appended(ids, 20)
+    summary = scene.check(ids)
+    assert [c["records"] for c in summary.append_calls] == [5000] * 12
+    accounts = [r["account"] for r in scene.sim.records(CAMPAIGN)]
+    assert accounts == [f"A{i}" for i in range(total)]
+    for n in (1, 2):
+        assert "appendq.drain" in scene.cluster.log(f"worker{n}.log"), f"worker{n} never ticked"
+
+
+# -- a worker whose clock is 30 s off -------------------------------------------------------------
+
+
+def skewed_clock_env(tmp: Path, offset_s: int) -> dict[str, str]:
+    """Environment that shifts the whole clock of one process by ``offset_s``: libfaketime where
+    installed (every clock call: time.time, datetime.now, ...), else a sitecustomize.py that shifts
+    time.time and time.time_ns."""
+    lib = next((p for p in FAKETIME_LIBS if Path(p).exists()), None)
+    if lib is not None:
+        return {"LD_PRELOAD": lib, "FAKETIME": f"{offset_s:+d}s", "DONT_FAKE_MONOTONIC": "1"}
+    site = tmp / "skew"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time\n"
+        f"_OFFSET = {offset_s}\n"
+        "_time, _time_ns = time.time, time.time_ns\n"
+        "time.time = lambda: _time() + _OFFSET\n"
+        "time.time_ns = lambda: _time_ns() + _OFFSET * 1_000_000_000\n"
+    )
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+
+
+def test_a_worker_with_its_clock_30s_ahead_keeps_the_rate_and_appends_everything(
+    scene: Scene,
+) -> None:
+    # Given beat on the right clock and the only worker's clock 30 s ahead, and 30 records in
+    # batches of 5, When they drain, Then the rate limit still holds (Redis's clock decides), and
+    # every record is appended once.
+    skew = skewed_clock_env(scene.tmp, 30)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time())"],
+        env={**os.environ, **skew},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert float(probe.stdout) - time.time() > 25, "the clock skew did not take"
+    ids = enqueue(scene.settings(), make_leads(30), SERVICE)
+    scene.cluster.start("beat.log", ["beat"])
+    scene.cluster.start("worker.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="5", **skew)
+    try:
+        scene.appended(ids, 25)
+    except AssertionError as exc:
+        discarded = scene.cluster.log("worker.log").count("Discarding revoked task")
+        raise AssertionError(
+            f"{discarded} ticks discarded by the worker as expired (Celery compares `expires` "
+            f"with the worker's own clock); {exc}"
+        ) from None
+    summary = scene.check(ids)
+    assert len(summary.append_calls) == 6
+
+
+# -- beat ticking while no worker runs -------------------------------------------------------------
+
+
+def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Scene) -> None:
+    # Given `appendq beat` running alone for several 0.5 s intervals (ticks pile up in the broker)
+    # and 8 records in batches of 1, When `appendq worker --no-beat` starts, Then the piled ticks
+    # do not drain back to back: LiveVox never sees more than 2 Append calls within half an
+    # interval's worth of a burst (0.5 s), nor more than 5 in any 3 s, and everything is
+    # appended once.
+    ids = enqueue(scene.settings(), make_leads(8), SERVICE)
+    interval = {"APPENDQ_DRAIN_INTERVAL_S": "0.5"}
+    scene.cluster.start("beat.log", ["beat"], **interval)
+    broker = redis.Redis.from_url(REDIS_URL)
+    ticks = f"{scene.prefix}:celery:{scene.prefix}.ticks"
+    try:
+        wait_for(lambda: broker.llen(ticks) >= 5, 30, "5 ticks piled up", scene.cluster)
+        scene.cluster.start(
+            "worker.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="1", **interval
+        )
+        scene.appended(ids, 40)
+        assert broker.llen(ticks) <= 2, "the piled ticks are still queued"
+    finally:
+        broker.close()
+    summary = scene.check(ids)
+    times = [c["at"] for c in summary.append_calls]
+    assert len(times) == 8
+    burst = max_calls_in_window(times, 0.5)
+    assert burst <= 2, f"{burst} Append calls within 0.5 s: piled ticks burst ({times})"
