@@ -12,6 +12,10 @@ and only if the audit says appended, duplicates were never sent, and LiveVox got
 A crash is simulated by making ``appendq.drain.crashpoint`` raise at the chosen point: the tick
 stops there exactly as ``APPENDQ_CRASH_AT`` would kill it, and nothing after runs (the lock is
 released by the ``finally``, which a kill -9 would not do; ``bench.chaos`` kills real processes).
+
+The ``xfail(strict=True)`` tests at the end pin the bugs this machine and its scenarios found:
+each fails today for the reason it gives, and will XPASS, failing the run, once the bug is fixed
+(then drop the marker).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from psycopg.errors import UniqueViolation
 from sqlalchemy import text
 
 from appendq.db.models import BatchStatus
@@ -63,7 +68,7 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 FAULT_CHOICES = (*sorted(FAULTS), "session_expiry")
 TIME_CHOICES = ("sleep 0.05 s", "sleep 0.3 s", "deadlines 1 s", "deadlines 10 s")
-ACTIONS = ("produce", "ticks", "fault", "crash", "time", "operator")
+ACTIONS = ("produce", "repush", "ticks", "fault", "crash", "time", "operator")
 OPEN = ("ready", "retry_wait", "sending", "in_doubt")
 FINAL = ("appended", "rejected", "held", "in_doubt")
 
@@ -130,9 +135,6 @@ def machine_settings(database_url: str, prefix: str, sim: Sim) -> Settings:
 class DrainMachine(RuleBasedStateMachine):
     """One example: a fresh world (tables truncated, prefix keys deleted, simulator reset)."""
 
-    #: Every Nth record reuses an earlier record's account (0: accounts are unique).
-    share_account_every = 0
-
     def __init__(self, config: Settings, sim: Sim) -> None:
         super().__init__()
         self.sim = sim
@@ -148,11 +150,11 @@ class DrainMachine(RuleBasedStateMachine):
         self.serial = 0
         self.accepted: list[str] = []  # record ids in acceptance order
         self.phone_of: dict[str, str] = {}
-        self.accounts: list[str] = []
         self.deduped: list[str] = []  # phones accepted through the producer (in the dedupe hash)
         self.duplicates: dict[str, str] = {}  # record id -> its (never used elsewhere) account
         self.may_repeat: set[str] = set()  # in a batch an operator re-sent from in_doubt
         self.reports: list[str] = []
+        self.pushed: list[list[QueuedRecord]] = []  # chunks pushed with RecordQueue.push
 
     # -- rules -------------------------------------------------------------------------------
     # One rule picks the action of each step: Hypothesis's swarm testing turns whole rules off
@@ -171,6 +173,10 @@ class DrainMachine(RuleBasedStateMachine):
                 blank_every=data.draw(st.sampled_from([0, 3, 7]), label="no account every"),
                 duplicates=data.draw(st.integers(0, 2), label="duplicates"),
             )
+        elif action == "repush" and self.pushed:
+            # A push retried after a lost answer, or repeated later: the same ids queued again.
+            chunk = self.pushed[data.draw(st.integers(0, len(self.pushed) - 1), label="chunk")]
+            self.rt.queue.push(TARGET, chunk)
         elif action == "ticks":
             for _ in range(data.draw(st.integers(1, 6), label="ticks")):
                 self._tick()
@@ -188,6 +194,7 @@ class DrainMachine(RuleBasedStateMachine):
         if via == "push":
             records = [QueuedRecord(new_record_id(), time.time(), p) for p in fresh]
             self.rt.queue.push(TARGET, records)
+            self.pushed.append(records)
             self._accept([(r.id, r.payload["phone1"]) for r in records])
             return
         copies = self._copies(duplicates)
@@ -285,16 +292,9 @@ class DrainMachine(RuleBasedStateMachine):
     def _lead(self, blank_every: int) -> dict[str, Any]:
         self.serial += 1
         k = self.serial
-        account: str | None = f"A{k}"
-        if self.share_account_every and k % self.share_account_every == 0 and self.accounts:
-            account = self.accounts[k % len(self.accounts)]
-        elif blank_every and k % blank_every == 0:
-            account = None
-        if account is not None:
-            self.accounts.append(account)
         lead: dict[str, Any] = {"phone1": f"212{3000000 + k:07d}", "firstName": f"Lead{k}"}
-        if account is not None:
-            lead["account"] = account
+        if not (blank_every and k % blank_every == 0):
+            lead["account"] = f"A{k}"
         return lead
 
     def _copies(self, n: int) -> list[tuple[dict[str, Any], str]]:
@@ -314,7 +314,13 @@ class DrainMachine(RuleBasedStateMachine):
             self.phone_of[rid] = phone
 
     def _tick(self) -> DrainReport:
-        report = drain_once(self.drainer)
+        try:
+            report = drain_once(self.drainer)
+        except UniqueViolation:
+            # Known bug (test_a_record_queued_twice_ends_the_tick_in_a_claim_conflict): the COPY's
+            # duplicate key escapes persist_claim. Celery would log the task's failure and tick
+            # again, so the machine goes on and the invariants still hold it to account.
+            report = DrainReport("raised UniqueViolation")
         self.reports.append(report.outcome)
         return report
 
@@ -438,18 +444,22 @@ def _lost_answer_then_reconcile(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: reconciliation matches an in_doubt record by account alone, so an account "
-    "already appended today through another record (dedupe is on phone1) makes a record that "
-    "never landed count as appended",
+    reason="BUG: reconciliation matches a record with an account against every phone of that "
+    "account's transactions (phone2 included), so a second lead of the same account whose "
+    "phone1 was appended earlier as the first lead's phone2 (not a duplicate under phone1 "
+    "dedupe) counts as appended though it never landed",
 )
-def test_in_doubt_record_sharing_an_account_is_not_taken_for_landed(rt: Runtime, sim: Sim) -> None:
-    # Given record 1 (account X, phone P1) appended, When record 2 (account X, phone P2, not a
-    # duplicate under phone1 dedupe) meets a 500 that applied nothing and is reconciled, Then it
-    # is not found at LiveVox, is sent again, and LiveVox holds P2.
-    first = {"phone1": "212-310-0001", "account": "X1"}
+def test_in_doubt_record_of_an_account_already_holding_its_phone_is_not_taken_for_landed(
+    rt: Runtime, sim: Sim
+) -> None:
+    # Given lead 1 (account X, phone1 home, phone2 mobile) appended, When lead 2 (account X,
+    # phone1 mobile) meets a 500 that applied nothing and is reconciled, Then it is not found at
+    # LiveVox (no transaction of X has mobile as phone1), is sent again, and LiveVox holds it.
+    first = {"phone1": "212-310-0001", "phone2": "212-310-0002", "account": "X1"}
     second = {"phone1": "212-310-0002", "account": "X1"}
     assert _lost_answer_then_reconcile(rt, sim, first, second) == "appended"
-    assert "2123100002" in {r["phone1"] for r in sim.records(CAMPAIGN)}, "appended, not there"
+    phones = [r["phone1"] for r in sim.records(CAMPAIGN)]
+    assert phones == ["2123100001", "2123100002"], "appended in the audit, not at LiveVox"
 
 
 @pytest.mark.xfail(
@@ -468,3 +478,66 @@ def test_in_doubt_record_whose_phone_was_appended_as_phone2_is_not_taken_for_lan
     assert _lost_answer_then_reconcile(rt, sim, first, second) == "appended"
     phones = [r["phone1"] for r in sim.records(CAMPAIGN)]
     assert phones == ["2123200001", "2123200002"], "appended in the audit, not at LiveVox"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the drain takes its rate slot before the Append's own login (a fresh client "
+    "with the campaign cached logs in inside LiveVoxClient.append), so a login slower than "
+    "APPENDQ_RATE_MARGIN_S lets LiveVox see MAX_CALLS + 1 appends in one window",
+)
+def test_a_slow_login_before_the_put_does_not_squeeze_a_sixth_call_into_the_window(
+    config: Settings, sim: Sim
+) -> None:
+    # Given the campaign cached by a worker that has since stopped, When a fresh worker (no
+    # session yet) drains one-record batches and its first login takes 0.25 s (margin 0.1 s),
+    # Then LiveVox still never sees more than MAX_CALLS appends in any WINDOW_S.
+    sim.reset(rate_max_calls=MAX_CALLS, rate_window_s=WINDOW_S)
+    cached = config.model_copy(update={"campaign_cache_s": 60.0, "batch_max": 1})
+    producer_rt = Runtime.build(cached)
+    producer_rt.queue.push(TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(0))])
+    drain_once(producer_rt.drainer())  # resolves and caches campaign 5001
+    producer_rt.close()
+    time.sleep(WINDOW_S + MARGIN_S)
+    sim.admin.delete("/_admin/calls").raise_for_status()
+    rt = Runtime.build(cached)
+    try:
+        rt.queue.push(
+            TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(i)) for i in range(1, 8)]
+        )
+        sim.fault("login", {"stall_s": 0.25})  # slower than the margin, within the timeout
+        drainer, deadline = rt.drainer(), time.monotonic() + 10
+        while len(sim.calls("append")) < 6 and time.monotonic() < deadline:
+            if drain_once(drainer).outcome == "rate_limited":
+                time.sleep(0.02)
+    finally:
+        rt.close()
+    times = [c["at"] for c in sim.calls("append")]
+    assert max_in_window(times, WINDOW_S) <= MAX_CALLS, [round(t - times[0], 3) for t in times]
+
+
+def _lead(i: int) -> dict[str, Any]:
+    return {"phone1": f"212330{i:04d}", "account": f"Z{i}"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UniqueViolation,
+    reason="BUG: persist_claim turns a duplicate key into ClaimConflict only at commit, but the "
+    "records go in by COPY on the raw psycopg connection, which raises psycopg's UniqueViolation "
+    "inside _copy_records: the tick dies with a traceback instead of reporting a claim conflict",
+)
+def test_a_record_queued_twice_ends_the_tick_in_a_claim_conflict(rt: Runtime, sim: Sim) -> None:
+    # Given a record appended, When the same record (same id) is queued again with a new one (a
+    # push repeated after a lost answer), Then the tick reports a claim conflict, the next one
+    # recovers the claim, and LiveVox gets the new record once and the old one never again.
+    drainer = rt.drainer()
+    old = QueuedRecord(new_record_id(), time.time(), _lead(1))
+    rt.queue.push(TARGET, [old])
+    assert drain_once(drainer).outcome == "appended"
+    rt.queue.push(TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(2)), old])
+    time.sleep(WINDOW_S + MARGIN_S)
+    report = drain_once(drainer)
+    assert (report.outcome, report.reason) == ("waiting", "claim conflict")
+    assert drain_once(drainer).outcome == "appended"
+    assert [r["phone1"] for r in sim.records(CAMPAIGN)] == ["2123300001", "2123300002"]
