@@ -174,6 +174,9 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
             payloads = store.batch_payloads(session, batch.id)
     if not payloads:
         return _nothing_to_send(d, batch)
+    login_failed = _ensure_session(d, batch)
+    if login_failed is not None:
+        return login_failed
     slot = d.limiter.acquire()
     if not slot.granted:
         reason = f"no rate slot for {slot.wait_s:.1f} s"
@@ -204,6 +207,22 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
         error, attempts=sent.attempts, settings=d.settings, now=store.utcnow(), pinned=pinned
     )
     return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
+
+
+def _ensure_session(d: Drainer, batch: BatchView) -> DrainReport | None:
+    """Log in before taking a rate slot: a slow login between slot and PUT would push the call
+    later than its slot and could squeeze more calls into LiveVox's window than it allows."""
+    if d.client.session_id is not None:
+        return None
+    try:
+        d.client.login()
+    except LiveVoxError as exc:
+        if isinstance(exc, Transient):
+            return DrainReport("waiting", batch.target, batch.id, reason=f"login failed: {exc}")
+        reason = f"configuration error, an operator must act: {exc}"
+        halt.halt(d.redis, d.keys, reason, d.settings.halt_s)
+        return _hold(d, batch, reason)
+    return None
 
 
 def _nothing_to_send(d: Drainer, batch: BatchView) -> DrainReport:

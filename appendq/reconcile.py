@@ -36,16 +36,19 @@ class Evidence:
 
 def gather(client: LiveVoxClient, campaign_id: int, records: list[RecordRef]) -> Evidence:
     """Which records of the batch the campaign holds: a record with an account matches a
-    transaction of that account that carries its phone1; one without, any transaction with its
-    phone1."""
+    transaction of that account whose first phone (phone1) is its phone1; one without, any
+    transaction whose first phone is its phone1. Other phones (phone2) never match: another
+    lead's phone2 may well be this lead's phone1."""
     by_account: dict[str, set[str]] = {}
     phones: set[str] = set()
     read = 0
     for tx in client.transactions(campaign_id):
         read += 1
-        phones.update(tx.phones)
+        if not tx.phones:
+            continue
+        phones.add(tx.phones[0])
         if tx.account:
-            by_account.setdefault(tx.account, set()).update(tx.phones)
+            by_account.setdefault(tx.account, set()).add(tx.phones[0])
     present = [
         r
         for r in records

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -110,10 +111,24 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
         service_id=target.id if target.kind == "service" else None,
         campaign_id=target.id if target.kind == "campaign" else None,
     )
+    reason = "claimed from the queue" + (" (recovered after a crash)" if claim.recovered else "")
+    try:
+        _insert_batch(session, batch, claim, fresh, actor, reason)
+    except (IntegrityError, psycopg.errors.IntegrityError) as exc:
+        session.rollback()
+        raise ClaimConflict(str(getattr(exc, "orig", exc))) from None
+    _log_transition(batch, None, actor, reason)
+    return replace(_view(batch), payloads=[r.payload for r in fresh if not r.duplicate_of])
+
+
+def _insert_batch(
+    session: Session, batch: Batch, claim: Claim, fresh: list[QueuedRecord], actor: str, reason: str
+) -> None:
+    """Batch row, records (COPY), first event, commit. A record already persisted raises an
+    IntegrityError: from SQLAlchemy at commit, or from psycopg inside the COPY."""
     session.add(batch)
     session.flush()
     _copy_records(session, batch.id, claim.target, fresh)
-    reason = "claimed from the queue" + (" (recovered after a crash)" if claim.recovered else "")
     session.add(
         Event(
             batch_id=batch.id,
@@ -128,13 +143,7 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
             },
         )
     )
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ClaimConflict(str(exc.orig)) from None
-    _log_transition(batch, None, actor, reason)
-    return replace(_view(batch), payloads=[r.payload for r in fresh if not r.duplicate_of])
+    session.commit()
 
 
 def _copy_records(

@@ -13,9 +13,9 @@ A crash is simulated by making ``appendq.drain.crashpoint`` raise at the chosen 
 stops there exactly as ``APPENDQ_CRASH_AT`` would kill it, and nothing after runs (the lock is
 released by the ``finally``, which a kill -9 would not do; ``bench.chaos`` kills real processes).
 
-The ``xfail(strict=True)`` tests at the end pin the bugs this machine and its scenarios found:
-each fails today for the reason it gives, and will XPASS, failing the run, once the bug is fixed
-(then drop the marker).
+The scenario tests at the end pin the bugs this machine found (reconciliation matching phone2,
+a record queued twice breaking the COPY, a slow login pushing a call out of its rate slot): each
+failed before its fix.
 """
 
 from __future__ import annotations
@@ -442,13 +442,6 @@ def _lost_answer_then_reconcile(
     return str(status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciliation matches a record with an account against every phone of that "
-    "account's transactions (phone2 included), so a second lead of the same account whose "
-    "phone1 was appended earlier as the first lead's phone2 (not a duplicate under phone1 "
-    "dedupe) counts as appended though it never landed",
-)
 def test_in_doubt_record_of_an_account_already_holding_its_phone_is_not_taken_for_landed(
     rt: Runtime, sim: Sim
 ) -> None:
@@ -462,12 +455,6 @@ def test_in_doubt_record_of_an_account_already_holding_its_phone_is_not_taken_fo
     assert phones == ["2123100001", "2123100002"], "appended in the audit, not at LiveVox"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciliation matches a record without account by phone1 against every phone "
-    "of every transaction (phone2 included), so a phone1 appended earlier as another record's "
-    "phone2 makes a record that never landed count as appended",
-)
 def test_in_doubt_record_whose_phone_was_appended_as_phone2_is_not_taken_for_landed(
     rt: Runtime, sim: Sim
 ) -> None:
@@ -480,12 +467,6 @@ def test_in_doubt_record_whose_phone_was_appended_as_phone2_is_not_taken_for_lan
     assert phones == ["2123200001", "2123200002"], "appended in the audit, not at LiveVox"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the drain takes its rate slot before the Append's own login (a fresh client "
-    "with the campaign cached logs in inside LiveVoxClient.append), so a login slower than "
-    "APPENDQ_RATE_MARGIN_S lets LiveVox see MAX_CALLS + 1 appends in one window",
-)
 def test_a_slow_login_before_the_put_does_not_squeeze_a_sixth_call_into_the_window(
     config: Settings, sim: Sim
 ) -> None:
@@ -520,13 +501,6 @@ def _lead(i: int) -> dict[str, Any]:
     return {"phone1": f"212330{i:04d}", "account": f"Z{i}"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UniqueViolation,
-    reason="BUG: persist_claim turns a duplicate key into ClaimConflict only at commit, but the "
-    "records go in by COPY on the raw psycopg connection, which raises psycopg's UniqueViolation "
-    "inside _copy_records: the tick dies with a traceback instead of reporting a claim conflict",
-)
 def test_a_record_queued_twice_ends_the_tick_in_a_claim_conflict(rt: Runtime, sim: Sim) -> None:
     # Given a record appended, When the same record (same id) is queued again with a new one (a
     # push repeated after a lost answer), Then the tick reports a claim conflict, the next one
