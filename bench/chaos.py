@@ -46,7 +46,7 @@ from appendq.operator import RetryFilter, retry_batches
 from appendq.settings import Settings
 from bench.common import scratch_database, scratch_simulator
 from producer.api import connect
-from tests.procs import APPENDQ, ROOT, env_for, free_port, wait_until
+from tests.procs import APPENDQ, ROOT, RedisServer, env_for
 
 TARGET = "service:1001"
 CAMPAIGN = 5001
@@ -96,38 +96,6 @@ FIGURES = (
     "batch sending -> held",
     "batch sending -> rejected",
 )
-
-
-class RedisServer:
-    """A dedicated redis-server, AOF with fsync always, that a trial may kill -9 and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir"]
-        args += [str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        with (self.dir / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_until(up, 30, "redis-server to answer", interval=0.05)
-        client.close()
-
-    def kill9(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @dataclass
@@ -574,7 +542,6 @@ def rate_violations(times: list[float], window: float, max_calls: int) -> tuple[
 @contextmanager
 def world() -> Iterator[World]:
     run_dir = Path(tempfile.mkdtemp(prefix="appendq-chaos-"))
-    (run_dir / "redis").mkdir()
     server = RedisServer(run_dir / "redis")
     server.start()
     try:

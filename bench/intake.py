@@ -20,7 +20,7 @@ from appendq.queue import RecordQueue
 from appendq.settings import Settings
 from bench.common import REDIS_URL, lead, row, scratch_prefix
 from producer import connect
-from tests.procs import free_port, process, wait_until
+from tests.procs import free_port, http_process
 
 TOKEN = "bench-intake-token"
 PER_POST = 5_000
@@ -97,17 +97,11 @@ def _intake(prefix: str) -> Iterator[str]:
         "APPENDQ_INTAKE_MAX_DEPTH": str(10**9),
         "APPENDQ_LOG_LEVEL": "WARNING",
     }
-    with TemporaryDirectory() as tmp:
-        log = Path(tmp) / "serve.log"
-        with process(["serve", "--port", str(port)], env, log) as proc:
-
-            def up() -> bool:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"appendq serve exited: {log.read_text()}")
-                try:
-                    return httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_until(up, 20, "appendq serve to answer")
-            yield url
+    args = ["serve", "--port", str(port)]
+    with (
+        TemporaryDirectory() as tmp,
+        http_process(
+            args, env, Path(tmp) / "serve.log", f"{url}/openapi.json", "appendq serve", 20
+        ),
+    ):
+        yield url

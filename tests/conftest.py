@@ -5,10 +5,15 @@ against the real services on this machine, and a real HTTP LiveVox simulator.
   fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
 - ``prefix``: a unique Redis key prefix per test (Celery's keys included), deleted afterwards.
 - ``sim``: the simulator serving on an ephemeral port in a thread, reset for each test.
+
+And what many tests share on top: ``redis_client``/``keys``/``queued`` for the test's Redis keys,
+``rt`` (a ``Runtime`` on ``settings``), ``settings_env`` (those settings as ``APPENDQ_*`` for a
+command), ``keep_root_logging`` and ``phone``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,11 +23,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from appendq.db.engine import migrate, psycopg_url
+from appendq.db.models import Batch
+from appendq.keys import Keys
+from appendq.records import QueuedRecord
+from appendq.runtime import Runtime
 from appendq.settings import Settings
 
 PG_SERVER = os.environ.get("APPENDQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -86,6 +95,33 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    """Keys under the test's own prefix (``prefix`` deletes them afterwards)."""
+    return Keys(prefix)
+
+
+def queued(client: redis.Redis, keys: Keys, target: str = "service:1001") -> list[QueuedRecord]:
+    """The records waiting in ``target``'s queue, oldest first."""
+    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
+
+
+def phone(i: int) -> str:
+    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
+    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """For commands that configure logging (onto click's runner's stderr): put the root logger
+    back afterwards. Modules that run such commands use it with ``pytest.mark.usefixtures``."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @dataclass
 class Sim:
     url: str
@@ -114,6 +150,19 @@ class Sim:
 
     def create_campaign(self, **campaign: Any) -> None:
         self.admin.post("/_admin/campaigns", json=campaign).raise_for_status()
+
+    def create_second_campaign(self) -> None:
+        """Campaign 5002 "Sales 2" of service 1001: today's, Playing and appendable (for when
+        the first, 5001, was stopped)."""
+        self.create_campaign(
+            id=5002,
+            serviceId=1001,
+            name="Sales 2",
+            typeId=1,
+            status="PLAYING",
+            allowAppend=True,
+            day="today",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -157,3 +206,27 @@ def settings(database_url: str, prefix: str, sim: Sim, tmp_path: Any) -> Setting
         livevox_base_url=sim.url,
         state_dir=str(tmp_path / "state"),
     )
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime.build(settings)
+    yield runtime
+    runtime.close()
+
+
+def batches(rt: Runtime) -> list[Batch]:
+    """Every batch in PostgreSQL, by id."""
+    with rt.sessions() as session:
+        return list(session.scalars(select(Batch).order_by(Batch.id)))
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """``settings``' stores and LiveVox as ``APPENDQ_*`` variables for a command, plus ``extra``."""
+    return {
+        "APPENDQ_DATABASE_URL": settings.database_url,
+        "APPENDQ_REDIS_URL": settings.redis_url,
+        "APPENDQ_REDIS_PREFIX": settings.redis_prefix,
+        "APPENDQ_LIVEVOX_BASE_URL": settings.livevox_base_url,
+        **extra,
+    }

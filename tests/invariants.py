@@ -44,9 +44,9 @@ from appendq.keys import Keys
 from appendq.records import QueuedRecord
 from appendq.settings import Settings
 from producer import connect
+from tests.conftest import REDIS_URL
 from tests.procs import process, wait_until
 
-REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 FINAL = frozenset({"appended", "held", "rejected", "in_doubt", "duplicate"})
 MAX_SHOWN = 8
 

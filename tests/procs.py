@@ -1,4 +1,5 @@
-"""Real subprocesses for end-to-end and crash tests: the simulator, the worker, the CLI."""
+"""Real subprocesses for end-to-end and crash tests: the simulator, the worker, the CLI, a
+dedicated redis-server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 APPENDQ = [sys.executable, "-m", "appendq"]
@@ -98,18 +100,69 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def simulator(log: Path, *extra: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with process(["simulator", "--port", str(port), *extra], {}, log) as proc:
+def http_process(
+    args: list[str], env: Mapping[str, str], log: Path, probe: str, what: str, timeout: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``process(args, env, log)``, once a GET of the URL ``probe`` answers 200; an
+    AssertionError (with the log) if the process exits first or ``timeout`` s pass."""
+    with process(args, env, log) as proc:
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"simulator exited: {log.read_text()}")
+                raise AssertionError(f"{what} exited: {log.read_text()}")
             try:
-                return httpx.get(f"{url}/_admin/state", timeout=1).status_code == 200
+                return httpx.get(probe, timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, 15, "the simulator to answer")
+        wait_until(up, timeout, f"{what} to answer")
+        yield proc
+
+
+@contextmanager
+def simulator(log: Path, *extra: str) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["simulator", "--port", str(port), *extra]
+    with http_process(args, {}, log, f"{url}/_admin/state", "the simulator", 15):
         yield url
+
+
+class RedisServer:
+    """A dedicated ``redis-server`` on a free port with AOF fsynced on every write (as the compose
+    file runs it), that a test or a chaos trial may kill -9 and restart on the same data."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.proc = subprocess.Popen(
+            ["redis-server", *args, "--logfile", str(self.data / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        try:
+            wait_until(answers, 30, "redis-server to answer", interval=0.05)
+        finally:
+            client.close()
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None

@@ -4,7 +4,6 @@ by the real store functions (and the real drain where a LiveVox call matters).""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +14,7 @@ from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
 from appendq.drain import drain_once
 from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
-from appendq.settings import Settings
-from tests.conftest import Sim
+from tests.conftest import Sim, phone
 
 CAMPAIGN = 5001
 #: How each test batch reaches its status, through the store's own transitions.
@@ -30,11 +28,6 @@ PATHS: dict[BatchStatus, list[BatchStatus]] = {
     BatchStatus.RETRY_WAIT: [BatchStatus.SENDING, BatchStatus.RETRY_WAIT],
 }
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-def phone(i: int) -> str:
-    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
-    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
 
 
 def leads(n: int, start: int = 0, at: datetime = T0) -> list[QueuedRecord]:
@@ -89,13 +82,6 @@ def age(rt: Runtime, batch_id: int, days: float) -> None:
         session.execute(
             update(Batch).where(Batch.id == batch_id).values(created_at=then, updated_at=then)
         )
-
-
-@pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    yield runtime
-    runtime.close()
 
 
 def ids(found: list[audit.RecordAudit]) -> list[str]:

@@ -25,17 +25,9 @@ from appendq.keys import Keys
 from appendq.livevox import LiveVoxClient
 from appendq.records import QueuedRecord
 from appendq.settings import Settings
-from tests.conftest import REDIS_URL, Sim, make_settings
-from tests.invariants import (
-    Cluster,
-    Summary,
-    all_final,
-    check,
-    enqueue,
-    make_leads,
-    scenario_env,
-    wait_for,
-)
+from tests.conftest import REDIS_URL, Sim
+from tests.invariants import all_final, enqueue, make_leads, wait_for
+from tests.scene import Scene, staged
 
 pytestmark = pytest.mark.slow
 
@@ -44,25 +36,14 @@ SERVICE = "service:1001"
 CALL_DEADLINE_S = 7.0  # 1 s connect + 1 s read + 5 s
 
 
-class Scene:
+class CrashScene(Scene):
+    """A scene whose own settings match its processes' (batches of 10, 1 s timeouts), with a
+    worker that crashes on purpose and a look into PostgreSQL and the in-flight list."""
+
     def __init__(self, sim: Sim, database_url: str, prefix: str, tmp: Path) -> None:
-        self.sim = sim
-        self.database_url = database_url
-        self.prefix = prefix
-        (tmp / "logs").mkdir()
-        self.cluster = Cluster(
-            tmp / "logs",
-            scenario_env(
-                database_url=database_url, prefix=prefix, sim_url=sim.url, state_dir=tmp / "st"
-            ),
-        )
-        self.settings: Settings = make_settings(
-            database_url=database_url,
-            redis_prefix=prefix,
-            livevox_base_url=sim.url,
-            batch_max=10,
-            livevox_connect_timeout_s=1.0,
-            livevox_read_timeout_s=1.0,
+        super().__init__(sim, database_url, prefix, tmp)
+        self.settings: Settings = self.settings_with(
+            batch_max=10, livevox_connect_timeout_s=1.0, livevox_read_timeout_s=1.0
         )
 
     def crash_at(self, point: str) -> None:
@@ -77,14 +58,6 @@ class Scene:
                 f"the worker never reached {point}:\n{self.cluster.log('crashing-worker.log')}"
             ) from None
         assert proc.returncode == -signal.SIGKILL, proc.returncode
-
-    def all_appended(self, ids: list[str], timeout: float) -> None:
-        wait_for(
-            lambda: all_final(self.database_url, ids, {"appended"}),
-            timeout,
-            "every record appended",
-            self.cluster,
-        )
 
     def sql(self, query: str, **params: Any) -> list[Any]:
         engine = create_engine(psycopg_url(self.database_url), poolclass=NullPool)
@@ -102,28 +75,15 @@ class Scene:
             client.close()
         return [QueuedRecord.loads(item).id for item in items]
 
-    def check(self, ids: list[str], **kwargs: Any) -> Summary:
-        return check(
-            database_url=self.database_url,
-            sim_url=self.sim.url,
-            accepted=ids,
-            prefix=self.prefix,
-            **kwargs,
-        )
-
 
 @pytest.fixture
-def scene(sim: Sim, database_url: str, prefix: str, tmp_path: Path) -> Iterator[Scene]:
-    sim.reset(rate_window_s=3.0)
-    built = Scene(sim, database_url, prefix, tmp_path)
-    built.cluster.start("beat.log", ["beat"])
-    try:
+def scene(sim: Sim, database_url: str, prefix: str, tmp_path: Path) -> Iterator[CrashScene]:
+    with staged(CrashScene, sim, database_url, prefix, tmp_path) as built:
+        built.cluster.start("beat.log", ["beat"])
         yield built
-    finally:
-        built.cluster.close()
 
 
-def test_kill_after_claim_the_next_worker_recovers_the_claim_first(scene: Scene) -> None:
+def test_kill_after_claim_the_next_worker_recovers_the_claim_first(scene: CrashScene) -> None:
     # Given 25 queued records (batches of 10), When the worker is killed -9 right after claiming
     # the first 10, Then they wait in Redis's in-flight list (nothing in PostgreSQL, nothing
     # sent); When a new worker starts, Then it persists and sends that claim first, and every
@@ -134,7 +94,7 @@ def test_kill_after_claim_the_next_worker_recovers_the_claim_first(scene: Scene)
     assert scene.sql("SELECT count(*) FROM records") == [(0,)]
     assert scene.sim.calls("append") == []
     scene.cluster.start("worker.log", ["worker", "--no-beat"])
-    scene.all_appended(ids, 40)
+    scene.appended(ids, 40)
     summary = scene.check(ids)
     assert [r["account"] for r in scene.sim.records(CAMPAIGN)] == [f"A{i}" for i in range(25)]
     assert [c["records"] for c in summary.append_calls] == [10, 10, 5]
@@ -144,7 +104,7 @@ def test_kill_after_claim_the_next_worker_recovers_the_claim_first(scene: Scene)
     assert recovered == [(1,)], recovered
 
 
-def test_kill_after_persist_recovery_acks_and_sends_once(scene: Scene) -> None:
+def test_kill_after_persist_recovery_acks_and_sends_once(scene: CrashScene) -> None:
     # Given 25 queued records, When the worker is killed -9 after committing the first batch to
     # PostgreSQL but before acking it in Redis, Then the batch is ready in PostgreSQL and its
     # records still in flight; When a new worker starts, Then recovery finds them persisted,
@@ -154,7 +114,7 @@ def test_kill_after_persist_recovery_acks_and_sends_once(scene: Scene) -> None:
     assert scene.sql("SELECT id, status, size FROM batches") == [(1, "ready", 10)]
     assert scene.in_flight() == ids[:10]
     scene.cluster.start("worker.log", ["worker", "--no-beat"])
-    scene.all_appended(ids, 40)
+    scene.appended(ids, 40)
     summary = scene.check(ids)
     assert summary.batches == {"appended": 3}
     assert [c["records"] for c in summary.append_calls] == [10, 10, 5]
@@ -162,7 +122,7 @@ def test_kill_after_persist_recovery_acks_and_sends_once(scene: Scene) -> None:
     assert scene.in_flight() == []
 
 
-def _append_directly(scene: Scene, count: int) -> None:
+def _append_directly(scene: CrashScene, count: int) -> None:
     """What a dying worker's request may have delivered: the first ``count`` records of batch 1,
     appended to LiveVox by someone else (the session is shared, so no logout)."""
     payloads = [
@@ -173,7 +133,9 @@ def _append_directly(scene: Scene, count: int) -> None:
 
 
 @pytest.mark.parametrize(("landed", "final"), [(0, "appended"), (4, "held")])
-def test_kill_after_sending_in_doubt_is_reconciled(scene: Scene, landed: int, final: str) -> None:
+def test_kill_after_sending_in_doubt_is_reconciled(
+    scene: CrashScene, landed: int, final: str
+) -> None:
     # Given a batch of 8 records committed `sending`, When the worker is killed -9 before the
     # call (and, maybe, some of its records reach LiveVox another way), Then the batch stays
     # sending until the call deadline (7 s), then becomes in_doubt and is reconciled against the
@@ -215,7 +177,7 @@ def test_kill_after_sending_in_doubt_is_reconciled(scene: Scene, landed: int, fi
     ]
 
 
-def test_kill_after_the_204_before_recording_it_is_reconciled_not_resent(scene: Scene) -> None:
+def test_kill_after_the_204_before_recording_it_is_reconciled_not_resent(scene: CrashScene) -> None:
     # Given 8 queued records, When the worker is killed -9 after LiveVox answered 204 but before
     # the batch was recorded appended, Then the batch stays sending, turns in_doubt after the call
     # deadline, and reconciliation finds every record at LiveVox: appended, never sent twice.
@@ -224,7 +186,7 @@ def test_kill_after_the_204_before_recording_it_is_reconciled_not_resent(scene: 
     assert scene.sql("SELECT status FROM batches") == [("sending",)]
     assert [c["status"] for c in scene.sim.calls("append")] == [204]
     scene.cluster.start("worker.log", ["worker", "--no-beat"])
-    scene.all_appended(ids, 40)
+    scene.appended(ids, 40)
     summary = scene.check(ids)
     assert len(summary.append_calls) == 1
     path = [s for (s,) in scene.sql("SELECT to_status FROM events WHERE batch_id = 1 ORDER BY id")]

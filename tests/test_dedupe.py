@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,35 +21,17 @@ from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer import Producer, StreamItem, connect
-from tests.conftest import Sim
+from tests.conftest import REDIS_URL, Sim, phone, queued
 
-REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TARGET = "service:1001"
 CAMPAIGN = 5001  # the simulator's campaign of service 1001
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def phone(i: int) -> str:
-    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
-    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
 
 
 def formatted(i: int) -> str:
     """The same number as ``phone(i)``, written the way a person would."""
     digits = phone(i)
     return f"+1 ({digits[:3]}) {digits[3:6]}-{digits[6:]}"
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def keys(prefix: str) -> Keys:
-    return Keys(prefix)
 
 
 class Clock:
@@ -64,15 +45,11 @@ class Clock:
 
 
 @pytest.fixture
-def make_producer(client: redis.Redis, keys: Keys) -> Callable[..., Producer]:
+def make_producer(redis_client: redis.Redis, keys: Keys) -> Callable[..., Producer]:
     def make(**options: Any) -> Producer:
-        return Producer(RecordQueue(client, keys), **options)
+        return Producer(RecordQueue(redis_client, keys), **options)
 
     return make
-
-
-def queued(client: redis.Redis, keys: Keys, target: str = TARGET) -> list[QueuedRecord]:
-    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
 
 
 # --- the policy ------------------------------------------------------------------------------
@@ -109,7 +86,7 @@ def test_unknown_mode_is_refused_when_the_producer_is_built(
 
 
 def test_duplicate_inside_one_submission_points_at_the_first(
-    make_producer: Callable[..., Producer], client: redis.Redis, keys: Keys
+    make_producer: Callable[..., Producer], redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given three records, the third the first's phone written differently / When enqueued / Then
     # two are accepted, the third is a duplicate of the first in the receipt and in Redis, in order
@@ -122,7 +99,7 @@ def test_duplicate_inside_one_submission_points_at_the_first(
     assert len(receipt.duplicates) == 1
     dup = receipt.duplicates[0]
     assert (dup.index, dup.row, dup.duplicate_of) == (2, None, first)
-    stored = queued(client, keys)
+    stored = queued(redis_client, keys)
     assert [(r.id, r.duplicate_of) for r in stored] == [
         (first, None),
         (second, None),
@@ -151,7 +128,7 @@ def test_duplicate_across_submissions_and_stream_rows(
 
 
 def test_account_mode_dedupes_on_account_only(
-    make_producer: Callable[..., Producer], client: redis.Redis, keys: Keys
+    make_producer: Callable[..., Producer], redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given account mode / When records repeat a phone with new accounts, repeat an account with a
     # new phone, and carry no account at all / Then only the repeated account is a duplicate
@@ -169,14 +146,14 @@ def test_account_mode_dedupes_on_account_only(
 
     assert receipt.accepted == 4
     assert [(d.index, d.duplicate_of) for d in receipt.duplicates] == [(2, receipt.record_ids[0])]
-    assert sorted(client.hkeys(keys.dedupe(TARGET, "2025-03-10"))) == [
+    assert sorted(redis_client.hkeys(keys.dedupe(TARGET, "2025-03-10"))) == [
         b"account:A1",
         b"account:A2",
     ]
 
 
 def test_off_mode_lets_every_copy_through(
-    make_producer: Callable[..., Producer], client: redis.Redis, keys: Keys
+    make_producer: Callable[..., Producer], redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given dedupe off / When the same phone is enqueued twice in two submissions / Then all
     # copies are accepted and no dedupe hash is written
@@ -184,8 +161,8 @@ def test_off_mode_lets_every_copy_through(
     receipts = [producer.enqueue(TARGET, [{"phone1": phone(0)}] * 2) for _ in range(2)]
 
     assert [(r.accepted, r.duplicates) for r in receipts] == [(2, []), (2, [])]
-    assert len(queued(client, keys)) == 4
-    assert list(client.scan_iter(match=f"{keys.prefix}:dedupe:*")) == []
+    assert len(queued(redis_client, keys)) == 4
+    assert list(redis_client.scan_iter(match=f"{keys.prefix}:dedupe:*")) == []
 
 
 def test_connect_takes_mode_and_time_zone_from_settings(keys: Keys) -> None:
@@ -213,7 +190,7 @@ def test_different_targets_do_not_collide(make_producer: Callable[..., Producer]
 
 
 def test_next_day_in_the_time_zone_is_not_a_duplicate(
-    make_producer: Callable[..., Producer], client: redis.Redis, keys: Keys
+    make_producer: Callable[..., Producer], redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given a phone accepted at 23:59 in New York (03:59 UTC) / When it comes again at 00:01 New
     # York time, the same UTC day / Then it is accepted, and a third copy that day is a duplicate
@@ -228,8 +205,8 @@ def test_next_day_in_the_time_zone_is_not_a_duplicate(
     assert (first.accepted, second.accepted, third.accepted) == (1, 1, 0)
     assert third.duplicates[0].duplicate_of == second.record_ids[0]
     for day in ("2025-03-09", "2025-03-10"):
-        assert TTL_S - 60 < client.ttl(keys.dedupe(TARGET, day)) <= TTL_S
-    assert [r.enqueued_at for r in queued(client, keys)][1] == clock.now.timestamp()
+        assert TTL_S - 60 < redis_client.ttl(keys.dedupe(TARGET, day)) <= TTL_S
+    assert [r.enqueued_at for r in queued(redis_client, keys)][1] == clock.now.timestamp()
 
 
 def test_two_submissions_at_the_same_moment_let_each_phone_through_once(
@@ -270,11 +247,13 @@ def test_two_submissions_at_the_same_moment_let_each_phone_through_once(
             assert dup.duplicate_of == accepted_of[dup.index]
 
 
-def test_retried_push_skips_records_it_already_queued(client: redis.Redis, keys: Keys) -> None:
+def test_retried_push_skips_records_it_already_queued(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
     # Given a push_deduped call applied by Redis whose answer was lost / When the same call is
     # made again (redis-py retries it) / Then its records are not duplicates of themselves and no
     # record to send is queued twice
-    queue = RecordQueue(client, keys)
+    queue = RecordQueue(redis_client, keys)
     records = [QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(i)}) for i in range(3)]
     fields = [dedupe_key(r.payload, "phone1") for r in records]
 
@@ -282,33 +261,26 @@ def test_retried_push_skips_records_it_already_queued(client: redis.Redis, keys:
     again = queue.push_deduped(TARGET, "2025-03-10", records, fields, TTL_S)
 
     assert first == again == [None, None, None]
-    assert [r.id for r in queued(client, keys)] == [r.id for r in records]
+    assert [r.id for r in queued(redis_client, keys)] == [r.id for r in records]
 
 
-def test_push_deduped_spans_chunks_in_one_step(client: redis.Redis, keys: Keys) -> None:
+def test_push_deduped_spans_chunks_in_one_step(redis_client: redis.Redis, keys: Keys) -> None:
     # Given 12,000 records where record 11,000 repeats record 10 / When pushed in one call (three
     # Lua chunks) / Then only that one is a duplicate, of record 10, and order is kept
     records = [QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(i)}) for i in range(12_000)]
     records[11_000] = QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(10)})
     fields = [dedupe_key(r.payload, "phone1") for r in records]
 
-    found = RecordQueue(client, keys).push_deduped(TARGET, "d", records, fields, TTL_S)
+    found = RecordQueue(redis_client, keys).push_deduped(TARGET, "d", records, fields, TTL_S)
 
     assert [i for i, f in enumerate(found) if f is not None] == [11_000]
     assert found[11_000] == records[10].id
-    stored = queued(client, keys)
+    stored = queued(redis_client, keys)
     assert [r.id for r in stored] == [r.id for r in records]
     assert stored[11_000].duplicate_of == records[10].id
 
 
 # --- through the drain -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    yield runtime
-    runtime.close()
 
 
 def test_duplicate_is_audited_and_never_sent(sim: Sim, rt: Runtime, settings: Settings) -> None:

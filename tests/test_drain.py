@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -29,13 +28,6 @@ def leads(n: int, start: int = 0) -> list[QueuedRecord]:
         )
         for i in range(n)
     ]
-
-
-@pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    yield runtime
-    runtime.close()
 
 
 def statuses(rt: Runtime) -> dict[str, int]:
@@ -94,15 +86,7 @@ def test_no_appendable_campaign_holds_then_sends_to_the_new_one(sim: Sim, rt: Ru
         held = audit.find_records(session, account="A2")[0]
     assert held.status == "held" and "no appendable campaign" in (held.reason or "")
     assert drain_once(rt.drainer()).outcome == "held"  # still none: stays held, nothing sent
-    sim.create_campaign(
-        id=5002,
-        serviceId=1001,
-        name="Sales 2",
-        typeId=1,
-        status="PLAYING",
-        allowAppend=True,
-        day="today",
-    )
+    sim.create_second_campaign()
     report = drain_once(rt.drainer())
     assert (report.outcome, report.campaign_id) == ("appended", 5002)
     assert [r["account"] for r in sim.records(5002)] == [q.payload["account"] for q in queued]

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.invariants import max_calls_in_window
 from tests.procs import process, run_cli, simulator, wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,14 +37,6 @@ def write_csv(path: Path, n: int) -> list[str]:
                 ]
             )
     return accounts
-
-
-def max_calls_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max(
-        (sum(1 for t in times[i:] if t - start < window) for i, start in enumerate(times)),
-        default=0,
-    )
 
 
 def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,53 +13,25 @@ from click.testing import CliRunner, Result
 import appendq.cli.enqueue  # noqa: F401  (registers the command)
 from appendq.cli.app import main
 from appendq.keys import Keys
-from appendq.records import QueuedRecord
+from tests.conftest import REDIS_URL, phone, queued
 
-REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
-#: ``run(*args, stdin=b"...", url=...)`` invokes ``appendq enqueue *args`` with a test prefix.
+
+#: ``run(*args, stdin=b"...", url=..., **env)`` invokes ``appendq enqueue *args`` with a test
+#: prefix (and any further ``APPENDQ_*`` variables).
 Run = Callable[..., Result]
-
-
-def phone(i: int) -> str:
-    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
-    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def keys(prefix: str) -> Keys:
-    """Keys under the test's own prefix (conftest's ``prefix`` deletes them afterwards)."""
-    return Keys(prefix)
-
-
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The command configures logging onto the runner's stderr; put the root logger back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
 def run(keys: Keys) -> Run:
-    def invoke(*args: str, stdin: bytes | None = None, url: str = REDIS_URL) -> Result:
-        env = {"APPENDQ_REDIS_URL": url, "APPENDQ_REDIS_PREFIX": keys.prefix}
+    def invoke(
+        *args: str, stdin: bytes | None = None, url: str = REDIS_URL, **extra: str
+    ) -> Result:
+        env = {"APPENDQ_REDIS_URL": url, "APPENDQ_REDIS_PREFIX": keys.prefix, **extra}
         return CliRunner(env=env).invoke(main, ["enqueue", *args], input=stdin)
 
     return invoke
-
-
-def queued(client: redis.Redis, keys: Keys, target: str) -> list[QueuedRecord]:
-    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
 
 
 def error_lines(result: Result) -> list[str]:
@@ -83,7 +53,7 @@ BAD_CSV = (
 
 
 def test_bad_input_csv_lists_each_error_and_queues_the_good_rows(
-    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+    run: Run, tmp_path: Path, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given the acceptance criteria's bad CSV / When enqueued / Then one stderr line per bad row
     # naming row and field, the good rows queued, a summary on stdout and exit 0
@@ -102,12 +72,15 @@ def test_bad_input_csv_lists_each_error_and_queues_the_good_rows(
         "row 7: record: blank line",
         "row 8: firstName: is not valid UTF-8",
     ]
-    assert [r.payload["account"] for r in queued(client, keys, "service:1001")] == ["A1", "A9"]
+    assert [r.payload["account"] for r in queued(redis_client, keys, "service:1001")] == [
+        "A1",
+        "A9",
+    ]
     assert "21255501O4" not in result.stderr
 
 
 def test_json_output_is_one_object_matching_redis(
-    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+    run: Run, tmp_path: Path, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given the bad CSV / When enqueued with --json for a campaign / Then stdout is exactly one
     # JSON receipt whose ids are the records in Redis, in order, and it lists every error
@@ -119,7 +92,7 @@ def test_json_output_is_one_object_matching_redis(
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
     assert (receipt["target"], receipt["accepted"], receipt["rejected"]) == ("campaign:77", 2, 6)
-    assert receipt["record_ids"] == [r.id for r in queued(client, keys, "campaign:77")]
+    assert receipt["record_ids"] == [r.id for r in queued(redis_client, keys, "campaign:77")]
     assert [(e["row"], e["field"]) for e in receipt["errors"]] == [
         (3, "phone1"),
         (4, "phone2"),
@@ -136,7 +109,7 @@ def test_json_output_is_one_object_matching_redis(
     }
 
 
-def test_bad_input_jsonl_from_stdin(run: Run, client: redis.Redis, keys: Keys) -> None:
+def test_bad_input_jsonl_from_stdin(run: Run, redis_client: redis.Redis, keys: Keys) -> None:
     # Given JSON Lines on stdin with a bad JSON line and a non-UTF-8 byte / When enqueued with
     # FILE "-" / Then the good lines are queued and each bad one is reported with its row
     lines = (
@@ -156,11 +129,11 @@ def test_bad_input_jsonl_from_stdin(run: Run, client: redis.Redis, keys: Keys) -
         "(column 2)",
         "row 3: lastName: is not valid UTF-8",
     ]
-    assert [r.payload["account"] for r in queued(client, keys, "service:5")] == ["A1", "A3"]
+    assert [r.payload["account"] for r in queued(redis_client, keys, "service:5")] == ["A1", "A3"]
 
 
 def test_25000_row_csv_is_queued_whole_and_in_order(
-    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+    run: Run, tmp_path: Path, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given a 25,000-row CSV / When enqueued in chunks of 5,000 / Then all 25,000 are queued in
     # file order and the receipt's ids match Redis
@@ -173,14 +146,14 @@ def test_25000_row_csv_is_queued_whole_and_in_order(
 
     assert result.exit_code == 0, result.stderr
     receipt = json.loads(result.stdout)
-    stored = queued(client, keys, "service:1001")
+    stored = queued(redis_client, keys, "service:1001")
     assert receipt["accepted"] == len(stored) == 25_000
     assert [r.payload["account"] for r in stored] == [str(i) for i in range(25_000)]
     assert receipt["record_ids"] == [r.id for r in stored]
 
 
 def test_duplicates_are_counted_in_the_summary_and_listed_in_json(
-    run: Run, tmp_path: Path, client: redis.Redis, keys: Keys
+    run: Run, tmp_path: Path, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given a CSV whose row 4 repeats row 2's phone (written differently) and a bad row 5 / When
     # enqueued, then enqueued again with --json / Then the summary says 1 duplicate, and the second
@@ -193,7 +166,7 @@ def test_duplicates_are_counted_in_the_summary_and_listed_in_json(
 
     assert human.exit_code == 0, human.output
     assert human.stdout == "accepted 2 records for service:1001; 1 duplicate; 1 rejected\n"
-    stored = queued(client, keys, "service:1001")
+    stored = queued(redis_client, keys, "service:1001")
     assert [(r.payload["account"], r.duplicate_of) for r in stored[:3]] == [
         ("A0", None),
         ("A1", None),
@@ -211,18 +184,13 @@ def test_duplicates_are_counted_in_the_summary_and_listed_in_json(
     assert [d["record_id"] for d in receipt["duplicates"]] == [r.id for r in stored[3:]]
 
 
-def test_dedupe_off_lets_copies_through(run: Run, tmp_path: Path, keys: Keys) -> None:
+def test_dedupe_off_lets_copies_through(run: Run, tmp_path: Path) -> None:
     # Given APPENDQ_DEDUPE=off / When a file with the same phone twice is enqueued / Then both
     # are accepted and the summary has no duplicate part
     path = tmp_path / "leads.csv"
     path.write_text(f"phone1\n{phone(0)}\n{phone(0)}\n")
-    env = {
-        "APPENDQ_REDIS_URL": REDIS_URL,
-        "APPENDQ_REDIS_PREFIX": keys.prefix,
-        "APPENDQ_DEDUPE": "off",
-    }
 
-    result = CliRunner(env=env).invoke(main, ["enqueue", str(path), "--service", "1"])
+    result = run(str(path), "--service", "1", APPENDQ_DEDUPE="off")
 
     assert (result.exit_code, result.stdout) == (
         0,

@@ -11,20 +11,20 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from appendq.db.models import Batch, BatchStatus, Event
+from appendq.db.models import BatchStatus, Event
 from appendq.drain import DrainReport, drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.simulator.config import SimConfig
 from appendq.simulator.server import SimServer
 from appendq.simulator.state import SimulatorState
-from tests.conftest import Sim, make_settings
+from tests.conftest import Sim, batches, make_settings, settings_env
 from tests.invariants import all_final, check, enqueue, make_leads
 from tests.procs import free_port, run_cli
 
@@ -71,23 +71,24 @@ def rt(sim3: Sim, settings: Settings) -> Iterator[Runtime]:
 
 
 def drain_until(
-    rt: Runtime, done: Callable[[], bool], timeout: float, what: str, pause: float = 0.1
+    rt: Runtime,
+    ids: list[str],
+    expect: Collection[str],
+    timeout: float,
+    what: str,
+    pause: float = 0.1,
 ) -> list[DrainReport]:
-    """Run ticks (like beat would, every ``pause`` s) until ``done()``; the reports."""
+    """Run ticks (like beat would, every ``pause`` s) until every one of ``ids`` is in
+    PostgreSQL with one of the ``expect`` statuses; the reports."""
     reports: list[DrainReport] = []
     deadline = time.monotonic() + timeout
-    while not done():
+    while not all_final(rt.settings.database_url, ids, expect):
         if time.monotonic() > deadline:
             outcomes = [(r.outcome, r.reason) for r in reports[-5:]]
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; {outcomes}")
         reports.append(drain_once(rt.drainer()))
         time.sleep(pause)
     return reports
-
-
-def batches(rt: Runtime) -> list[Batch]:
-    with rt.sessions() as session:
-        return list(session.scalars(select(Batch).order_by(Batch.id)))
 
 
 def path_of(rt: Runtime, batch_id: int) -> list[str]:
@@ -144,12 +145,7 @@ def test_an_answer_lost_after_the_body_was_sent_is_reconciled(sim: Sim, settings
             sim.fault("append", fault)
         first = [drain_once(rt.drainer()) for _ in ANSWER_LOST]
         assert [r.outcome for r in first] == ["in_doubt"] * len(ANSWER_LOST), first
-        drain_until(
-            rt,
-            lambda: all_final(rt.settings.database_url, ids, {"appended"}),
-            25,
-            "reconciliation",
-        )
+        drain_until(rt, ids, {"appended"}, 25, "reconciliation")
         summary = invariants(rt, sim.url, ids)
         for k, (name, _, applied) in enumerate(ANSWER_LOST):
             calls = [c for c in summary.append_calls if c["campaignId"] == CAMPAIGN + k]
@@ -171,12 +167,7 @@ def test_429_puts_the_batch_back_and_pauses_a_whole_window(sim3: Sim, rt: Runtim
     assert drain_once(rt.drainer()).outcome == "rate_limited"
     (batch,) = batches(rt)
     assert batch.status == BatchStatus.READY
-    drain_until(
-        rt,
-        lambda: all_final(rt.settings.database_url, ids, {"appended"}),
-        15,
-        "the batch appended after the pause",
-    )
+    drain_until(rt, ids, {"appended"}, 15, "the batch appended after the pause")
     summary = invariants(rt, sim3.url, ids)
     calls = summary.append_calls
     assert [c["status"] for c in calls] == [429, 204]
@@ -184,9 +175,7 @@ def test_429_puts_the_batch_back_and_pauses_a_whole_window(sim3: Sim, rt: Runtim
 
 
 @pytest.mark.parametrize("how", ["sessions expired", "401 on the append"])
-def test_401_mid_run_logs_in_again_and_appends_once(
-    sim3: Sim, rt: Runtime, database_url: str, how: str
-) -> None:
+def test_401_mid_run_logs_in_again_and_appends_once(sim3: Sim, rt: Runtime, how: str) -> None:
     # Given a drained batch, When LiveVox forgets every session (or answers an Append with 401),
     # Then the next tick logs in again and appends the next batch once; nothing lost or doubled.
     ids = enqueue(rt.settings, make_leads(3), SERVICE)
@@ -196,15 +185,13 @@ def test_401_mid_run_logs_in_again_and_appends_once(
     else:
         sim3.fault("append", {"status": 401})
     ids += enqueue(rt.settings, make_leads(3, start=3), SERVICE)
-    drain_until(rt, lambda: all_final(database_url, ids, {"appended"}), 10, "both batches")
+    drain_until(rt, ids, {"appended"}, 10, "both batches")
     invariants(rt, sim3.url, ids)
     assert [r["account"] for r in sim3.records(CAMPAIGN)] == [f"A{i}" for i in range(6)]
     assert len(sim3.calls("login")) == 2
 
 
-def test_403_holds_the_batch_and_halts_appends(
-    sim3: Sim, database_url: str, prefix: str, settings: Settings
-) -> None:
+def test_403_holds_the_batch_and_halts_appends(sim3: Sim, settings: Settings) -> None:
     # Given a LiveVox user that may not append (403 on the first Append) and a 4 s halt, When
     # ticks keep running and more records arrive, Then the batch is held with a configuration
     # reason, no further Append call is made while the halt lasts, `appendq status --json` says
@@ -224,24 +211,18 @@ def test_403_holds_the_batch_and_halts_appends(
         assert [c["status"] for c in sim3.calls("append")] == [403], "an Append during the halt"
         held = batches(rt)[0]
         assert held.status == BatchStatus.HELD and "configuration" in (held.error_message or "")
-        env = {
-            "APPENDQ_DATABASE_URL": database_url,
-            "APPENDQ_REDIS_URL": rt.settings.redis_url,
-            "APPENDQ_REDIS_PREFIX": prefix,
-            "APPENDQ_LIVEVOX_BASE_URL": sim3.url,
-            "APPENDQ_HALT_S": str(halt_s),
-        }
+        env = settings_env(rt.settings, APPENDQ_HALT_S=str(halt_s))
         status = json.loads(run_cli(["status", "--json"], env).stdout)
         assert status["batches"].get("held") == 1, status
         assert "403" in json.dumps(status), f"status does not say why: {status}"
-        drain_until(rt, lambda: all_final(database_url, ids, {"appended"}), 15, "the probe")
+        drain_until(rt, ids, {"appended"}, 15, "the probe")
         summary = invariants(rt, sim3.url, ids)
     assert [c["status"] for c in summary.append_calls] == [403, 204, 204]
     assert summary.append_calls[1]["at"] - summary.append_calls[0]["at"] >= halt_s - 0.5
 
 
 def test_campaign_stopped_mid_run_holds_then_a_new_campaign_takes_the_records(
-    sim3: Sim, database_url: str, settings: Settings
+    sim3: Sim, settings: Settings
 ) -> None:
     # Given records appended to today's campaign (cached 1 s), When the campaign is Stopped and
     # more records arrive, Then they are held with a reason; When a new Playing campaign of the
@@ -251,24 +232,11 @@ def test_campaign_stopped_mid_run_holds_then_a_new_campaign_takes_the_records(
         assert drain_once(rt.drainer()).outcome == "appended"
         sim3.patch_campaign(CAMPAIGN, status="STOPPED")
         ids += enqueue(rt.settings, make_leads(3, start=3), SERVICE)
-        reports = drain_until(
-            rt,
-            lambda: all_final(database_url, ids[3:], {"held"}),
-            10,
-            "the new records held",
-        )
+        reports = drain_until(rt, ids[3:], {"held"}, 10, "the new records held")
         assert "no appendable campaign" in (reports[-1].reason or "")
         invariants(rt, sim3.url, ids, expect={"appended", "held"})
-        sim3.create_campaign(
-            id=5002,
-            serviceId=1001,
-            name="Sales 2",
-            typeId=1,
-            status="PLAYING",
-            allowAppend=True,
-            day="today",
-        )
-        drain_until(rt, lambda: all_final(database_url, ids, {"appended"}), 10, "the new campaign")
+        sim3.create_second_campaign()
+        drain_until(rt, ids, {"appended"}, 10, "the new campaign")
         invariants(rt, sim3.url, ids)
     assert [r["account"] for r in sim3.records(CAMPAIGN)] == ["A0", "A1", "A2"]
     assert [r["account"] for r in sim3.records(5002)] == ["A3", "A4", "A5"]
@@ -363,21 +331,19 @@ def test_livevox_down_the_batch_waits_with_backoff_then_is_appended(
         assert gaps and min(gaps) >= 0.45, f"attempts not backed off: {gaps}"
         outage.up()
         invariants(rt, outage.url, ids, settled=False)
-        drain_until(rt, lambda: all_final(database_url, ids, {"appended"}), 10, "LiveVox back")
+        drain_until(rt, ids, {"appended"}, 10, "LiveVox back")
         summary = invariants(rt, outage.url, ids)
     assert [c["records"] for c in summary.append_calls] == [3, 3]
 
 
-def test_a_poison_record_is_rejected_alone_and_the_rest_appended(
-    sim3: Sim, rt: Runtime, database_url: str
-) -> None:
+def test_a_poison_record_is_rejected_alone_and_the_rest_appended(sim3: Sim, rt: Runtime) -> None:
     # Given 6 records of which one carries a value LiveVox refuses (400 naming the record), When
     # ticks run, Then that record alone is rejected with a reason and the 5 others are appended,
     # each once.
     records = make_leads(6)
     records[3]["extra1"] = "POISON"
     ids = enqueue(rt.settings, records, SERVICE)
-    drain_until(rt, lambda: all_final(database_url, ids, {"appended", "rejected"}), 30, "isolation")
+    drain_until(rt, ids, {"appended", "rejected"}, 30, "isolation")
     summary = invariants(rt, sim3.url, ids, expect={"appended", "rejected"})
     poison = summary.rows[ids[3]]
     assert poison.status == "rejected" and poison.reason, poison
@@ -385,16 +351,14 @@ def test_a_poison_record_is_rejected_alone_and_the_rest_appended(
     assert [r["account"] for r in sim3.records(CAMPAIGN)] == ["A0", "A1", "A2", "A4", "A5"]
 
 
-def test_a_refusal_naming_no_record_is_bisected_keeping_fifo(
-    sim3: Sim, rt: Runtime, database_url: str
-) -> None:
+def test_a_refusal_naming_no_record_is_bisected_keeping_fifo(sim3: Sim, rt: Runtime) -> None:
     # Given 6 records and LiveVox refusing the batch's content three times without naming a
     # record (400), When ticks run, Then the batch is bisected (6 -> 3+3 -> 1+2), the single
     # record refused alone is rejected with the reason, the 5 others are appended once each, in
     # enqueue order, in 5 calls.
     ids = enqueue(rt.settings, make_leads(6), SERVICE)
     sim3.fault("append", {"status": 400}, times=3)
-    drain_until(rt, lambda: all_final(database_url, ids, {"appended", "rejected"}), 30, "bisection")
+    drain_until(rt, ids, {"appended", "rejected"}, 30, "bisection")
     summary = invariants(rt, sim3.url, ids, expect={"appended", "rejected"})
     assert [summary.rows[i].status for i in ids] == ["rejected"] + ["appended"] * 5
     assert [r["account"] for r in sim3.records(CAMPAIGN)] == ["A1", "A2", "A3", "A4", "A5"]

@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,19 +23,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from appendq.db.engine import psycopg_url
-from tests.conftest import PG_SERVER, REDIS_URL, Sim, make_settings
-from tests.invariants import (
-    Cluster,
-    Summary,
-    all_final,
-    check,
-    enqueue,
-    make_leads,
-    max_calls_in_window,
-    scenario_env,
-    wait_for,
-)
-from tests.procs import ROOT, free_port, run_cli, wait_until
+from tests.conftest import PG_SERVER, REDIS_URL, Sim
+from tests.invariants import enqueue, make_leads, max_calls_in_window, wait_for
+from tests.procs import ROOT, RedisServer, run_cli
+from tests.scene import Scene, staged
 
 pytestmark = pytest.mark.slow
 
@@ -53,98 +43,13 @@ FAKETIME_LIBS = (
 )
 
 
-class Scene:
-    """One scenario's processes, stores and simulator."""
-
-    def __init__(self, sim: Sim, database_url: str, prefix: str, tmp: Path) -> None:
-        self.sim = sim
-        self.database_url = database_url
-        self.prefix = prefix
-        self.tmp = tmp
-        (tmp / "logs").mkdir()
-        self.cluster = Cluster(
-            tmp / "logs",
-            scenario_env(
-                database_url=database_url, prefix=prefix, sim_url=sim.url, state_dir=tmp / "st"
-            ),
-        )
-
-    def settings(self, **overrides: Any) -> Any:
-        return make_settings(
-            database_url=self.database_url,
-            redis_prefix=self.prefix,
-            livevox_base_url=self.sim.url,
-            **overrides,
-        )
-
-    def appended(self, ids: list[str], timeout: float) -> None:
-        wait_for(
-            lambda: all_final(self.database_url, ids, {"appended"}),
-            timeout,
-            f"{len(ids)} records appended",
-            self.cluster,
-        )
-
-    def check(self, ids: list[str], **kwargs: Any) -> Summary:
-        return check(
-            database_url=self.database_url,
-            sim_url=self.sim.url,
-            accepted=ids,
-            prefix=self.prefix,
-            **kwargs,
-        )
-
-
 @pytest.fixture
 def scene(sim: Sim, database_url: str, prefix: str, tmp_path: Path) -> Iterator[Scene]:
-    sim.reset(rate_window_s=3.0)
-    built = Scene(sim, database_url, prefix, tmp_path)
-    try:
+    with staged(Scene, sim, database_url, prefix, tmp_path) as built:
         yield built
-    finally:
-        built.cluster.close()
 
 
 # -- Redis killed -9 and restarted with AOF ------------------------------------------------------
-
-
-class RedisServer:
-    """A dedicated ``redis-server`` with AOF fsynced on every write, as the compose file runs it."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.data.mkdir(exist_ok=True)
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data)]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        self.proc = subprocess.Popen(
-            ["redis-server", *args, "--logfile", str(self.data / "redis.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = redis.Redis.from_url(self.url)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        try:
-            wait_until(answers, 15, "redis-server to answer")
-        finally:
-            client.close()
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
 
 
 @pytest.fixture
@@ -204,7 +109,7 @@ def test_postgres_connections_killed_mid_tick_lose_nothing(scene: Scene) -> None
     # audit database is terminated again and again (pg_terminate_backend every 20 ms for 5 s,
     # from the first Append on), Then ticks fail, but nothing is lost, no record lands in two
     # batches, and everything is appended once, in order.
-    ids = enqueue(scene.settings(), make_leads(40), SERVICE)
+    ids = enqueue(scene.settings_with(), make_leads(40), SERVICE)
     scene.cluster.start("beat.log", ["beat"])
     scene.cluster.start("worker.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="5")
     wait_for(lambda: bool(scene.sim.calls("append")), 30, "the first Append", scene.cluster)
@@ -237,7 +142,7 @@ def test_two_beats_and_two_workers_keep_the_rate_and_send_each_record_once(scene
     # `appendq worker --no-beat` run at once, Then LiveVox never sees more than 5 Append calls in
     # any 3 s, no record twice, and every record is appended, in enqueue order.
     total = 60_000
-    ids = enqueue(scene.settings(), make_leads(total), SERVICE)
+    ids = enqueue(scene.settings_with(), make_leads(total), SERVICE)
     for n in (1, 2):
         scene.cluster.start(f"beat{n}.log", ["beat"], APPENDQ_STATE_DIR=str(scene.tmp / f"b{n}"))
     for n in (1, 2):
@@ -295,7 +200,7 @@ def test_a_worker_with_its_clock_30s_ahead_keeps_the_rate_and_appends_everything
         check=True,
     )
     assert float(probe.stdout) - time.time() > 25, "the clock skew did not take"
-    ids = enqueue(scene.settings(), make_leads(30), SERVICE)
+    ids = enqueue(scene.settings_with(), make_leads(30), SERVICE)
     scene.cluster.start("beat.log", ["beat"])
     scene.cluster.start("worker.log", ["worker", "--no-beat"], APPENDQ_BATCH_MAX="5", **skew)
     try:
@@ -319,7 +224,7 @@ def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Sce
     # do not drain back to back: LiveVox never sees more than 2 Append calls within half an
     # interval's worth of a burst (0.5 s), nor more than 5 in any 3 s, and everything is
     # appended once.
-    ids = enqueue(scene.settings(), make_leads(8), SERVICE)
+    ids = enqueue(scene.settings_with(), make_leads(8), SERVICE)
     interval = {"APPENDQ_DRAIN_INTERVAL_S": "0.5"}
     scene.cluster.start("beat.log", ["beat"], **interval)
     broker = redis.Redis.from_url(REDIS_URL)

@@ -24,18 +24,14 @@ from appendq.errors import ConfigError
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer.http import create_app
-from tests.conftest import Sim
-from tests.procs import free_port, process, run_cli, wait_until
+from tests.conftest import Sim, phone
+from tests.procs import free_port, http_process, run_cli, wait_until
 
 TOKEN = "intake-token-0123456789"
 OTHER_TOKEN = "second-token-9876543210"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TARGET = "service:1001"
 CAMPAIGN = 5001
-
-
-def phone(i: int) -> str:
-    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
 
 
 def leads(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -406,16 +402,9 @@ def test_appendq_serve_takes_leads_over_real_http(
     }
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    with process(["serve", "--port", str(port)], env, log) as proc:
-
-        def up() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 20, "appendq serve to answer")
+    with http_process(
+        ["serve", "--port", str(port)], env, log, f"{url}/healthz", "appendq serve", 20
+    ):
         reply = httpx.post(f"{url}/v1/leads", content=body(leads(5)), headers=AUTH)
         assert reply.status_code == 202 and reply.json()["accepted"] == 5
         httpx.get(f"{url}/v1/audit", params={"phone": phone(3)}, headers=AUTH)

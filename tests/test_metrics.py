@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -33,13 +31,6 @@ def parse(text: str) -> Samples:
 
 def scrape(rt: Runtime) -> Samples:
     return parse(generate_latest(registry_for(rt)).decode())
-
-
-@pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    yield runtime
-    runtime.close()
 
 
 def test_metrics_endpoint_shows_queue_depth_per_target(settings: Settings) -> None:

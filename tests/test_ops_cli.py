@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import os
 import pty
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,39 +22,20 @@ from appendq.db.models import Batch, BatchStatus, Event, Record
 from appendq.drain import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from tests.conftest import Sim
+from tests.conftest import Sim, phone, settings_env
 from tests.procs import APPENDQ, ROOT, env_for
-from tests.test_audit import CAMPAIGN, T0, age, batch_status, leads, make_batch, phone
+from tests.test_audit import CAMPAIGN, T0, age, batch_status, leads, make_batch
 
 Env = dict[str, str]
 
 
-@pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    yield runtime
-    runtime.close()
+# retry and prune configure logging onto the runner's stderr
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
 
 @pytest.fixture
 def env(settings: Settings) -> Env:
-    return {
-        "APPENDQ_DATABASE_URL": settings.database_url,
-        "APPENDQ_REDIS_URL": settings.redis_url,
-        "APPENDQ_REDIS_PREFIX": settings.redis_prefix,
-        "APPENDQ_LIVEVOX_BASE_URL": settings.livevox_base_url,
-        "APPENDQ_LOG_LEVEL": "WARNING",
-    }
-
-
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """retry and prune configure logging onto the runner's stderr; put the root logger back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return settings_env(settings, APPENDQ_LOG_LEVEL="WARNING")
 
 
 def run(env: Env, *args: str, answer: str | None = None) -> Result:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from redis.retry import Retry
 from appendq.errors import FieldError
 from appendq.keys import Keys
 from appendq.queue import RecordQueue
-from appendq.records import QueuedRecord, Target
+from appendq.records import Target
 from appendq.settings import Settings
 from producer import (
     FILE_LEVEL,
@@ -32,36 +30,15 @@ from producer import (
     parse_target,
     read_records,
 )
+from tests.conftest import REDIS_URL, phone, queued
+from tests.procs import free_port
 
-REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TARGET = "service:1001"
 
 
-def phone(i: int) -> str:
-    """The i-th of 80,000 distinct valid US numbers (212-200-0000 upwards)."""
-    return f"212{200 + i // 10_000:03d}{i % 10_000:04d}"
-
-
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def keys(prefix: str) -> Keys:
-    """Keys under the test's own prefix (conftest's ``prefix`` deletes them afterwards)."""
-    return Keys(prefix)
-
-
-@pytest.fixture
-def producer(client: redis.Redis, keys: Keys) -> Producer:
-    return Producer(RecordQueue(client, keys))
-
-
-def queued(client: redis.Redis, keys: Keys, target: str = TARGET) -> list[QueuedRecord]:
-    return [QueuedRecord.loads(raw) for raw in client.lrange(keys.queue(target), 0, -1)]
+def producer(redis_client: redis.Redis, keys: Keys) -> Producer:
+    return Producer(RecordQueue(redis_client, keys))
 
 
 def where(errors: list[FieldError]) -> list[tuple[int | None, str]]:
@@ -72,7 +49,7 @@ def where(errors: list[FieldError]) -> list[tuple[int | None, str]]:
 
 
 def test_mixed_submission_queues_good_records_in_order(
-    producer: Producer, client: redis.Redis, keys: Keys
+    producer: Producer, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given 5 records, 2 bad / When enqueued / Then ids for the 3 good ones, in order in Redis
     records: list[dict[str, Any]] = [
@@ -89,13 +66,13 @@ def test_mixed_submission_queues_good_records_in_order(
     assert receipt.rejected == 2
     assert len(set(receipt.record_ids)) == 3
     assert sorted(where(receipt.errors)) == [(3, "phone1"), (5, "phone1"), (5, "shoeSize")]
-    stored = queued(client, keys)
+    stored = queued(redis_client, keys)
     assert [r.id for r in stored] == receipt.record_ids
     assert [r.payload["account"] for r in stored] == ["A0", "A2", "A4"]
     assert stored[1].payload["phone2"] == [phone(3), phone(4)]
     assert stored[2].payload["phone1"] == phone(5)
     assert all(abs(r.enqueued_at - time.time()) < 60 for r in stored)
-    assert client.sismember(keys.targets, TARGET)
+    assert redis_client.sismember(keys.targets, TARGET)
 
 
 def test_receipt_to_dict_is_json_ready(producer: Producer) -> None:
@@ -115,13 +92,13 @@ def test_receipt_to_dict_is_json_ready(producer: Producer) -> None:
 
 
 def test_all_bad_submission_touches_no_redis_key(
-    producer: Producer, client: redis.Redis, keys: Keys
+    producer: Producer, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given only bad records / When enqueued / Then nothing is written, not even the target set
     receipt = producer.enqueue(TARGET, [{"phone1": "123"}, {}])
 
     assert (receipt.accepted, receipt.rejected, receipt.record_ids) == (0, 2, [])
-    assert list(client.scan_iter(match=keys.all_pattern)) == []
+    assert list(redis_client.scan_iter(match=keys.all_pattern)) == []
 
 
 def test_error_messages_never_hold_a_full_phone_number(producer: Producer) -> None:
@@ -153,20 +130,20 @@ def test_parse_target_refuses_other_text() -> None:
         parse_target("list:3")
 
 
-def test_connect_uses_settings_prefix(keys: Keys, client: redis.Redis) -> None:
+def test_connect_uses_settings_prefix(keys: Keys, redis_client: redis.Redis) -> None:
     # Given settings with a test prefix / When connect() enqueues / Then keys carry that prefix
     settings = Settings(redis_url=REDIS_URL, redis_prefix=keys.prefix)
     with connect(settings) as producer:
         receipt = producer.enqueue("1001", [{"phone1": phone(0)}])
 
-    assert [r.id for r in queued(client, keys)] == receipt.record_ids
+    assert [r.id for r in queued(redis_client, keys)] == receipt.record_ids
 
 
 # --- Producer.enqueue_stream -----------------------------------------------------------------
 
 
 def test_stream_reads_no_further_than_one_chunk_ahead(
-    producer: Producer, client: redis.Redis, keys: Keys
+    producer: Producer, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given 10,000 records read lazily / When streamed in chunks of 1,000 / Then at each push at
     # most one chunk was read ahead, and all 10,000 are queued in input order
@@ -186,7 +163,9 @@ def test_stream_reads_no_further_than_one_chunk_ahead(
     assert receipt.accepted == 10_000
     assert max(ahead) <= 1_000
     assert len(ahead) == 10
-    assert [r.payload["account"] for r in queued(client, keys)] == [str(i) for i in range(10_000)]
+    assert [r.payload["account"] for r in queued(redis_client, keys)] == [
+        str(i) for i in range(10_000)
+    ]
 
 
 def test_stream_numbers_records_across_chunks(producer: Producer) -> None:
@@ -209,7 +188,7 @@ def test_stream_numbers_records_across_chunks(producer: Producer) -> None:
 
 
 def test_stream_reports_what_was_queued_when_reading_fails(
-    producer: Producer, client: redis.Redis, keys: Keys
+    producer: Producer, redis_client: redis.Redis, keys: Keys
 ) -> None:
     # Given input that fails after 5 records / When streamed in chunks of 2 / Then the
     # interruption says 4 were queued through row 5 and nothing is in doubt
@@ -225,7 +204,7 @@ def test_stream_reports_what_was_queued_when_reading_fails(
     assert exc.receipt.accepted == 4
     assert (exc.last_row, exc.in_doubt) == (5, None)
     assert "OSError: disk gone" in str(exc)
-    assert [r.id for r in queued(client, keys)] == exc.receipt.record_ids
+    assert [r.id for r in queued(redis_client, keys)] == exc.receipt.record_ids
 
 
 def test_ctrl_c_during_a_stream_says_what_was_queued(producer: Producer) -> None:
@@ -245,16 +224,10 @@ def test_ctrl_c_during_a_stream_says_what_was_queued(producer: Producer) -> None
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def doomed_redis() -> Iterator[tuple[redis.Redis, subprocess.Popen[bytes]]]:
     """A throw-away redis-server of our own, so a test can kill it mid-stream."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -364,7 +337,7 @@ BAD_JSONL_ERRORS = [
 def test_bad_input_file_reports_each_row_and_queues_the_rest(
     tmp_path: Path,
     producer: Producer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     keys: Keys,
     name: str,
     content: bytes,
@@ -381,7 +354,7 @@ def test_bad_input_file_reports_each_row_and_queues_the_rest(
     assert sorted(set(where(receipt.errors))) == errors
     assert receipt.accepted == 2
     assert receipt.accepted + receipt.rejected == rows
-    assert [r.payload["account"] for r in queued(client, keys)] == ["A1", "A9"]
+    assert [r.payload["account"] for r in queued(redis_client, keys)] == ["A1", "A9"]
     by_row = {e.row: e.message for e in receipt.errors}
     assert by_row[errors[4][0]] == "blank line"
     assert by_row[errors[5][0]] == "is not valid UTF-8"

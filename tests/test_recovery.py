@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from appendq import audit, halt, store
-from appendq.db.models import Batch, BatchStatus, Event
+from appendq.db.models import BatchStatus, Event
 from appendq.drain import drain_once
 from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from tests.conftest import Sim
+from tests.conftest import Sim, batches
 
 CAMPAIGN = 5001
 
@@ -43,11 +43,6 @@ def rt(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime.build(fast)
     yield runtime
     runtime.close()
-
-
-def batches(rt: Runtime) -> list[Batch]:
-    with rt.sessions() as session:
-        return list(session.scalars(select(Batch).order_by(Batch.id)))
 
 
 def accounts_at_livevox(sim: Sim) -> list[str]:

@@ -16,26 +16,39 @@ from tests.procs import process, run_cli, simulator, wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_sigterm_during_a_send_lets_the_call_finish(tmp_path: Path, database_url: str,
-                                                    prefix: str) -> None:
+def test_sigterm_during_a_send_lets_the_call_finish(
+    tmp_path: Path, database_url: str, prefix: str
+) -> None:
     # Given a worker whose Append call LiveVox answers only after 3 s, When the worker gets
     # SIGTERM while the call is in flight, Then it waits for the answer, records the batch
     # appended, and exits cleanly; LiveVox holds the records once.
     with simulator(tmp_path / "sim.log", "--rate-window-s", "3") as url:
-        env = {"APPENDQ_DATABASE_URL": database_url, "APPENDQ_REDIS_PREFIX": prefix,
-               "APPENDQ_LIVEVOX_BASE_URL": url, "APPENDQ_DRAIN_INTERVAL_S": "0.3",
-               "APPENDQ_RATE_WINDOW_S": "3", "APPENDQ_RATE_MARGIN_S": "0.2",
-               "APPENDQ_STATE_DIR": str(tmp_path / "state")}
+        env = {
+            "APPENDQ_DATABASE_URL": database_url,
+            "APPENDQ_REDIS_PREFIX": prefix,
+            "APPENDQ_LIVEVOX_BASE_URL": url,
+            "APPENDQ_DRAIN_INTERVAL_S": "0.3",
+            "APPENDQ_RATE_WINDOW_S": "3",
+            "APPENDQ_RATE_MARGIN_S": "0.2",
+            "APPENDQ_STATE_DIR": str(tmp_path / "state"),
+        }
         admin = httpx.Client(base_url=url, timeout=10)
-        admin.post("/_admin/faults", json={"kind": "append", "fault": {"stall_s": 3,
-                                                                       "apply": True}})
+        admin.post(
+            "/_admin/faults", json={"kind": "append", "fault": {"stall_s": 3, "apply": True}}
+        )
         (tmp_path / "leads.jsonl").write_text(
-            "\n".join(json.dumps({"phone1": f"21240000{i:02d}", "account": f"S{i}"})
-                      for i in range(5)) + "\n")
+            "\n".join(
+                json.dumps({"phone1": f"21240000{i:02d}", "account": f"S{i}"}) for i in range(5)
+            )
+            + "\n"
+        )
         run_cli(["enqueue", str(tmp_path / "leads.jsonl"), "--service", "1001"], env)
         with process(["worker"], env, tmp_path / "worker.log") as proc:
-            wait_until(lambda: any(c["kind"] == "append" for c in
-                                   admin.get("/_admin/calls").json()), 30, "the Append call")
+            wait_until(
+                lambda: any(c["kind"] == "append" for c in admin.get("/_admin/calls").json()),
+                30,
+                "the Append call",
+            )
             os.killpg(proc.pid, signal.SIGTERM)
             assert proc.wait(30) == 0
         records = admin.get("/_admin/campaigns/5001/records").json()

@@ -50,6 +50,7 @@ from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer.api import Producer
 from tests.conftest import Sim, make_settings
+from tests.invariants import max_calls_in_window
 
 pytestmark = pytest.mark.slow
 
@@ -100,17 +101,6 @@ class Row:
     batch_id: int
     status: str  # the record's own status if it parted from its batch, else the batch's
     reason: str | None
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The most calls that fall in any half-open interval [t, t + window) of the log."""
-    times = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def machine_settings(database_url: str, prefix: str, sim: Sim) -> Settings:
@@ -278,7 +268,7 @@ class DrainMachine(RuleBasedStateMachine):
         )
         assert not sent_dups, f"duplicates were sent: {sent_dups}"
         times = [c["at"] for c in self.sim.calls("append")]
-        assert max_in_window(times, WINDOW_S) <= MAX_CALLS, f"rate window overrun: {times}"
+        assert max_calls_in_window(times, WINDOW_S) <= MAX_CALLS, f"rate window overrun: {times}"
 
     def teardown(self) -> None:
         try:
@@ -494,7 +484,9 @@ def test_a_slow_login_before_the_put_does_not_squeeze_a_sixth_call_into_the_wind
     finally:
         rt.close()
     times = [c["at"] for c in sim.calls("append")]
-    assert max_in_window(times, WINDOW_S) <= MAX_CALLS, [round(t - times[0], 3) for t in times]
+    assert max_calls_in_window(times, WINDOW_S) <= MAX_CALLS, [
+        round(t - times[0], 3) for t in times
+    ]
 
 
 def _lead(i: int) -> dict[str, Any]:
