@@ -12,13 +12,17 @@ find the offending record and send the good ones again.
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from appendq import store
-from appendq.db.models import BatchStatus, RecordStatus
-from appendq.store import BatchView
+from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
+from appendq.records import Target
+from appendq.store import BatchView, RecordRef
 
 _RECORD_HINT = re.compile(r"\brecords?\s*(?:#|index\s*)?(\d+)\b", re.IGNORECASE)
 
@@ -42,7 +46,7 @@ def isolate(
     else:
         index = named_index(reason, len(records))
         if index is not None:
-            store.set_record_apart(
+            set_record_apart(
                 session,
                 batch.id,
                 records[index].id,
@@ -56,7 +60,7 @@ def isolate(
                 f"the other {len(records) - 1} records go out again"
             )
         else:
-            child = store.split_batch(
+            child = split_batch(
                 session,
                 batch,
                 records,
@@ -78,3 +82,82 @@ def isolate(
         **columns,
     )
     return status, note
+
+
+def set_record_apart(
+    session: Session,
+    batch_id: int,
+    record_id: uuid.UUID,
+    status: RecordStatus,
+    *,
+    actor: str,
+    reason: str,
+) -> None:
+    """One record parts from its batch's fate (a poison record rejected alone)."""
+    session.execute(
+        update(Record)
+        .where(Record.id == record_id)
+        .values(status=status, reason=reason, updated_at=store.utcnow())
+    )
+    session.add(
+        Event(
+            batch_id=batch_id,
+            record_id=record_id,
+            from_status=None,
+            to_status=status,
+            actor=actor,
+            reason=reason,
+        )
+    )
+
+
+def split_batch(
+    session: Session, batch: BatchView, records: Sequence[RecordRef], *, actor: str, reason: str
+) -> int:
+    """Move the second half of ``records`` into a new ready batch that sorts right after this one
+    (same root batch, first claim position of its records: see ``Batch.origin_id``). Records keep
+    their claim positions. Each record stays in exactly one batch."""
+    moved = records[len(records) // 2 :]
+    parent = session.get(Batch, batch.id)
+    assert parent is not None
+    child = Batch(
+        target=batch.target,
+        size=len(moved),
+        status=BatchStatus.READY,
+        service_id=None,
+        campaign_id=batch.campaign_id,
+        created_at=parent.created_at,
+        origin_id=parent.origin_id or parent.id,
+        first_position=moved[0].position,
+    )
+    target = Target.parse(batch.target)
+    if target.kind == "service":
+        child.service_id = target.id
+    session.add(child)
+    session.flush()
+    session.execute(
+        update(Record).where(Record.id.in_([r.id for r in moved])).values(batch_id=child.id)
+    )
+    session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
+    detail = {"from_batch": batch.id, "records": len(moved)}
+    session.add(
+        Event(
+            batch_id=child.id,
+            from_status=None,
+            to_status=BatchStatus.READY,
+            actor=actor,
+            reason=reason,
+            detail=detail,
+        )
+    )
+    session.add(
+        Event(
+            batch_id=batch.id,
+            from_status=str(batch.status),
+            to_status=str(batch.status),
+            actor=actor,
+            reason=f"{reason}: {len(moved)} records moved to batch {child.id}",
+            detail={"to_batch": child.id, "records": len(moved)},
+        )
+    )
+    return child.id

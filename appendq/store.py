@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -385,82 +385,3 @@ def in_doubt_due(session: Session, older_than: timedelta) -> list[BatchView]:
         .order_by(Batch.created_at, Batch.id)
     )
     return [_view(b) for b in rows]
-
-
-def set_record_apart(
-    session: Session,
-    batch_id: int,
-    record_id: uuid.UUID,
-    status: RecordStatus,
-    *,
-    actor: str,
-    reason: str,
-) -> None:
-    """One record parts from its batch's fate (a poison record rejected alone)."""
-    session.execute(
-        update(Record)
-        .where(Record.id == record_id)
-        .values(status=status, reason=reason, updated_at=utcnow())
-    )
-    session.add(
-        Event(
-            batch_id=batch_id,
-            record_id=record_id,
-            from_status=None,
-            to_status=status,
-            actor=actor,
-            reason=reason,
-        )
-    )
-
-
-def split_batch(
-    session: Session, batch: BatchView, records: Sequence[RecordRef], *, actor: str, reason: str
-) -> int:
-    """Move the second half of ``records`` into a new ready batch that sorts right after this one
-    (same root batch, first claim position of its records: see ``Batch.origin_id``). Records keep
-    their claim positions. Each record stays in exactly one batch."""
-    moved = records[len(records) // 2 :]
-    parent = session.get(Batch, batch.id)
-    assert parent is not None
-    child = Batch(
-        target=batch.target,
-        size=len(moved),
-        status=BatchStatus.READY,
-        service_id=None,
-        campaign_id=batch.campaign_id,
-        created_at=parent.created_at,
-        origin_id=parent.origin_id or parent.id,
-        first_position=moved[0].position,
-    )
-    target = Target.parse(batch.target)
-    if target.kind == "service":
-        child.service_id = target.id
-    session.add(child)
-    session.flush()
-    session.execute(
-        update(Record).where(Record.id.in_([r.id for r in moved])).values(batch_id=child.id)
-    )
-    session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
-    detail = {"from_batch": batch.id, "records": len(moved)}
-    session.add(
-        Event(
-            batch_id=child.id,
-            from_status=None,
-            to_status=BatchStatus.READY,
-            actor=actor,
-            reason=reason,
-            detail=detail,
-        )
-    )
-    session.add(
-        Event(
-            batch_id=batch.id,
-            from_status=str(batch.status),
-            to_status=str(batch.status),
-            actor=actor,
-            reason=f"{reason}: {len(moved)} records moved to batch {child.id}",
-            detail={"to_batch": child.id, "records": len(moved)},
-        )
-    )
-    return child.id
