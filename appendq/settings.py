@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     #: see more than rate_max_calls in its own window.
     rate_margin_s: float = 1.0
     campaign_cache_s: float = 60.0
+    #: A campaign that refused an append (409/404) is skipped this long, then tried again: a 409
+    #: may also mean something passing (LiveVox's rate limit answer is undocumented).
+    campaign_refusal_s: float = 900.0
     default_region: str = "US"
 
     retry_max_attempts: int = 8
