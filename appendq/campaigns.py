@@ -3,14 +3,18 @@
 A ``campaign:ID`` target is pinned by an operator. A ``service:ID`` target resolves to today's
 outbound campaign of that service (Find Matching Campaigns over today in APPENDQ_TIMEZONE, states
 READY/PAUSED/PLAYING), preferring PLAYING, then PAUSED, then READY (Built), most recently uploaded
-first. A campaign that refused an append is remembered and skipped for the rest of the day, since
-"Allow Append" cannot be seen before a call fails. Answers, and "none", are cached briefly in Redis.
+first. A campaign that refused an append (409/404) is skipped for ``refusal_s`` (a key per campaign
+with that TTL), since "Allow Append" cannot be seen before a call fails, and then tried again: a
+refusal may also be passing, so it is not held against the campaign for the rest of the day. A
+pinned campaign that refused resolves to none until its refusal expires. Answers, and "none", are
+cached briefly in Redis.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -41,10 +45,6 @@ def today_bounds(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1) - timedelta(milliseconds=1)
 
 
-def day_key(now: datetime, tz: ZoneInfo) -> str:
-    return now.astimezone(tz).date().isoformat()
-
-
 def choose(campaigns: list[Campaign], refused: set[int]) -> Campaign | None:
     """The best appendable candidate, or None."""
     candidates = [
@@ -64,27 +64,33 @@ class CampaignResolver:
         tz: ZoneInfo,
         cache_s: float,
         clock: Callable[[], datetime],
+        refusal_s: float = 900.0,
     ) -> None:
         self.client = client
         self.redis = redis_client
         self.keys = keys
         self.tz = tz
         self.cache_ms = max(int(cache_s * 1000), 1)
+        self.refusal_ms = max(int(refusal_s * 1000), 1)
         self.clock = clock
 
     def resolve(self, target: Target) -> Resolution:
         """Raises the client's errors (Transient, Forbidden, ...) when LiveVox can't be asked."""
-        refused = self._refused()
         if target.kind == "campaign":
-            if target.id in refused:
-                return Resolution(None, f"pinned campaign {target.id} refused appends today")
+            left_ms = self._refusal_left_ms(target.id)
+            if left_ms is not None:
+                return Resolution(
+                    None,
+                    f"pinned campaign {target.id} refused appends; tried again in "
+                    f"{_seconds(left_ms)}",
+                )
             return Resolution(target.id, "pinned by an operator")
         cached = self.redis.get(self.keys.campaign(str(target)))
         if cached is not None:
             data = json.loads(cached)
-            if data["id"] is None or data["id"] not in refused:
+            if data["id"] is None or not self._refused_among([data["id"]]):
                 return Resolution(data["id"], data["reason"])
-        resolution = self._search(target.id, refused)
+        resolution = self._search(target.id)
         self.redis.set(
             self.keys.campaign(str(target)),
             json.dumps({"id": resolution.campaign_id, "reason": resolution.reason}),
@@ -92,7 +98,7 @@ class CampaignResolver:
         )
         return resolution
 
-    def _search(self, service_id: int, refused: set[int]) -> Resolution:
+    def _search(self, service_id: int) -> Resolution:
         start, end = today_bounds(self.clock(), self.tz)
         found = self.client.find_campaigns(
             service_id=service_id,
@@ -101,11 +107,10 @@ class CampaignResolver:
             states=APPENDABLE_STATES,
             type_ids=(OUTBOUND,),
         )
+        refused = self._refused_among([c.id for c in found])
         best = choose(found, refused)
         if best is None:
-            skipped = (
-                f" ({len(refused & {c.id for c in found})} refused appends today)" if found else ""
-            )
+            skipped = f" ({len(refused)} refused appends lately)" if refused else ""
             return Resolution(
                 None,
                 f"no appendable campaign today for service {service_id}: "
@@ -122,18 +127,13 @@ class CampaignResolver:
         return Resolution(best.id, f"today's {best.status} outbound campaign {best.id}")
 
     def refuse(self, campaign_id: int, reason: str) -> None:
-        """Skip this campaign for the rest of the day; forget cached answers that named it."""
-        day = day_key(self.clock(), self.tz)
-        key = self.keys.refused(day)
-        with self.redis.pipeline() as pipe:
-            pipe.sadd(key, campaign_id)
-            pipe.expire(key, 2 * 86400)
-            pipe.execute()
+        """Skip this campaign for ``refusal_s``; forget cached answers that named it."""
+        self.redis.set(self.keys.refused(campaign_id), reason[:500], px=self.refusal_ms)
         log.warning(
-            "campaign %s refused appends: %s; skipped for the rest of %s",
+            "campaign %s refused appends: %s; skipped for %s",
             campaign_id,
             reason,
-            day,
+            _seconds(self.refusal_ms),
             extra={"campaign": campaign_id},
         )
         self.forget_all()
@@ -146,6 +146,20 @@ class CampaignResolver:
         value = self.redis.get(self.keys.campaign(target))
         return json.loads(value)["id"] if value else None
 
-    def _refused(self) -> set[int]:
-        members = self.redis.smembers(self.keys.refused(day_key(self.clock(), self.tz)))
-        return {int(m) for m in members}
+    def _refused_among(self, campaign_ids: list[int]) -> set[int]:
+        """Which of these campaigns refused appends lately: one MGET, however many."""
+        if not campaign_ids:
+            return set()
+        values = self.redis.mget([self.keys.refused(c) for c in campaign_ids])
+        return {c for c, value in zip(campaign_ids, values, strict=True) if value is not None}
+
+    def _refusal_left_ms(self, campaign_id: int) -> int | None:
+        """How long this campaign's refusal still holds (ms), or None when it does not."""
+        left = int(self.redis.pttl(self.keys.refused(campaign_id)))
+        if left == -2:  # no such key
+            return None
+        return max(left, 0) if left >= 0 else self.refusal_ms  # -1: no TTL (never set so)
+
+
+def _seconds(ms: int) -> str:
+    return f"{math.ceil(max(ms, 0) / 1000)} s"

@@ -9,19 +9,21 @@ campaign, retry not yet due, no rate slot).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import timedelta
 
 from redis.exceptions import LockError
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from appendq import halt, recovery, store
 from appendq.campaigns import Resolution
 from appendq.db.models import BatchStatus
 from appendq.drainer import Drainer, DrainReport
-from appendq.errors import LiveVoxError, SessionExpired, Transient
+from appendq.errors import Configuration, LiveVoxError, SessionExpired, Transient
 from appendq.faults import crashpoint
 from appendq.outcome import Outcome, settle
 from appendq.poison import isolate
+from appendq.ratelimit import Slot
 from appendq.records import Target
 from appendq.store import BatchView
 
@@ -94,7 +96,7 @@ def _tick(d: Drainer) -> DrainReport:
 def _drain_target(d: Drainer, target: str) -> DrainReport:
     with d.sessions() as session:
         batch = store.next_open_batch(session, target)
-        if batch is not None and not _sendable(session, batch, d.clock()):
+        if batch is not None and not _sendable(session, batch):
             return DrainReport(
                 "waiting", target, batch.id, batch.size, reason=f"oldest batch is {batch.status}"
             )
@@ -111,10 +113,10 @@ def _drain_target(d: Drainer, target: str) -> DrainReport:
     return _send(d, batch, resolution)
 
 
-def _sendable(session: Session, batch: BatchView, now: datetime) -> bool:
+def _sendable(session: Session, batch: BatchView) -> bool:
     if batch.status in (BatchStatus.SENDING, BatchStatus.IN_DOUBT):
         return False
-    return store.mark_due(session, batch, now)
+    return store.is_due(session, batch)
 
 
 def _claim(d: Drainer, target: str) -> BatchView | None:
@@ -136,6 +138,10 @@ def _resolution_failed(
     with d.sessions() as session, session.begin():
         store.set_target_state(session, target, campaign_id=None, hold_reason=reason)
     log.warning("%s: %s", target, reason, extra={"target": target, "error_kind": exc.kind})
+    if isinstance(exc, Configuration):  # a refused login or a 403: don't try again every tick
+        halt.halt(
+            d.redis, d.keys, f"configuration error, an operator must act: {exc}", d.settings.halt_s
+        )
     if isinstance(exc, Transient) or batch is None:
         return DrainReport("waiting", target, reason=reason)
     return _hold(d, batch, reason)
@@ -194,18 +200,19 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
             campaign_id=campaign_id,
             attempts=batch.attempts + 1,
-            sent_at=store.utcnow(),
+            sent_at=func.now(),
             detail={"campaign": campaign_id, "records": len(payloads)},
         )
     if sent is None:
         return DrainReport("waiting", batch.target, batch.id, reason="batch changed meanwhile")
     crashpoint("after_sending")
-    error, elapsed = _call(d, campaign_id, payloads)
+    slots = [slot]
+    error, elapsed = _call(d, campaign_id, payloads, slots)
+    for taken in slots:
+        d.limiter.restamp(taken)
     crashpoint("after_append")
     pinned = Target.parse(batch.target).kind == "campaign"
-    outcome = settle(
-        error, attempts=sent.attempts, settings=d.settings, now=store.utcnow(), pinned=pinned
-    )
+    outcome = settle(error, attempts=sent.attempts, settings=d.settings, pinned=pinned)
     return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
 
 
@@ -241,9 +248,10 @@ def _nothing_to_send(d: Drainer, batch: BatchView) -> DrainReport:
 
 
 def _call(
-    d: Drainer, campaign_id: int, payloads: list[dict[str, object]]
+    d: Drainer, campaign_id: int, payloads: list[dict[str, object]], slots: list[Slot]
 ) -> tuple[LiveVoxError | None, float | None]:
-    """One Append call; on an expired session, log in again and repeat once if a slot is free."""
+    """One Append call; on an expired session, log in again and repeat once if a slot is free
+    (the second slot is added to ``slots``)."""
     try:
         return None, d.client.append(campaign_id, payloads)
     except SessionExpired as exc:
@@ -252,8 +260,10 @@ def _call(
             d.client.login()
         except LiveVoxError as login_exc:
             return login_exc, None
-        if not d.limiter.acquire().granted:
+        second = d.limiter.acquire()
+        if not second.granted:
             return exc, None
+        slots.append(second)
         try:
             return None, d.client.append(campaign_id, payloads)
         except LiveVoxError as again:
@@ -294,7 +304,11 @@ def _record_outcome(
                 expect=[BatchStatus.SENDING],
                 error_kind=outcome.error_kind,
                 error_message=reason,
-                next_attempt_at=outcome.next_attempt_at,
+                next_attempt_at=(
+                    func.now() + timedelta(seconds=outcome.retry_after_s)
+                    if outcome.retry_after_s is not None
+                    else None
+                ),
                 detail={"campaign": campaign_id, "records": records},
                 **columns,
             )

@@ -4,14 +4,12 @@ process by the entry point (see ``appendq.runtime``)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from appendq import store
 from appendq.campaigns import CampaignResolver
 from appendq.keys import Keys
 from appendq.livevox import LiveVoxClient
@@ -49,7 +47,6 @@ class Drainer:
     sessions: sessionmaker[Session]
     client: LiveVoxClient
     resolver: CampaignResolver
-    clock: Callable[[], datetime] = store.utcnow
     actor: str = field(default_factory=lambda: f"worker@{socket.gethostname()}")
 
     @property

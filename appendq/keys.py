@@ -11,11 +11,13 @@
 | {p}:halt                            | string | HALT_S     | drain after a 403 / login   | drain, status      |
 | {p}:tick                            | string | 0.9 interval | tick task (SET NX)        | tick task          |
 | {p}:campaign:{target}               | string | cache TTL  | campaign resolver           | resolver, status   |
-| {p}:refused:{day}                   | set    | 2 days     | drain (campaign refused)    | resolver           |
+| {p}:refused:{campaign_id}           | string | refusal_s  | drain (campaign refused)    | resolver           |
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
 | {p}:idem:{key}                      | string | 1 day      | HTTP intake                 | HTTP intake        |
 
-``{target}`` is ``service:ID`` or ``campaign:ID``; ``{day}`` is YYYY-MM-DD in APPENDQ_TIMEZONE.
+``{target}`` is ``service:ID`` or ``campaign:ID``; ``{day}`` is YYYY-MM-DD in APPENDQ_TIMEZONE;
+``refusal_s`` is APPENDQ_CAMPAIGN_REFUSAL_S (the value of ``{p}:refused:{campaign_id}`` is the
+refusal's reason).
 Celery's own keys (broker queue, results) are Celery's and are not listed here.
 """
 
@@ -61,8 +63,8 @@ class Keys:
     def campaign(self, target: str) -> str:
         return f"{self.prefix}:campaign:{target}"
 
-    def refused(self, day: str) -> str:
-        return f"{self.prefix}:refused:{day}"
+    def refused(self, campaign_id: int | str) -> str:
+        return f"{self.prefix}:refused:{campaign_id}"
 
     def dedupe(self, target: str, day: str) -> str:
         return f"{self.prefix}:dedupe:{target}:{day}"

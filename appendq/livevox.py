@@ -40,6 +40,7 @@ from appendq.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000  # LiveVox's largest page for search and transactionList
+MAX_PAGES = 10_000  # a listing longer than this is taken for a paging loop
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -317,15 +318,21 @@ class LiveVoxClient:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _pages(self, call: _Call, page_size: int) -> Iterator[_Page]:
-        """Page on with ``offset`` until ``next`` is empty or a page comes back short."""
+        """Page on with ``offset`` while ``next`` is set and the page held something.
+
+        A short page does not end the listing: LiveVox may cap a page below ``count``, and only
+        an empty ``next`` says there is no more. An empty page ends it too (``next`` or not), so
+        a server that always sets ``next`` cannot loop us; ``MAX_PAGES`` bounds the rest.
+        """
         offset = 0
-        while True:
+        for _ in range(MAX_PAGES):
             params = {"count": page_size, "offset": offset}
             page = _parse(_Page, self._call(replace(call, params=params)), call.path)
             yield page
             offset += page.size
-            if not page.next or page.size < page_size:
+            if not page.next or page.size == 0:
                 return
+        raise Transient(f"{call.path}: still a next page after {MAX_PAGES} pages; giving up")
 
     def _call(self, call: _Call) -> httpx.Response:
         """One call in the session, logging in first if needed; on 401 log in again and repeat

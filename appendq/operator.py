@@ -146,6 +146,7 @@ def retry_batches(
             reason=note,
             expect=RETRYABLE,
             next_attempt_at=None,
+            attempts=0,
             error_kind=None,
             error_message=None,  # the failure stays in the events; the batch is clean again
             detail={

@@ -4,7 +4,6 @@ count and the settings. The one place where retrying is decided."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from appendq import errors
@@ -19,7 +18,7 @@ class Outcome:
     reason: str | None = None
     error_kind: str | None = None
     http_status: int | None = None
-    next_attempt_at: datetime | None = None
+    retry_after_s: float | None = None  # retry_wait: how long from now (PostgreSQL's clock)
     pause_rate: bool = False  # a 429: refuse every slot for a whole window
     refuse_campaign: bool = False  # the campaign refuses appends: skip it for the day
     halt: bool = False  # no retry fixes this (role, credentials): halt Append calls, alert
@@ -30,7 +29,6 @@ def settle(
     *,
     attempts: int,
     settings: Settings,
-    now: datetime,
     pinned: bool = False,
 ) -> Outcome:
     if error is None:
@@ -44,10 +42,13 @@ def settle(
     if isinstance(error, errors.AnswerLost):
         return out(BatchStatus.IN_DOUBT)
     if isinstance(error, errors.Transient):
-        if should_give_up(attempts, settings.retry_max_attempts):
+        # Nothing reached LiveVox on a connect failure: an outage never turns a batch failed (it
+        # would let newer records overtake it); other transient errors give up after N attempts.
+        exhausted = should_give_up(attempts, settings.retry_max_attempts)
+        if exhausted and not isinstance(error, errors.NotSent):
             return out(BatchStatus.FAILED, f"gave up after {attempts} attempts: {error}")
         wait = backoff_s(attempts, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s)
-        return out(BatchStatus.RETRY_WAIT, next_attempt_at=now + timedelta(seconds=wait))
+        return out(BatchStatus.RETRY_WAIT, retry_after_s=wait)
     if isinstance(error, errors.SessionExpired):
         return out(BatchStatus.READY)
     if isinstance(error, errors.Rejected):

@@ -36,6 +36,12 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {0, tonumber(oldest[2]) + window - now, 0}
 """
 
+_RESTAMP = """
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+                  ARGV[1])
+"""
+
 _PAUSE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,6 +55,7 @@ class Slot:
     granted: bool
     wait_s: float  # when refused: how long until a slot may free up
     remaining: int  # slots left in the window after this decision
+    member: str = ""  # the log entry of a granted slot (for ``restamp``)
 
 
 class RateLimiter:
@@ -66,10 +73,17 @@ class RateLimiter:
         self.window_ms = int((window_s + margin_s) * 1000)
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        self._restamp = client.register_script(_RESTAMP)
 
     def acquire(self) -> Slot:
         """Take a slot for one Append call, or say how long to wait."""
         return self._run(uuid.uuid4().hex)
+
+    def restamp(self, slot: Slot) -> None:
+        """After the call: move the slot's entry to now (Redis's clock), so the window counts
+        from the latest moment LiveVox can have counted the call, however long the PUT took."""
+        if slot.granted and slot.member:
+            self._restamp(keys=[self.keys.rate], args=[slot.member])
 
     def budget(self) -> Slot:
         """Look without taking: ``remaining`` is the number of calls allowed right now."""
@@ -84,4 +98,4 @@ class RateLimiter:
             keys=[self.keys.rate, self.keys.rate_pause],
             args=[self.max_calls, self.window_ms, member],
         )
-        return Slot(bool(granted), max(int(wait_ms), 0) / 1000, int(remaining))
+        return Slot(bool(granted), max(int(wait_ms), 0) / 1000, int(remaining), member)

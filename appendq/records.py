@@ -1,6 +1,6 @@
 """The LiveVox record, its validation at the door, and the queued form that carries it.
 
-``validate_records`` turns raw mappings (a JSON object, a CSV row) into LiveVox payloads, one
+``validate_record`` turns raw mappings (a JSON object, a CSV row) into LiveVox payloads, one
 ``FieldError`` per bad field naming the record and the field; good records never wait for bad ones.
 """
 
@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,6 +35,8 @@ def normalise_phone(value: object, region: str = "US") -> str:
     text = value.strip()
     if not text:
         raise ValueError("is empty")
+    if _CONTROL.search(text):
+        raise ValueError("contains a control character (NUL, escape, ...)")
     if len(text) > PHONE_MAX_LEN:
         raise ValueError(f"is longer than {PHONE_MAX_LEN} characters")
     try:
@@ -54,8 +56,13 @@ def mask_phone(phone: str) -> str:
     return "*" * max(digits - 4, 0) + phone[-4:] if digits > 4 else "*" * digits
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _blank_to_none(value: object) -> object:
     if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise ValueError("contains a control character (NUL, escape, ...)")
         value = value.strip()
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -174,20 +181,6 @@ def _field_error(err: Any, index: int, row: int | None) -> FieldError:
     if len(loc) > 1:
         field = f"{loc[0]}[{loc[1]}]"
     return FieldError(index, field, message.removeprefix("Value error, "), row)
-
-
-def validate_records(
-    raws: Iterable[Mapping[str, Any]], *, region: str = "US"
-) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldError]]:
-    good: list[tuple[int, dict[str, Any]]] = []
-    bad: list[FieldError] = []
-    for index, raw in enumerate(raws):
-        payload, errors = validate_record(raw, index, region=region)
-        if payload is None:
-            bad.extend(errors)
-        else:
-            good.append((index, payload))
-    return good, bad
 
 
 _last_id = 0  # (milliseconds << 74) | 74 random bits of the last id made in this process

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import func, update
+
 from appendq import store
-from appendq.db.models import BatchStatus
+from appendq.db.models import Batch, BatchStatus
 from appendq.drainer import Drainer
-from appendq.errors import LiveVoxError
+from appendq.errors import Configuration, LiveVoxError
 from appendq.reconcile import evidence_detail, gather, verdict
+from appendq.store import BatchView
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,33 @@ def reap_sending(d: Drainer) -> None:
             )
 
 
+def _unreadable(d: Drainer, batch: BatchView, exc: LiveVoxError) -> None:
+    """The transaction list can't be read. A configuration error (403, 404: nothing will change
+    by itself) sets the batch aside for an operator; anything else sends it to the back of the
+    reconciliation line, so one unreadable campaign never starves the others."""
+    with d.sessions() as session, session.begin():
+        if isinstance(exc, Configuration):
+            reason = (
+                f"cannot reconcile: the transaction list can't be read ({exc}); an operator "
+                "must decide (`appendq retry` re-sends the batch)"
+            )
+            store.transition(
+                session,
+                batch.id,
+                BatchStatus.HELD,
+                actor=d.actor,
+                reason=reason,
+                expect=[BatchStatus.IN_DOUBT],
+                error_kind=store.OPERATOR_HOLD,
+                error_message=reason,
+            )
+        else:
+            session.execute(update(Batch).where(Batch.id == batch.id).values(updated_at=func.now()))
+    log.warning(
+        "batch %s: cannot read the transaction list: %s", batch.id, exc, extra={"batch": batch.id}
+    )
+
+
 def reconcile_due(d: Drainer) -> int:
     """Reconcile in_doubt batches whose call is over by a whole call deadline; returns how many."""
     with d.sessions() as session:
@@ -72,12 +102,7 @@ def reconcile_due(d: Drainer) -> int:
         try:
             evidence = gather(d.client, batch.campaign_id, records)
         except LiveVoxError as exc:
-            log.warning(
-                "batch %s stays in_doubt: cannot read the transaction list: %s",
-                batch.id,
-                exc,
-                extra={"batch": batch.id},
-            )
+            _unreadable(d, batch, exc)
             continue
         status, reason, kind = verdict(batch, evidence)
         with d.sessions() as session, session.begin():

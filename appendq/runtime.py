@@ -67,6 +67,7 @@ class Runtime:
             self.keys,
             tz=self.settings.tz,
             cache_s=self.settings.campaign_cache_s,
+            refusal_s=self.settings.campaign_refusal_s,
             clock=utcnow,
         )
 

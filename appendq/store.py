@@ -190,11 +190,11 @@ def transition(
         return None
     previous = batch.status
     batch.status = to
-    batch.updated_at = utcnow()
+    batch.updated_at = func.now()  # PostgreSQL's clock: workers' clocks may be off
     for name, value in columns.items():
         setattr(batch, name, value)
     if to in (BatchStatus.APPENDED, BatchStatus.REJECTED, BatchStatus.FAILED):
-        batch.finished_at = batch.updated_at
+        batch.finished_at = func.now()
     session.add(
         Event(
             batch_id=batch_id,
@@ -290,19 +290,9 @@ def batch_payloads(session: Session, batch_id: int) -> list[dict[str, Any]]:
     )
 
 
-def batch_record_ids(session: Session, batch_id: int) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(Record.id)
-            .where(Record.batch_id == batch_id, Record.status.is_(None))
-            .order_by(Record.position)
-        )
-    )
-
-
 def stale_sending(session: Session, older_than: timedelta) -> list[int]:
     """Batches left ``sending`` longer than a call can last: their process died mid-call."""
-    cutoff = utcnow() - older_than
+    cutoff = func.now() - older_than
     return list(
         session.scalars(
             select(Batch.id).where(Batch.status == BatchStatus.SENDING, Batch.sent_at < cutoff)
@@ -324,33 +314,14 @@ def set_target_state(
     )
 
 
-def release_held(session: Session, target: str, *, actor: str, reason: str) -> int:
-    """Held batches of a target go back to ready (a campaign was found for them)."""
-    ids = list(
-        session.scalars(
-            select(Batch.id).where(Batch.target == target, Batch.status == BatchStatus.HELD)
-        )
-    )
-    for batch_id in ids:
-        transition(
-            session,
-            batch_id,
-            BatchStatus.READY,
-            actor=actor,
-            reason=reason,
-            expect=[BatchStatus.HELD],
-            error_kind=None,
-            error_message=None,
-        )
-    return len(ids)
-
-
-def mark_due(session: Session, batch: BatchView, now: datetime) -> bool:
-    """A retry_wait batch is sendable once its next_attempt_at has passed."""
+def is_due(session: Session, batch: BatchView) -> bool:
+    """A retry_wait batch is sendable once its next_attempt_at has passed (PostgreSQL's clock)."""
     if batch.status != BatchStatus.RETRY_WAIT:
         return True
-    due = session.scalar(select(Batch.next_attempt_at).where(Batch.id == batch.id))
-    return due is None or due <= now
+    due = session.scalar(
+        select(func.coalesce(Batch.next_attempt_at <= func.now(), True)).where(Batch.id == batch.id)
+    )
+    return bool(due)
 
 
 def count_by_status(session: Session) -> dict[str, int]:
@@ -378,10 +349,10 @@ def batch_records(session: Session, batch_id: int) -> list[RecordRef]:
 
 def in_doubt_due(session: Session, older_than: timedelta) -> list[BatchView]:
     """in_doubt batches whose call is long over (a stalled request can no longer land)."""
-    cutoff = utcnow() - older_than
+    cutoff = func.now() - older_than
     rows = session.scalars(
         select(Batch)
         .where(Batch.status == BatchStatus.IN_DOUBT, Batch.updated_at < cutoff)
-        .order_by(Batch.created_at, Batch.id)
+        .order_by(Batch.updated_at, Batch.id)
     )
     return [_view(b) for b in rows]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from appendq import audit, operator, prune, store
+from appendq import audit, operator, poison, prune, store
 from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
 from appendq.drain import drain_once
 from appendq.records import QueuedRecord, new_record_id
@@ -173,7 +173,7 @@ def test_record_events_join_the_timeline_and_end_it_once_set_apart(rt: Runtime) 
     with rt.sessions() as s, s.begin():
         store.transition(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
         refused = store.batch_records(s, batch)[1]
-        store.set_record_apart(
+        poison.set_record_apart(
             s, batch, refused.id, RecordStatus.REJECTED, actor="w", reason="bad phone"
         )
         store.transition(s, batch, BatchStatus.READY, actor="w", reason="record 1 set apart")
@@ -197,7 +197,7 @@ def test_records_split_into_a_new_batch_keep_their_history(rt: Runtime) -> None:
     with rt.sessions() as s, s.begin():
         sent = store.transition(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
         assert sent is not None
-        child = store.split_batch(
+        child = poison.split_batch(
             s, sent, store.batch_records(s, batch), actor="w", reason="bisect"
         )
         store.transition(s, batch, BatchStatus.READY, actor="w", reason="split")

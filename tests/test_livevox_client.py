@@ -534,7 +534,8 @@ def test_append_needs_exactly_one_of_records_and_body() -> None:
 
 
 def test_transactions_page_on_with_offset() -> None:
-    # Given 3 pages of transactions (2, 2, 1) / When iterating transactions(page_size=2) / Then 5
+    # Given 3 pages of transactions (2, 2, 1, the last with no next) / When iterating
+    # transactions(page_size=2) / Then 5
     # transactions from offsets 0, 2, 4, ids as text and phones in ordinal order.
     def page(start: int, count: int, next_uri: str) -> httpx.Response:
         items = [
@@ -547,7 +548,7 @@ def test_transactions_page_on_with_offset() -> None:
         ]
         return httpx.Response(200, json={"next": next_uri, "transaction": items})
 
-    pages = iter([page(0, 2, "/n"), page(2, 2, "/n"), page(4, 1, "/n")])
+    pages = iter([page(0, 2, "/n"), page(2, 2, "/n"), page(4, 1, "")])
     fake = FakeLiveVox(lambda r: next(pages, httpx.Response(200)))
     with fake.client() as client:
         got = list(client.transactions(9001, page_size=2))
@@ -556,6 +557,66 @@ def test_transactions_page_on_with_offset() -> None:
     listed = fake.to("/campaign/v6.0/campaigns/9001/transactionList")
     assert [r.url.params["offset"] for r in listed] == ["0", "2", "4"]
     assert all(r.url.params["count"] == "2" for r in listed)
+
+
+def _transaction_page(start: int, count: int, next_uri: str | None) -> httpx.Response:
+    items = [
+        {"accountTransactionId": n, "account": f"A-{n}", "phone": [{"phone": PHONE}]}
+        for n in range(start, start + count)
+    ]
+    return httpx.Response(200, json={"next": next_uri, "transaction": items})
+
+
+def test_transactions_follow_next_past_a_short_page() -> None:
+    # Given pages of 2, 1 (short, but next set) and 2 (next empty) with page_size=3 / When
+    # iterating transactions / Then all 5 are read, from offsets 0, 2, 3: only next ends paging.
+    pages = iter(
+        [_transaction_page(0, 2, "/n"), _transaction_page(2, 1, "/n"), _transaction_page(3, 2, "")]
+    )
+    fake = FakeLiveVox(lambda r: next(pages, httpx.Response(204)))
+    with fake.client() as client:
+        got = list(client.transactions(9001, page_size=3))
+    assert [t.transaction_id for t in got] == ["0", "1", "2", "3", "4"]
+    listed = fake.to("/campaign/v6.0/campaigns/9001/transactionList")
+    assert [r.url.params["offset"] for r in listed] == ["0", "2", "3"]
+
+
+def test_search_follows_next_past_a_short_page() -> None:
+    # Given a short first page with next set, then a last page / When find_campaigns(page_size=5)
+    # / Then the second page is asked for too, at offset 1.
+    pages = iter([_search_page([1], "/p2"), _search_page([2, 3], None)])
+    fake = FakeLiveVox(lambda r: next(pages, httpx.Response(204)))
+    with fake.client() as client:
+        found = client.find_campaigns(service_id=123, start=DAY, end=DAY, page_size=5)
+    assert [c.id for c in found] == [1, 2, 3]
+    assert [r.url.params["offset"] for r in fake.to(SEARCH_PATH)] == ["0", "1"]
+
+
+def test_empty_page_ends_paging_even_with_next_set() -> None:
+    # Given a server that always sets next / When the listing runs dry / Then the empty page ends
+    # it (no loop on offset that no longer moves).
+    pages = iter([_transaction_page(0, 2, "/n"), _transaction_page(2, 0, "/n")])
+    fake = FakeLiveVox(lambda r: next(pages, httpx.Response(204)))
+    with fake.client() as client:
+        got = list(client.transactions(9001, page_size=1000))
+    assert len(got) == 2
+    assert len(fake.to("/campaign/v6.0/campaigns/9001/transactionList")) == 2
+
+
+def test_endless_next_hits_the_page_cap_as_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a server whose every page holds a record and sets next, and a cap of 3 pages / When
+    # iterating / Then Transient after exactly 3 pages, not an endless loop.
+    monkeypatch.setattr("appendq.livevox.MAX_PAGES", 3)
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":  # the logout on close
+            return httpx.Response(204)
+        return _transaction_page(int(request.url.params["offset"]), 1, "/n")
+
+    fake = FakeLiveVox(endless)
+    with fake.client() as client, pytest.raises(Transient, match="3 pages"):
+        list(client.transactions(9001, page_size=1))
+    assert len(fake.to("/campaign/v6.0/campaigns/9001/transactionList")) == 3
 
 
 # -- logging -----------------------------------------------------------------------------------

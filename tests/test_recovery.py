@@ -4,6 +4,7 @@ PostgreSQL and the simulator over HTTP."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,9 +13,12 @@ from sqlalchemy import select
 from appendq import audit, halt, store
 from appendq.db.models import BatchStatus, Event
 from appendq.drain import drain_once
+from appendq.livevox import Transaction
+from appendq.reconcile import canonical_phone, gather
 from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
+from appendq.store import RecordRef
 from tests.conftest import Sim, batches
 
 CAMPAIGN = 5001
@@ -145,3 +149,66 @@ def test_forbidden_halts_every_append_until_resumed(sim: Sim, rt: Runtime) -> No
     assert halt.resume(rt.redis, rt.keys)
     assert drain_once(rt.drainer()).outcome == "appended"
     assert accounts_at_livevox(sim) == ["R0", "R1"]
+
+
+class FakeTransactions:
+    """The one call ``gather`` makes of a client: a campaign's transaction list."""
+
+    def __init__(self, transactions: list[Transaction]) -> None:
+        self.listed = transactions
+
+    def transactions(self, campaign_id: int) -> Iterator[Transaction]:
+        assert campaign_id == CAMPAIGN
+        yield from self.listed
+
+
+def ref(position: int, phone1: str, account: str | None) -> RecordRef:
+    return RecordRef(uuid.uuid4(), position, phone1, account)
+
+
+@pytest.mark.parametrize(
+    ("phone", "canonical"),
+    [
+        ("2125551234", "2125551234"),
+        ("12125551234", "2125551234"),
+        ("+1 (212) 555-1234", "2125551234"),
+        ("+447911123456", "447911123456"),
+        ("447911123456", "447911123456"),
+        ("22125551234", "22125551234"),  # 11 digits not starting with 1: kept as is
+    ],
+)
+def test_canonical_phone(phone: str, canonical: str) -> None:
+    assert canonical_phone(phone) == canonical
+
+
+def test_gather_matches_phone1_in_another_form_but_never_phone2() -> None:
+    # Given LiveVox holds phone1 with a leading 1, "+44" numbers without the plus, and a lead whose
+    # phone2 is another record's phone1 / When gathering / Then the first two records are present
+    # (by account, and by phone alone), the third missing: only a transaction's phone1 matches.
+    client = FakeTransactions(
+        [
+            Transaction("1", "R0", ("12123000000", "2123009999")),
+            Transaction("2", None, ("447911123456",)),
+            Transaction("3", "R9", ("2129999999", "2123000002")),
+            Transaction("4", "R5", ()),
+        ]
+    )
+    records = [
+        ref(0, "2123000000", "R0"),
+        ref(1, "+447911123456", None),
+        ref(2, "2123000002", None),
+        ref(3, "2123009999", "R0"),  # R0's phone2, not its phone1
+    ]
+    evidence = gather(client, CAMPAIGN, records)
+    assert [r.position for r in evidence.present] == [0, 1]
+    assert [r.position for r in evidence.missing] == [2, 3]
+    assert evidence.transactions_read == 4
+
+
+def test_gather_with_an_account_needs_that_account() -> None:
+    # Given phone1 held under another account / When gathering a record with an account / Then
+    # it is missing: the same number under someone else's account is not this record.
+    client = FakeTransactions([Transaction("1", "OTHER", ("+1 212 300 0000",))])
+    evidence = gather(client, CAMPAIGN, [ref(0, "2123000000", "R0"), ref(1, "2123000000", None)])
+    assert [r.position for r in evidence.present] == [1]
+    assert [r.position for r in evidence.missing] == [0]

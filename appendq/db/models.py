@@ -42,10 +42,6 @@ class BatchStatus(StrEnum):
     REJECTED = "rejected"  # LiveVox refused the content; not sent again as is
     FAILED = "failed"  # gave up after the configured attempts; an operator may retry
 
-    @property
-    def open(self) -> bool:
-        return self in (BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD)
-
 
 class RecordStatus(StrEnum):
     BATCHED = "batched"  # in an open batch (ready, sending, retry_wait)
