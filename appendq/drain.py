@@ -331,5 +331,12 @@ def _record_outcome(
         },
     )
     return DrainReport(
-        str(status), batch.target, batch.id, records, campaign_id, outcome.http_status, reason
+        str(status),
+        batch.target,
+        batch.id,
+        records,
+        campaign_id,
+        outcome.http_status,
+        reason,
+        called=True,
     )

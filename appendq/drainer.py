@@ -28,11 +28,8 @@ class DrainReport:
     http_status: int | None = None
     reason: str | None = None
     recovered: int = 0
-
-    @property
-    def called(self) -> bool:
-        """True when this tick made an Append call (whatever its answer)."""
-        return self.outcome not in ("idle", "locked", "held", "rate_limited", "waiting", "empty")
+    #: True when this tick made an Append call, whatever its answer (a 403 answers "held" too).
+    called: bool = False
 
 
 @dataclass

@@ -127,3 +127,14 @@ def test_operator_retry_gives_a_failed_batch_its_attempts_back(rt: Runtime) -> N
     with rt.sessions() as session:
         row = session.scalars(select(Batch)).one()
     assert (row.status, row.attempts) == (BatchStatus.READY, 0)
+
+
+def test_a_call_answered_403_ends_the_tick(sim: Sim, rt: Runtime) -> None:
+    # Given two targets with records and LiveVox answering 403 to the first call, When one tick
+    # runs, Then it makes exactly one Append call: the second target waits for a later tick.
+    rt.queue.push("service:1001", leads(1))
+    rt.queue.push("campaign:5001", leads(1))
+    sim.fault("append", {"status": 403})
+    report = drain_once(rt.drainer())
+    assert (report.outcome, report.called) == ("held", True)
+    assert len(sim.calls("append")) == 1
