@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -172,7 +173,8 @@ class LiveVoxClient:
         self._ver = settings.livevox_api_version
         self._logout_on_close = logout_on_close
         self._session: str | None = None
-        self._seen_sessions: set[str] = set()
+        # Every session id seen, blanked from error text; a few suffice (a session lives hours).
+        self._seen_sessions: deque[str] = deque(maxlen=8)
         timeout = httpx.Timeout(
             connect=settings.livevox_connect_timeout_s,
             read=settings.livevox_read_timeout_s,
@@ -247,7 +249,8 @@ class LiveVoxClient:
             raise error
         session = _parse(_LoginOut, response, "login").session_id
         self._session = session
-        self._seen_sessions.add(session)
+        if session not in self._seen_sessions:
+            self._seen_sessions.append(session)
 
     def find_campaigns(
         self,

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from appendq import store
@@ -97,7 +97,7 @@ def set_record_apart(
     session.execute(
         update(Record)
         .where(Record.id == record_id)
-        .values(status=status, reason=reason, updated_at=store.utcnow())
+        .values(status=status, reason=reason, updated_at=func.now())
     )
     session.add(
         Event(
