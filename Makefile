@@ -12,10 +12,12 @@ STAMP  := $(VENV)/.installed.stamp
 
 venv: $(STAMP)
 
-# Re-installs when the dependencies or their pins change; otherwise does nothing.
+# Re-installs when the dependencies or their pins change; otherwise does nothing. The `embedded`
+# extra (PostgreSQL and redis-server as PyPI wheels) lets `make run` and `make test` work on a
+# machine without Redis or PostgreSQL; where they answer, they are used instead.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embedded]'
 	@touch $@
 
 test: venv
@@ -36,13 +38,13 @@ chaos: venv
 	$(BIN)/python -m bench.chaos
 
 # The lock: exact versions of everything in the venv except appendq itself. To upgrade:
-# `.venv/bin/pip install -U -e '.[dev]'` (or a single package), then `make lock`.
+# `.venv/bin/pip install -U -e '.[dev,embedded]'` (or a single package), then `make lock`.
 lock:
 	@test -x $(BIN)/pip || { echo "no $(VENV): run make venv first"; exit 1; }
 	@{ \
 	  echo "# The lock: exact versions installed by 'make venv' (pip install -c constraints.txt)."; \
 	  echo "# Regenerate with 'make lock' (pip freeze --exclude-editable of .venv); to upgrade,"; \
-	  echo "# '.venv/bin/pip install -U -e \".[dev]\"' first. Do not edit by hand."; \
+	  echo "# '.venv/bin/pip install -U -e \".[dev,embedded]\"' first. Do not edit by hand."; \
 	  $(BIN)/pip freeze --exclude-editable --exclude appendq; \
 	} > constraints.txt.tmp
 	@mv constraints.txt.tmp constraints.txt

@@ -8,6 +8,11 @@ effective status is its own (once it parted from its batch: a duplicate, a recor
 or else its batch's, mapped by ``RECORD_STATUS_OF_BATCH``. Each record comes with its timeline:
 queued, batched, sent, the outcome, operator retries with who and why, and the events about that
 record alone.
+
+An operator's reason (or any event's detail) is stored once per event; ``document`` keeps it
+once per event in an answer too: the records' timelines refer to batch events by id, and
+``events`` holds their reason and detail, so a 1,000-record batch's audit does not repeat a
+retry's reason 1,000 times.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -33,8 +38,9 @@ from appendq.audit_query import (
     records_query,
 )
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, TargetState
+from appendq.errors import InvalidValue
 from appendq.operator import BatchSummary, RetryFilter, retry_batches
-from appendq.records import mask_phone, normalise_phone
+from appendq.records import check_id, check_text, mask_phone, normalise_phone
 
 __all__ = [
     "SCOPE_MAX_BATCHES",
@@ -43,6 +49,7 @@ __all__ = [
     "RecordAudit",
     "TimelineEntry",
     "age_s",
+    "document",
     "find_records",
     "history",
     "retry_batch",
@@ -62,6 +69,16 @@ class TimelineEntry:
     from_status: str | None = None
     detail: dict[str, Any] | None = None
     batch_id: int | None = None  # the batch the event is about (None: before batching)
+    event_id: int | None = None  # the events row (None: the "queued" entry)
+
+    def to_dict(self, events: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """With ``events``, a batch event's reason and detail go there (once per event id)
+        instead of into this entry."""
+        data = {**asdict(self), "at": self.at.isoformat()}
+        if events is not None and self.scope == "batch" and self.event_id is not None:
+            shared = {"reason": data.pop("reason"), "detail": data.pop("detail")}
+            events.setdefault(str(self.event_id), shared)
+        return data
 
 
 @dataclass(frozen=True)
@@ -83,12 +100,23 @@ class RecordAudit:
     error_kind: str | None = None
     updated_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_dict(self, events: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Every field, the timeline in full; with ``events``, batch events' reasons and details
+        are collected there instead (see ``document``)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
         data["enqueued_at"] = self.enqueued_at.isoformat()
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
-        data["timeline"] = [{**asdict(t), "at": t.at.isoformat()} for t in self.timeline]
+        data["timeline"] = [t.to_dict(events) for t in self.timeline]
         return data
+
+
+def document(found: Sequence[RecordAudit]) -> dict[str, Any]:
+    """An audit answer for many records: ``records`` (each with its timeline; a batch event
+    there carries ``event_id`` but not its reason or detail) and ``events`` (reason and detail of
+    each batch event, once, by id)."""
+    events: dict[str, dict[str, Any]] = {}
+    records = [r.to_dict(events) for r in found]
+    return {"records": records, "events": events}
 
 
 def find_records(
@@ -108,24 +136,52 @@ def find_records(
 ) -> list[RecordAudit]:
     """The records matching every given filter, oldest first, at most ``limit``, each with its
     timeline. ``status`` is the effective status (one or several); ``since``/``until`` bound the
-    enqueue time (``until`` excluded). Raises ValueError on a bad filter or on none at all."""
+    enqueue time (``until`` excluded). Raises ``InvalidValue`` (a ValueError naming the filter) on
+    a bad filter or on none at all, before any query runs: an id outside its BIGINT column, an
+    account or phone with a control character, a record id that is not a UUID."""
     where = AuditFilter(
-        phone=normalise_phone(phone, region) if phone is not None else None,
-        account=account,
-        batch_id=batch_id,
+        phone=_phone(phone, region),
+        account=check_text(account, "account", max_len=ACCOUNT_MAX),
+        batch_id=_id(batch_id, "batch"),
         record_id=record_uuid(record_id) if record_id is not None else None,
-        campaign_id=campaign_id,
-        service_id=service_id,
+        campaign_id=_id(campaign_id, "campaign"),
+        service_id=_id(service_id, "service"),
         statuses=parse_statuses(status),
-        since=since,
-        until=until,
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
     )
     if where == AuditFilter():
-        raise ValueError("give at least one filter (phone, account, record, batch, campaign, ...)")
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
+        raise InvalidValue(
+            "filter", "give at least one filter (phone, account, record, batch, campaign, ...)"
+        )
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+        raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
     rows = session.execute(records_query(session, where, limit)).all()
     return _audits(session, rows)
+
+
+#: The most records one audit question answers; the account column's length.
+LIMIT_MAX = 100_000
+ACCOUNT_MAX = 50
+
+
+def _phone(phone: str | None, region: str) -> str | None:
+    if phone is None:
+        return None
+    try:
+        return normalise_phone(phone, region)
+    except ValueError as exc:
+        raise InvalidValue("phone", str(exc)) from None
+
+
+def _id(value: int | None, field: str) -> int | None:
+    return None if value is None else check_id(value, field)
+
+
+def _moment(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidValue(field, "must be a date and time")
+    return value
 
 
 def _audits(session: Session, rows: Sequence[Row[Any]]) -> list[RecordAudit]:
@@ -269,6 +325,7 @@ def _entry(event: Event) -> TimelineEntry:
         event.from_status,
         event.detail,
         event.batch_id,
+        event.id,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, select, true, union_all
 from sqlalchemy.orm import Session
 
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Record, RecordStatus
+from appendq.errors import InvalidValue
 
 #: The record columns an audit needs (the LiveVox payload stays in the table).
 _COLUMNS = (
@@ -90,20 +91,25 @@ class AuditFilter:
 
 
 def record_uuid(value: str) -> uuid.UUID:
-    """A record id as given by a user; ValueError when it is not a UUID."""
+    """A record id as given by a user; ``InvalidValue`` (a ValueError) when it is not a UUID."""
     try:
-        return uuid.UUID(value.strip())
+        return uuid.UUID(str(value).strip()[:100])
     except ValueError:
-        raise ValueError(f"{value!r} is not a record id (a UUID from a receipt)") from None
+        raise InvalidValue(
+            "record", f"{str(value)[:60]!r} is not a record id (a UUID from a receipt)"
+        ) from None
 
 
 def parse_statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ...]:
-    """One or several effective status names, deduplicated in order; ValueError on an unknown."""
+    """One or several effective status names, deduplicated in order; ``InvalidValue`` on an
+    unknown one."""
     names = [status] if isinstance(status, str) else list(status or ())
     known = {s.value for s in RecordStatus}
-    unknown = [n for n in names if n not in known]
+    unknown = [str(n)[:40] for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown status {', '.join(unknown)}: one of {', '.join(sorted(known))}")
+        raise InvalidValue(
+            "status", f"unknown {', '.join(map(repr, unknown))}: one of {', '.join(sorted(known))}"
+        )
     return tuple(RecordStatus(n) for n in dict.fromkeys(names))
 
 

@@ -13,9 +13,16 @@ Payloads reach here already normalised by ``appendq.records.validate_record``, s
 ``account:A17``) so that switching the setting mid-day cannot make an account collide with a
 phone number.
 
-Known limit: the first record with a key blocks the key for the day whatever happens to it later.
-A record accepted here and then rejected by LiveVox (or failed, or held and never sent) still makes
-later copies duplicates; the audit explains it, because each duplicate names that first record.
+A record that ends rejected gives its key back (``RecordQueue.release_reservations``, right after
+the rejection commits, and only while the key still holds that record's id): the upstream
+system's corrected resubmission is accepted, not made a duplicate of a lead LiveVox never took.
+A record that failed, or is held or in doubt, keeps its key: it may still go out (or have landed).
+
+Which day: a record's dedupe belongs to the day it was *accepted*, in APPENDQ_TIMEZONE. A record
+accepted at 23:59 and a copy accepted at 00:01 are on two days and both go out; the first may land
+in the new day's campaign when it is drained after midnight. That window is the queue's latency at
+midnight (normally one tick), and it is the price of a rule that never blocks today's lead because
+of yesterday's campaign, which has ended.
 """
 
 from __future__ import annotations
@@ -50,3 +57,14 @@ def day_of(now: datetime, tz: ZoneInfo) -> str:
     if now.tzinfo is None:
         raise ValueError("day_of needs an aware datetime")
     return now.astimezone(tz).date().isoformat()
+
+
+def reservations(
+    payload: Mapping[str, Any], *, target: str, day: str, record_id: str
+) -> list[tuple[str, str, str, str]]:
+    """The dedupe reservations a record may hold, as ``release_reservations`` takes them: the key
+    of every mode that gives one (the mode in force when it was accepted is not stored; a key
+    held by another record's id is never released)."""
+    modes: tuple[Mode, ...] = ("phone1", "account")
+    fields = sorted({f for m in modes if (f := dedupe_key(payload, m)) is not None})
+    return [(target, day, f, record_id) for f in fields]

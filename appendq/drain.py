@@ -9,27 +9,31 @@ campaign, retry not yet due, no rate slot).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from redis.exceptions import LockError
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from appendq import halt, recovery, store
+from appendq import bulkhead, dry_run, halt, recovery, set_aside, store
+from appendq.after_call import record_outcome
+from appendq.append_call import call_append
 from appendq.campaigns import Resolution
 from appendq.db.models import BatchStatus
 from appendq.drainer import Drainer, DrainReport
-from appendq.errors import Configuration, LiveVoxError, SessionExpired, Transient
+from appendq.errors import Configuration, LiveVoxError, NotSent, SessionExpired, Transient
 from appendq.faults import crashpoint
-from appendq.outcome import Outcome, settle
-from appendq.poison import isolate
-from appendq.ratelimit import Slot
+from appendq.lease import DrainLease, LeaseLost, NoLease
+from appendq.outcome import settle
 from appendq.records import Target
 from appendq.store import BatchView
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DrainReport", "Drainer", "drain_once", "take_tick"]
+
+
+#: Outcomes that end the tick: a call was made (``called``), or what stops one target would
+#: stop every other too (no rate slot, LiveVox unreachable), or a dry run's one batch per tick.
+ACCOUNT_WIDE = ("rate_limited", "unreachable", "dry_run")
 
 
 def take_tick(d: Drainer) -> bool:
@@ -40,44 +44,63 @@ def take_tick(d: Drainer) -> bool:
     return bool(d.redis.set(d.keys.tick, d.actor, nx=True, px=ttl_ms))
 
 
+def lease_ttl_s(d: Drainer) -> float:
+    """The drain lock's TTL. It is renewed every third of it while a tick works, so it only
+    bounds how long a frozen or dead holder keeps others waiting."""
+    return min(d.call_deadline.total_seconds() * 2 + d.settings.drain_interval_s, 60.0)
+
+
 def drain_once(d: Drainer) -> DrainReport:
-    """Run one tick. A concurrent drainer's claim conflict ends the tick; the claim stays in flight
-    for the next tick's recovery."""
-    ttl = d.call_deadline.total_seconds() * 2 + d.settings.drain_interval_s
-    lock = d.redis.lock(d.keys.drain_lock, timeout=ttl, blocking=False)
-    if not lock.acquire(blocking=False):
+    """Run one tick under the drain lease. A concurrent drainer's claim conflict ends the tick
+    (the claim stays in flight for the next tick's recovery); so does a lost lease."""
+    lease = DrainLease(d.redis, d.keys.drain_lock, lease_ttl_s(d))
+    if not lease.acquire():
         return DrainReport("locked")
+    d.lease = lease
     try:
-        try:
-            recovered = recovery.recover_claims(d)
-            recovery.reap_sending(d)
-            stopped = halt.current(d.redis, d.keys)
-            if stopped is not None:
-                return DrainReport(
-                    "halted",
-                    reason=f"{stopped.reason} "
-                    f"({stopped.remaining_s:.0f} s left; `appendq resume` lifts it)",
-                )
-            recovery.reconcile_due(d)
-            report = _tick(d)
-        except store.ClaimConflict as exc:
-            log.warning("claim conflict with a concurrent drainer, left for recovery: %s", exc)
-            return DrainReport("waiting", reason="claim conflict")
-        if recovered:
-            report = DrainReport(**{**report.__dict__, "recovered": recovered})
-        return report
+        return _leased_tick(d)
+    except store.ClaimConflict as exc:
+        log.warning("claim conflict with a concurrent drainer, left for recovery: %s", exc)
+        return DrainReport("waiting", reason="claim conflict")
+    except LeaseLost as exc:
+        log.error("drain stopped: %s", exc)
+        return DrainReport("lease_lost", reason=str(exc))
     finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("drain lock expired before the tick ended")
+        d.lease = NoLease()
+        lease.release()
+
+
+def _leased_tick(d: Drainer) -> DrainReport:
+    if d.settings.dry_run:
+        dry_run.mark_active(d)
+    recovered = recovery.recover_claims(d)
+    d.check_lease()
+    recovery.reap_sending(d)
+    stopped = halt.current(d.redis, d.keys)
+    if stopped is not None:
+        return DrainReport(
+            "halted",
+            reason=f"{stopped.reason} "
+            f"({stopped.remaining_s:.0f} s left; `appendq resume` lifts it)",
+        )
+    d.check_lease()
+    recovery.reconcile_due(d)
+    d.check_lease()
+    report = _tick(d)
+    if recovered:
+        report = DrainReport(**{**report.__dict__, "recovered": recovered})
+    return report
 
 
 def _ordered_targets(d: Drainer) -> list[str]:
     with d.sessions() as session:
         oldest = {t: at.timestamp() for t, at in store.open_targets(session).items()}
     for target in d.queue.targets():
-        head = d.queue.oldest(target)
+        try:
+            head = d.queue.oldest(target)
+        except ValueError:  # an unreadable head: first in line, its bulkhead settles it
+            oldest[target] = 0.0
+            continue
         if head is not None:
             oldest[target] = min(oldest.get(target, head.enqueued_at), head.enqueued_at)
     return sorted(oldest, key=lambda t: oldest[t])
@@ -85,9 +108,15 @@ def _ordered_targets(d: Drainer) -> list[str]:
 
 def _tick(d: Drainer) -> DrainReport:
     blocked: list[DrainReport] = []
+    aside = set_aside.current(d.redis, d.keys)
     for target in _ordered_targets(d):
-        report = _drain_target(d, target)
-        if report.called or report.outcome == "rate_limited":
+        if target in aside:
+            continue
+        d.check_lease()
+        report = bulkhead.behind_bulkhead(d, target, _drain_target)
+        if report.called or report.outcome in ACCOUNT_WIDE:
+            return report
+        if halt.current(d.redis, d.keys) is not None:  # a refused login: not once per target
             return report
         blocked.append(report)
     return blocked[0] if blocked else DrainReport("idle")
@@ -138,10 +167,15 @@ def _resolution_failed(
     with d.sessions() as session, session.begin():
         store.set_target_state(session, target, campaign_id=None, hold_reason=reason)
     log.warning("%s: %s", target, reason, extra={"target": target, "error_kind": exc.kind})
-    if isinstance(exc, Configuration):  # a refused login or a 403: don't try again every tick
+    if bulkhead.about_this_target(exc):  # a read-only 4xx for this service: the others go on
+        reason = f"LiveVox refuses its campaign search: {exc}"
+        return bulkhead.set_target_aside(d, target, "search", reason)
+    if isinstance(exc, Configuration):  # a refused login, a bad URL: the whole account
         halt.halt(
             d.redis, d.keys, f"configuration error, an operator must act: {exc}", d.settings.halt_s
         )
+    if isinstance(exc, NotSent):  # nothing reached LiveVox: no use asking for the next target
+        return DrainReport("unreachable", target, reason=reason)
     if isinstance(exc, Transient) or batch is None:
         return DrainReport("waiting", target, reason=reason)
     return _hold(d, batch, reason)
@@ -158,6 +192,7 @@ def _hold(d: Drainer, batch: BatchView, reason: str) -> DrainReport:
                 actor=d.actor,
                 reason=reason,
                 expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT],
+                version=batch.version,
                 error_kind="held",
                 error_message=reason,
             )
@@ -183,37 +218,89 @@ def _send(d: Drainer, batch: BatchView, resolution: Resolution) -> DrainReport:
     login_failed = _ensure_session(d, batch)
     if login_failed is not None:
         return login_failed
+    d.check_lease()
+    if d.settings.dry_run:
+        return dry_run.settle(d, batch, campaign_id, len(payloads), resolution.reason)
     slot = d.limiter.acquire()
     if not slot.granted:
         reason = f"no rate slot for {slot.wait_s:.1f} s"
         return DrainReport(
             "rate_limited", batch.target, batch.id, batch.size, campaign_id, reason=reason
         )
+    sent = _mark_sending(d, batch, campaign_id, resolution.reason, len(payloads))
+    if sent is None:
+        d.limiter.release(slot)  # no call was made with it
+        return DrainReport("waiting", batch.target, batch.id, reason="batch changed meanwhile")
+    crashpoint("after_sending")
+    error, elapsed = call_append(d, batch.id, campaign_id, payloads, slot)
+    if isinstance(error, SessionExpired):
+        again, error, elapsed = _repeat_after_login(d, sent, campaign_id, payloads, error)
+        if again is None:
+            return DrainReport("fenced", batch.target, batch.id, reason="batch changed meanwhile")
+        sent = again
+    crashpoint("after_append")
+    pinned = Target.parse(batch.target).kind == "campaign"
+    outcome = settle(error, attempts=sent.attempts, settings=d.settings, pinned=pinned)
+    return record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
+
+
+def _mark_sending(
+    d: Drainer, batch: BatchView, campaign_id: int, reason: str, records: int
+) -> BatchView | None:
+    """Commit ``sending`` before the call, fenced on the version the batch was read at: of two
+    drainers that read the same batch, only one can send it."""
     with d.sessions() as session, session.begin():
         store.set_target_state(session, batch.target, campaign_id=campaign_id, hold_reason=None)
-        sent = store.transition(
+        return store.transition(
             session,
             batch.id,
             BatchStatus.SENDING,
             actor=d.actor,
-            reason=resolution.reason,
+            reason=reason,
             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
+            version=batch.version,
             campaign_id=campaign_id,
             attempts=batch.attempts + 1,
             sent_at=func.now(),
-            detail={"campaign": campaign_id, "records": len(payloads)},
+            detail={"campaign": campaign_id, "records": records},
         )
-    if sent is None:
-        return DrainReport("waiting", batch.target, batch.id, reason="batch changed meanwhile")
-    crashpoint("after_sending")
-    slots = [slot]
-    error, elapsed = _call(d, campaign_id, payloads, slots)
-    for taken in slots:
-        d.limiter.restamp(taken)
-    crashpoint("after_append")
-    pinned = Target.parse(batch.target).kind == "campaign"
-    outcome = settle(error, attempts=sent.attempts, settings=d.settings, pinned=pinned)
-    return _record_outcome(d, sent, campaign_id, outcome, elapsed, len(payloads))
+
+
+def _repeat_after_login(
+    d: Drainer,
+    sent: BatchView,
+    campaign_id: int,
+    payloads: list[dict[str, object]],
+    expired: SessionExpired,
+) -> tuple[BatchView | None, LiveVoxError | None, float | None]:
+    """The session expired (401): log in again and repeat the call once, in a second rate slot,
+    after re-fencing the batch (still ``sending`` at the version this drainer left it, ``sent_at``
+    moved to now, so the reaper's deadline counts from the second call). Returns the batch as
+    re-fenced (None: another drainer owns it now), the call's error and its time."""
+    log.info("LiveVox session expired; logging in again")
+    try:
+        d.client.login()
+    except LiveVoxError as login_exc:
+        return sent, login_exc, None
+    second = d.limiter.acquire()
+    if not second.granted:
+        return sent, expired, None
+    with d.sessions() as session, session.begin():
+        again = store.transition(
+            session,
+            sent.id,
+            BatchStatus.SENDING,
+            actor=d.actor,
+            reason="the session expired (401): logged in again, sending again",
+            expect=[BatchStatus.SENDING],
+            version=sent.version,
+            sent_at=func.now(),
+        )
+    if again is None:
+        d.limiter.release(second)
+        return None, expired, None
+    error, elapsed = call_append(d, sent.id, campaign_id, payloads, second)
+    return again, error, elapsed
 
 
 def _ensure_session(d: Drainer, batch: BatchView) -> DrainReport | None:
@@ -225,7 +312,8 @@ def _ensure_session(d: Drainer, batch: BatchView) -> DrainReport | None:
         d.client.login()
     except LiveVoxError as exc:
         if isinstance(exc, Transient):
-            return DrainReport("waiting", batch.target, batch.id, reason=f"login failed: {exc}")
+            outcome = "unreachable" if isinstance(exc, NotSent) else "waiting"
+            return DrainReport(outcome, batch.target, batch.id, reason=f"login failed: {exc}")
         reason = f"configuration error, an operator must act: {exc}"
         halt.halt(d.redis, d.keys, reason, d.settings.halt_s)
         return _hold(d, batch, reason)
@@ -243,100 +331,6 @@ def _nothing_to_send(d: Drainer, batch: BatchView) -> DrainReport:
             actor=d.actor,
             reason=reason,
             expect=[BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD],
+            version=batch.version,
         )
     return DrainReport("empty", batch.target, batch.id, 0, reason=reason)
-
-
-def _call(
-    d: Drainer, campaign_id: int, payloads: list[dict[str, object]], slots: list[Slot]
-) -> tuple[LiveVoxError | None, float | None]:
-    """One Append call; on an expired session, log in again and repeat once if a slot is free
-    (the second slot is added to ``slots``)."""
-    try:
-        return None, d.client.append(campaign_id, payloads)
-    except SessionExpired as exc:
-        log.info("LiveVox session expired; logging in again")
-        try:
-            d.client.login()
-        except LiveVoxError as login_exc:
-            return login_exc, None
-        second = d.limiter.acquire()
-        if not second.granted:
-            return exc, None
-        slots.append(second)
-        try:
-            return None, d.client.append(campaign_id, payloads)
-        except LiveVoxError as again:
-            return again, None
-    except LiveVoxError as exc:
-        return exc, None
-
-
-def _record_outcome(
-    d: Drainer,
-    batch: BatchView,
-    campaign_id: int,
-    outcome: Outcome,
-    elapsed: float | None,
-    records: int,
-) -> DrainReport:
-    if outcome.pause_rate:
-        d.limiter.pause()
-    if outcome.refuse_campaign:
-        d.resolver.refuse(campaign_id, outcome.reason or "refused")
-    if outcome.halt:
-        halt.halt(d.redis, d.keys, outcome.reason or "configuration error", d.settings.halt_s)
-    columns = {
-        "http_status": outcome.http_status,
-        "call_ms": int(elapsed * 1000) if elapsed is not None else None,
-    }
-    status, reason = outcome.status, outcome.reason
-    with d.sessions() as session, session.begin():
-        if status == BatchStatus.REJECTED:
-            status, reason = isolate(session, batch, reason or "refused", actor=d.actor, **columns)
-        else:
-            store.transition(
-                session,
-                batch.id,
-                status,
-                actor=d.actor,
-                reason=reason,
-                expect=[BatchStatus.SENDING],
-                error_kind=outcome.error_kind,
-                error_message=reason,
-                next_attempt_at=(
-                    func.now() + timedelta(seconds=outcome.retry_after_s)
-                    if outcome.retry_after_s is not None
-                    else None
-                ),
-                detail={"campaign": campaign_id, "records": records},
-                **columns,
-            )
-        if status == BatchStatus.HELD:
-            store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
-    log.debug(
-        "batch %s: %d records to campaign %s -> %s%s",
-        batch.id,
-        records,
-        campaign_id,
-        status,
-        f" ({reason})" if reason else "",
-        extra={
-            "batch": batch.id,
-            "target": batch.target,
-            "campaign": campaign_id,
-            "records": records,
-            "status": str(status),
-            "http_status": outcome.http_status,
-        },
-    )
-    return DrainReport(
-        str(status),
-        batch.target,
-        batch.id,
-        records,
-        campaign_id,
-        outcome.http_status,
-        reason,
-        called=True,
-    )

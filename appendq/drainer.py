@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.campaigns import CampaignResolver
 from appendq.keys import Keys
+from appendq.lease import DrainLease, NoLease
 from appendq.livevox import LiveVoxClient
 from appendq.queue import RecordQueue
 from appendq.ratelimit import RateLimiter
@@ -45,6 +46,12 @@ class Drainer:
     client: LiveVoxClient
     resolver: CampaignResolver
     actor: str = field(default_factory=lambda: f"worker@{socket.gethostname()}")
+    #: The lease of the tick in progress (set by ``drain_once``): ``check_lease`` between steps.
+    lease: DrainLease | NoLease = field(default_factory=NoLease)
+
+    def check_lease(self) -> None:
+        """Raise ``LeaseLost`` when this drainer lost the drain lock mid-tick: stop now."""
+        self.lease.check()
 
     @property
     def call_deadline(self) -> timedelta:

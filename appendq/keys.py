@@ -2,18 +2,27 @@
 
 | key                                 | type   | TTL        | written by                  | read by            |
 |-------------------------------------|--------|------------|-----------------------------|--------------------|
-| {p}:targets                         | set    | none       | producer (SADD on enqueue)  | drain, status      |
+| {p}:targets                         | set    | none       | producer (quota Lua: SADD; drops idle members past APPENDQ_MAX_TARGETS) | drain, status |
+| {p}:admitted:{target}               | string | 60 s       | producer (target quota)     | target quota       |
 | {p}:q:{target}                      | list   | none       | producer RPUSH              | drain claim (head) |
 | {p}:inflight:{target}               | list   | none       | drain claim (Lua move)      | drain (recovery)   |
-| {p}:rate                            | zset   | 2 windows  | rate limiter (Lua, TIME)    | rate limiter, status|
+| {p}:rate                            | zset   | window past last score | rate limiter (Lua, TIME); slot keeper | rate limiter, status|
 | {p}:rate:pause                      | string | 1 window   | drain after a 429           | rate limiter       |
-| {p}:lock:drain                      | string | lock TTL   | drain (redis-py Lock)       | drain              |
+| {p}:lock:drain                      | string | lease TTL  | drain lease (redis-py Lock, renewed) | drain       |
 | {p}:halt                            | string | HALT_S     | drain after a 403 / login   | drain, status      |
+| {p}:dry_run                         | string | 3 intervals| a dry-run drain, each tick  | status             |
+| {p}:set_aside                       | hash   | none       | drain, `appendq targets`    | drain, status, metrics |
+| {p}:target_failures                 | hash   | none       | drain (failed ticks/target) | drain              |
 | {p}:tick                            | string | 0.9 interval | tick task (SET NX)        | tick task          |
-| {p}:campaign:{target}               | string | cache TTL  | campaign resolver           | resolver, status   |
+| {p}:campaign:{target}:{day}         | string | cache TTL + 5 min | campaign resolver    | resolver, status   |
 | {p}:refused:{campaign_id}           | string | refusal_s  | drain (campaign refused)    | resolver           |
+| {p}:search                          | zset   | 1 minute   | resolver (Lua, TIME)        | resolver           |
+| {p}:calling:{batch_id}             | string | call deadline, kept | drain, while the call runs | reconciliation |
+| {p}:calseen:{batch_id}             | string | 2 days     | reconciliation (SET NX)     | reconciliation     |
+| {p}:numbering:{client}              | string | none       | isolation (proven numbering)| isolation          |
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
 | {p}:idem:{key}                      | string | 1 day      | HTTP intake                 | HTTP intake        |
+| {p}:ids:{utc_day}                   | hash   | 3 days     | HTTP intake (with the push) | GET /v1/leads/{id} |
 
 ``{target}`` is ``service:ID`` or ``campaign:ID``; ``{day}`` is YYYY-MM-DD in APPENDQ_TIMEZONE;
 ``refusal_s`` is APPENDQ_CAMPAIGN_REFUSAL_S (the value of ``{p}:refused:{campaign_id}`` is the
@@ -57,6 +66,21 @@ class Keys:
         return f"{self.prefix}:halt"
 
     @property
+    def dry_run(self) -> str:
+        """Set by a dry-run worker on each tick: ``appendq status`` says no call is being made."""
+        return f"{self.prefix}:dry_run"
+
+    @property
+    def set_aside(self) -> str:
+        """target -> JSON {kind, reason, at, actor}: targets the drain skips until cleared."""
+        return f"{self.prefix}:set_aside"
+
+    @property
+    def target_failures(self) -> str:
+        """target -> consecutive ticks that failed on it unexpectedly."""
+        return f"{self.prefix}:target_failures"
+
+    @property
     def drain_lock(self) -> str:
         return f"{self.prefix}:lock:drain"
 
@@ -66,11 +90,29 @@ class Keys:
     def refused(self, campaign_id: int | str) -> str:
         return f"{self.prefix}:refused:{campaign_id}"
 
+    @property
+    def search_budget(self) -> str:
+        return f"{self.prefix}:search"
+
+    def calling(self, batch_id: int) -> str:
+        """Set while a batch's Append call runs (kept alive by the caller, deleted after)."""
+        return f"{self.prefix}:calling:{batch_id}"
+
+    def calibration_seen(self, batch_id: int) -> str:
+        """When a transaction list first showed this 204 batch (Redis ms): the list's lag bound."""
+        return f"{self.prefix}:calseen:{batch_id}"
+
+    def numbering(self, client: str) -> str:
+        return f"{self.prefix}:numbering:{client}"
+
     def dedupe(self, target: str, day: str) -> str:
         return f"{self.prefix}:dedupe:{target}:{day}"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"
+
+    def intake_ids(self, utc_day: str) -> str:
+        return f"{self.prefix}:ids:{utc_day}"
 
     @property
     def all_pattern(self) -> str:

@@ -83,40 +83,106 @@ class _CampaignOut(_Payload):
 
     def to_campaign(self, default_id: int) -> Campaign:
         ident = default_id if self.id is None else self.id
-        return Campaign(
-            ident, self.name, self.type_id, self.service_id, self.status, self.upload_date
-        )
+        status = self.status.strip().upper()
+        return Campaign(ident, self.name, self.type_id, self.service_id, status, self.upload_date)
 
 
 class _SearchCampaignOut(_CampaignOut):
     id: int
 
 
-class _PhoneOut(_Payload):
-    phone: str
-    ordinal: int | None = None
+_PHONE_KEYS = ("phone", "phoneNumber", "number", "value")
+_ORDINAL_KEYS = ("ordinal", "order", "index", "position")
+
+
+def read_phones(*sources: Any) -> tuple[str, ...]:
+    """The phones of a transaction, phone1 first, from the first source that yields any.
+
+    LiveVox's key and shape are unconfirmed: ``phone`` (the .NET client) or ``phones`` (the Java
+    client), a list of ``{"phone", "ordinal"}`` objects or of plain strings, or one of either.
+    Where entries carry an ordinal, the lowest is phone1; else list order decides. An entry
+    without a digit is no phone. ``()`` means no readable phone: never evidence of absence.
+    """
+    for source in sources:
+        entries = [_phone_entry(item) for item in _as_list(source)]
+        found = [(order, n, phone) for n, (order, phone) in enumerate(entries) if phone]
+        if found:
+            found.sort(key=lambda e: (e[0] is None, e[0] if e[0] is not None else 0, e[1]))
+            return tuple(phone for _, _, phone in found)
+    return ()
+
+
+def _as_list(source: Any) -> list[Any]:
+    if source is None:
+        return []
+    return list(source) if isinstance(source, list | tuple) else [source]
+
+
+def _phone_entry(item: Any) -> tuple[float | None, str | None]:
+    """(ordinal, phone) of one entry, either None where absent or unreadable."""
+    value: Any = item
+    order: Any = None
+    if isinstance(item, dict):
+        value = next((item[k] for k in _PHONE_KEYS if item.get(k) not in (None, "")), None)
+        order = next((item[k] for k in _ORDINAL_KEYS if item.get(k) is not None), None)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None, None
+    phone = str(value).strip()
+    if not any(ch.isdigit() for ch in phone):
+        return None, None
+    try:
+        ordinal = float(order) if order is not None and not isinstance(order, bool) else None
+    except (TypeError, ValueError):
+        ordinal = None
+    return ordinal, phone
 
 
 class _TransactionOut(_Payload):
     transaction_id: str | None = Field(default=None, alias="accountTransactionId")
     account: str | None = None
-    phone: list[_PhoneOut] = Field(default_factory=list)
+    phone: Any = None
+    phones: Any = None
+    phone1: Any = None
 
     def to_transaction(self) -> Transaction:
-        phones = sorted(self.phone, key=lambda p: p.ordinal if p.ordinal is not None else 1 << 30)
-        return Transaction(self.transaction_id, self.account, tuple(p.phone for p in phones))
+        phones = read_phones(self.phone, self.phones, self.phone1)
+        return Transaction(self.transaction_id, self.account or None, phones)
+
+
+_UNREADABLE = Transaction(None, None, ())
 
 
 class _Page(_Payload):
-    """A page of campaign search (``campaign``) or of transactionList (``transaction``)."""
+    """A page of campaign search (``campaign``) or of transactionList (``transaction``). Entries
+    are read one by one: one malformed entry never fails the page."""
 
     next: str | None = None
-    campaign: list[_SearchCampaignOut] = Field(default_factory=list)
-    transaction: list[_TransactionOut] = Field(default_factory=list)
+    campaign: list[Any] = Field(default_factory=list)
+    transaction: list[Any] = Field(default_factory=list)
 
     @property
     def size(self) -> int:
         return len(self.campaign) + len(self.transaction)
+
+    def transactions(self) -> Iterator[Transaction]:
+        """Every entry; one that can't be read is a transaction without phones (unreadable)."""
+        for entry in self.transaction:
+            try:
+                yield _TransactionOut.model_validate(entry).to_transaction()
+            except ValidationError:
+                yield _UNREADABLE
+
+    def campaigns(self) -> tuple[list[Campaign], int]:
+        """The well-formed campaigns, and how many malformed entries were skipped."""
+        good: list[Campaign] = []
+        for entry in self.campaign:
+            try:
+                parsed = _SearchCampaignOut.model_validate(entry)
+            except ValidationError:
+                continue
+            if parsed.status:
+                good.append(parsed.to_campaign(parsed.id))
+        return good, len(self.campaign) - len(good)
 
 
 _P = TypeVar("_P", bound=BaseModel)
@@ -170,11 +236,13 @@ class LiveVoxClient:
         logout_on_close: bool = True,
     ) -> None:
         self._settings = settings
-        self._ver = settings.livevox_api_version
+        self._ver = settings.livevox_api_version.strip().strip("/")
         self._logout_on_close = logout_on_close
         self._session: str | None = None
         # Every session id seen, blanked from error text; a few suffice (a session lives hours).
         self._seen_sessions: deque[str] = deque(maxlen=8)
+        #: Malformed campaign entries skipped by searches so far (each one logged).
+        self.skipped_campaigns = 0
         timeout = httpx.Timeout(
             connect=settings.livevox_connect_timeout_s,
             read=settings.livevox_read_timeout_s,
@@ -217,7 +285,7 @@ class LiveVoxClient:
         session, self._session = self._session, None
         try:
             if session is not None and self._logout_on_close:
-                path = f"/session/{self._ver}/logout/{session}"
+                path = self._path("session", f"logout/{session}")
                 self._send(_Call("DELETE", path, log_path=redact_session_path(path)), session)
         except LiveVoxError as exc:
             log.debug("LiveVox logout failed (ignored): %s", exc.kind)
@@ -233,7 +301,7 @@ class LiveVoxClient:
             "password": s.livevox_password.get_secret_value(),
             "agent": False,
         }
-        path = f"/session/{self._ver}/login"
+        path = self._path("session", "login")
         response = self._send(_Call("POST", path, content=_dumps(body), campaign=False), None)
         status = response.status_code
         if 400 <= status < 500 and status != 429:
@@ -271,11 +339,24 @@ class LiveVoxClient:
             body["type"] = {"type": [{"id": t} for t in type_ids]}
         if states:
             body["state"] = list(states)
-        call = _Call("POST", f"/campaign/{self._ver}/campaigns/search", content=_dumps(body))
-        return [c.to_campaign(c.id) for page in self._pages(call, page_size) for c in page.campaign]
+        call = _Call("POST", self._path("campaign", "campaigns/search"), content=_dumps(body))
+        found: list[Campaign] = []
+        for page in self._pages(call, page_size):
+            good, skipped = page.campaigns()
+            found += good
+            if skipped:
+                self.skipped_campaigns += skipped
+                log.warning(
+                    "campaign search: %d malformed campaign entr%s skipped (no id, type, service "
+                    "or status)",
+                    skipped,
+                    "y" if skipped == 1 else "ies",
+                    extra={"skipped": skipped, "service": service_id},
+                )
+        return found
 
     def get_campaign(self, campaign_id: int) -> Campaign:
-        response = self._call(_Call("GET", f"/campaign/{self._ver}/campaigns/{campaign_id}"))
+        response = self._call(_Call("GET", self._path("campaign", f"campaigns/{campaign_id}")))
         return _parse(_CampaignOut, response, "campaign details").to_campaign(campaign_id)
 
     @staticmethod
@@ -304,7 +385,7 @@ class LiveVoxClient:
             if not records:
                 raise ValueError("no records to append")
             body = self.append_body(records)
-        path = f"/campaign/{self._ver}/campaigns/{campaign_id}/transactions"
+        path = self._path("campaign", f"campaigns/{campaign_id}/transactions")
         if self._session is None:
             self.login()  # before the clock starts: the caller times the PUT alone
         started = time.perf_counter()
@@ -314,11 +395,16 @@ class LiveVoxClient:
     def transactions(self, campaign_id: int, *, page_size: int = 1000) -> Iterator[Transaction]:
         """Every account transaction of a campaign, page by page (lazily)."""
         _check_page_size(page_size)
-        call = _Call("GET", f"/campaign/{self._ver}/campaigns/{campaign_id}/transactionList")
+        call = _Call("GET", self._path("campaign", f"campaigns/{campaign_id}/transactionList"))
         for page in self._pages(call, page_size):
-            yield from (t.to_transaction() for t in page.transaction)
+            yield from page.transactions()
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _path(self, service: str, rest: str) -> str:
+        """``/service/version/rest``, or ``/service/rest`` when the version setting is empty
+        (LiveVox's overview shows unversioned paths): never an empty segment."""
+        return "/" + "/".join(part for part in (service, self._ver, rest) if part)
 
     def _pages(self, call: _Call, page_size: int) -> Iterator[_Page]:
         """Page on with ``offset`` while ``next`` is set and the page held something.

@@ -14,6 +14,7 @@ from appendq.settings import Settings
 _PHONE = re.compile(r"(?<![\w-])(\+?\d[\d\-. ()]{5,}\d)(?![\w-])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_MAX_DEPTH = 20
 
 
 def mask_phones(text: str) -> str:
@@ -46,9 +47,25 @@ class Scrubber(logging.Filter):
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
+            if key not in _STANDARD:
+                setattr(record, key, self.scrub_value(value))
         return True
+
+    def scrub_value(self, value: object, depth: int = 0) -> object:
+        """Scrub a structured ``extra`` field, however nested (Celery's ``data.traceback`` is a
+        dict): strings scrubbed, containers walked, any other object by its text (the JSON
+        formatter would print its ``str`` anyway). Numbers, booleans and None pass unchanged."""
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if depth >= _MAX_DEPTH:
+            return "<nested too deep>"
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.scrub_value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.scrub_value(v, depth + 1) for v in value]
+        return self.scrub(str(value))
 
 
 class JsonFormatter(logging.Formatter):

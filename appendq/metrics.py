@@ -10,6 +10,7 @@ happened. Whichever process did the work (worker, intake, CLI), every ``/metrics
 | appendq_records                          | gauge          | status | batch sizes + parted records|
 | appendq_append_call_seconds              | gaugehistogram |        | batches.call_ms, last 24 h  |
 | appendq_target_held                      | gauge          | target | target_states.hold_reason   |
+| appendq_target_set_aside                 | gauge          | target,kind | Redis: set_aside    |
 | appendq_last_append_timestamp_seconds    | gauge          |        | max finished_at, appended   |
 | appendq_source_up                        | gauge          | source | 1 when it answered          |
 
@@ -30,7 +31,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appendq import audit
+from appendq import audit, set_aside
 from appendq.db.models import (
     RECORD_STATUS_OF_BATCH,
     Batch,
@@ -104,7 +105,15 @@ class AppendqCollector:
             "Append calls allowed right now in the rolling rate window",
             value=self.rt.limiter.budget().remaining,
         )
-        return [depth, age, budget]
+        aside = GaugeMetricFamily(
+            "appendq_target_set_aside",
+            "1 while a target is set aside (skipped by the drain until an operator clears it; "
+            "the reason is in `appendq targets`)",
+            labels=["target", "kind"],
+        )
+        for entry in set_aside.current(self.rt.redis, self.rt.keys).values():
+            aside.add_metric([entry.target, entry.kind], 1)
+        return [depth, age, budget, aside]
 
     def _from_postgres(self) -> list[Metric]:
         with self.rt.sessions() as session, session.begin():

@@ -3,7 +3,7 @@ count and the settings. The one place where retrying is decided."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appendq import errors
@@ -22,6 +22,8 @@ class Outcome:
     pause_rate: bool = False  # a 429: refuse every slot for a whole window
     refuse_campaign: bool = False  # the campaign refuses appends: skip it for the day
     halt: bool = False  # no retry fixes this (role, credentials): halt Append calls, alert
+    #: what a refusal's raw message named (record numbers, phones): for isolation; never logged
+    named: errors.Named = field(default_factory=errors.Named, repr=False)
 
 
 def settle(
@@ -35,12 +37,12 @@ def settle(
         return Outcome(BatchStatus.APPENDED, http_status=204)
 
     def out(status: BatchStatus, reason: str = str(error), **flags: Any) -> Outcome:
-        return Outcome(status, reason, error.kind, error.status, **flags)
+        return Outcome(status, reason, error.kind, error.status, named=error.named, **flags)
 
     if isinstance(error, errors.RateLimited):
         return out(BatchStatus.READY, pause_rate=True)
     if isinstance(error, errors.AnswerLost):
-        return out(BatchStatus.IN_DOUBT)
+        return out(BatchStatus.IN_DOUBT, retry_after_s=in_doubt_wait_s(error, settings))
     if isinstance(error, errors.Transient):
         # Nothing reached LiveVox on a connect failure: an outage never turns a batch failed (it
         # would let newer records overtake it); other transient errors give up after N attempts.
@@ -57,3 +59,13 @@ def settle(
         return out(BatchStatus.HELD if pinned else BatchStatus.READY, refuse_campaign=True)
     # Forbidden, LoginDenied, other configuration errors: no retry will fix them.
     return out(BatchStatus.HELD, f"configuration error, an operator must act: {error}", halt=True)
+
+
+def in_doubt_wait_s(error: errors.AnswerLost, settings: Settings) -> float:
+    """How long an in-doubt batch waits before it is reconciled. LiveVox *answered* (500, 503,
+    202): the call is over, a short settle lets the list catch up. No answer (timeout, dropped
+    connection) or a gateway's 502/504: LiveVox may still be working on the request, so a whole
+    call deadline (see ``appendq.reconcile``)."""
+    if error.answered:
+        return settings.answered_settle_s
+    return settings.call_deadline_s

@@ -1,163 +1,375 @@
-"""A batch LiveVox refuses for its content is not retried as is, and not rejected whole either:
-find the offending record and send the good ones again.
+"""Proven isolation: a batch LiveVox refuses for its content is neither retried as is nor rejected
+whole, and no record is rejected on a guess.
 
-- a refusal that names a record ("record 17: ...") sets that record apart as rejected, with
-  LiveVox's reason, and the rest of the batch goes out again;
-- a refusal that names none splits the batch in two (the second half becomes a new batch right
-  behind it, so FIFO holds) and each half goes out on its own: bisection, log2(n) calls per poison
-  record;
-- a batch of one record that is refused is rejected, with the reason.
+How LiveVox numbers records in a refusal ("record 17: ...") is unconfirmed: 0-based, 1-based, by
+phone1, or not at all. So a record named by a refusal is set apart only after proof:
+
+- **named, numbering not yet proven**: every record the message can mean (record N 0-based, record
+  N 1-based, the records with a named phone1: the *suspects*, at most a few) moves to a batch of its
+  own; the rest of the batch goes out again without them. A suspect refused *alone* while a batch
+  of the same campaign was accepted since (the rest, typically) is proven bad: rejected, with
+  LiveVox's reason; the numbering that named it (if only one did) is now proven and remembered per
+  account in Redis (``Keys.numbering``). Cost for one bad record in 10,000: 4 Append calls
+  (refused, the 9,998 accepted, the bad one refused alone, the other suspect accepted);
+- **named, numbering proven**: the named record is rejected at once and the rest goes out again:
+  2 calls;
+- **nothing named**: bisection, FIFO kept (the second half becomes a batch right behind the first);
+  at most 2 calls per halving, about 2·log2(n) + 1 for one bad record (29 for 10,000);
+- **a record refused alone without proof** (no batch of the campaign accepted since its family's
+  first refusal): held for an operator as a *suspect*; the next 204 of the same campaign proves it
+  bad (``confirm_suspects``: rejected); an operator's ``appendq retry`` decides otherwise;
+- **alike refusals**: when ``ALIKE_SINGLES`` single-record parts of one batch are refused with the
+  same message (digits aside) and nothing of the campaign was accepted in between, the refusal is
+  the campaign's, not the records': the campaign is refused (skipped, re-resolved), the batch and
+  its held suspects go back to ready, and no record is rejected;
+- **budget**: a batch (with every part split off it) gets at most APPENDQ_ISOLATION_MAX_CALLS
+  refused calls; past that it is held for an operator with the evidence.
+
+``isolate`` returns the ids of the records that ended rejected, so the caller can release their
+dedupe reservations once the transaction has committed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from sqlalchemy import func, update
+import redis
 from sqlalchemy.orm import Session
 
 from appendq import store
-from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
+from appendq.db.models import Batch, BatchStatus, RecordStatus
+from appendq.errors import Named
+from appendq.livevox_errors import canonical_phone
 from appendq.records import Target
+from appendq.split import set_record_apart, split_at, split_batch
 from appendq.store import BatchView, RecordRef
 
-_RECORD_HINT = re.compile(r"\brecords?\s*(?:#|index\s*)?(\d+)\b", re.IGNORECASE)
+log = logging.getLogger(__name__)
+
+NUMBERINGS = ("zero", "one", "phone")
+#: Single-record parts refused alike (no acceptance between) that make a campaign refusal.
+ALIKE_SINGLES = 3
 
 
-def named_index(message: str, size: int) -> int | None:
-    """The 0-based index of the record a refusal names, if it names one that exists."""
-    match = _RECORD_HINT.search(message)
-    if match is None:
-        return None
-    index = int(match.group(1))
-    return index if 0 <= index < size else None
+class NumberingMemory(Protocol):
+    """Where the proven numbering of the account lives (Redis in production)."""
+
+    def get(self) -> str | None: ...
+
+    def prove(self, numbering: str) -> None: ...
+
+
+class RedisNumbering:
+    """The account's proven numbering in Redis (``Keys.numbering``; no TTL: a LiveVox account
+    does not change how it numbers records; an operator may DEL the key)."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def get(self) -> str | None:
+        value = self.client.get(self.key)
+        text = value.decode() if isinstance(value, bytes) else value
+        return text if text in NUMBERINGS else None
+
+    def prove(self, numbering: str) -> None:
+        self.client.set(self.key, numbering)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    status: BatchStatus
+    note: str
+    #: records that ended rejected in this step (release their dedupe reservations after commit)
+    rejected: list[uuid.UUID] = field(default_factory=list)
+    #: every part refused alike: the refusal is the campaign's (refuse it, re-resolve)
+    campaign_refused: bool = False
+    #: the isolation budget is spent: LiveVox keeps refusing this target's records (the drain
+    #: sets the target aside, so its refusals stop spending the account's calls)
+    budget_spent: bool = False
+    #: the batch left ``sending`` (or its version moved) since this drainer sent it: nothing was
+    #: split, set apart or moved; the refusal is stale
+    fenced: bool = False
+
+
+def refusal_shape(message: str) -> str:
+    """A refusal's message with digits blanked, for telling alike refusals apart."""
+    return " ".join(re.sub(r"\d+", "#", message.lower()).split())[:200]
+
+
+def suspects(records: Sequence[RecordRef], named: Named) -> dict[int, list[str]]:
+    """Index of each record the refusal may mean -> the numberings that point at it."""
+    found: dict[int, list[str]] = {}
+    size = len(records)
+    for number in named.numbers:
+        if 0 <= number < size:
+            found.setdefault(number, []).append("zero")
+        if 1 <= number <= size:
+            found.setdefault(number - 1, []).append("one")
+    phones = set(named.phones)
+    if phones:
+        for index, rec in enumerate(records):
+            if canonical_phone(rec.phone1) in phones:
+                found.setdefault(index, []).append("phone")
+    return dict(sorted(found.items()))
 
 
 def isolate(
-    session: Session, batch: BatchView, reason: str, *, actor: str, **columns: Any
-) -> tuple[BatchStatus, str]:
-    """Settle a content refusal of a ``sending`` batch, in the caller's transaction."""
+    session: Session,
+    batch: BatchView,
+    reason: str,
+    *,
+    actor: str,
+    named: Named | None = None,
+    memory: NumberingMemory | None = None,
+    max_calls: int = 40,
+    **columns: Any,
+) -> Isolation:
+    """Settle a content refusal of a ``sending`` batch, in the caller's transaction. Fenced first:
+    a batch another drainer has moved on since (reaped, reconciled, re-sent) is left alone, before
+    anything is split or set apart."""
+    current = session.get(Batch, batch.id, with_for_update=True)
+    if current is None or current.status != BatchStatus.SENDING or current.version != batch.version:
+        return Isolation(BatchStatus.SENDING, "the batch changed meanwhile", fenced=True)
+    named = named or Named()
     records = store.batch_records(session, batch.id)
+    root = store.family_root(session, batch.id)
+    history = store.family_events(session, root, "refusal")
+    shape = refusal_shape(reason)
+    mark = {"refusal": shape, "records": len(records), "numbers": list(named.numbers[:5])}
+    if len(history) + 1 > max_calls:
+        note = (
+            f"refused for its content ({reason}) {len(history) + 1} times while isolating; past "
+            f"the budget of {max_calls} calls, an operator must decide (`appendq retry`)"
+        )
+        held = _settle(session, batch, BatchStatus.HELD, note, actor, mark, columns, hold=True)
+        return replace(held, budget_spent=True)
+    if len(records) <= 1 and _alike(session, root, history, shape):
+        return _campaign_refusal(session, batch, root, reason, actor, mark, columns)
     if len(records) <= 1:
-        status, note = BatchStatus.REJECTED, f"rejected by LiveVox: {reason}"
-    else:
-        index = named_index(reason, len(records))
-        if index is not None:
+        return _single(session, batch, records, root, history, reason, actor, mark, memory, columns)
+    return _many(session, batch, records, named, reason, actor, mark, memory, columns)
+
+
+def _many(
+    session: Session,
+    batch: BatchView,
+    records: list[RecordRef],
+    named: Named,
+    reason: str,
+    actor: str,
+    mark: dict[str, Any],
+    memory: NumberingMemory | None,
+    columns: dict[str, Any],
+) -> Isolation:
+    candidates = suspects(records, named)
+    proven = memory.get() if memory is not None else None
+    trusted = [i for i, how in candidates.items() if proven in how]
+    if trusted:
+        bad = [records[i] for i in trusted]
+        for rec in bad:
             set_record_apart(
                 session,
                 batch.id,
-                records[index].id,
+                rec.id,
                 RecordStatus.REJECTED,
                 actor=actor,
                 reason=f"rejected by LiveVox: {reason}",
             )
-            status = BatchStatus.READY
-            note = (
-                f"LiveVox refused record {index} ({reason}); it is set apart as rejected and "
-                f"the other {len(records) - 1} records go out again"
-            )
-        else:
-            child = split_batch(
+        note = (
+            f"LiveVox refused record(s) {', '.join(str(i) for i in trusted)} ({reason}), named "
+            f"in this account's proven numbering ({proven}): set apart as rejected; the other "
+            f"{len(records) - len(bad)} go out again"
+        )
+        rejected = [r.id for r in bad]
+        return _settle(session, batch, BatchStatus.READY, note, actor, mark, columns, rejected)
+    if candidates:
+        moved = split_at(session, batch, records, candidates, actor=actor, reason=reason)
+        note = (
+            f"refused for its content ({reason}); {len(moved)} suspect(s) the message may name "
+            f"(numbering unproven) go out alone in batch(es) {', '.join(map(str, moved))}, the "
+            "rest again without them"
+        )
+        return _settle(session, batch, BatchStatus.READY, note, actor, mark, columns)
+    child = split_batch(
+        session,
+        batch,
+        records,
+        actor=actor,
+        reason="LiveVox refused the batch's content without naming a record: bisecting to find it",
+    )
+    note = f"refused for its content ({reason}); split, second half is batch {child}"
+    return _settle(session, batch, BatchStatus.READY, note, actor, mark, columns)
+
+
+def _single(
+    session: Session,
+    batch: BatchView,
+    records: list[RecordRef],
+    root: int,
+    history: list[tuple[int, int, dict[str, Any]]],
+    reason: str,
+    actor: str,
+    mark: dict[str, Any],
+    memory: NumberingMemory | None,
+    columns: dict[str, Any],
+) -> Isolation:
+    """A record refused alone: rejected if something of the campaign was accepted since its
+    family's first refusal (the refusal is about it), else held as a suspect."""
+    first = history[0][0] if history else None
+    proven = first is not None and store.family_accepted_since(session, root, first)
+    if proven:
+        _learn(session, batch.id, memory)
+        note = f"rejected by LiveVox: {reason} (refused alone while the rest was accepted)"
+        ids = [r.id for r in records]
+        return _settle(session, batch, BatchStatus.REJECTED, note, actor, mark, columns, ids)
+    note = (
+        f"refused alone ({reason}) with nothing of campaign {batch.campaign_id} accepted since: "
+        "not yet proven to be about this record. Rejected automatically when another batch of "
+        "the campaign is accepted; else an operator decides (`appendq retry`)"
+    )
+    mark = {**mark, "suspect": _suspect_of(session, batch.id)}
+    return _settle(session, batch, BatchStatus.HELD, note, actor, mark, columns, hold=True)
+
+
+def _alike(
+    session: Session, root: int, history: list[tuple[int, int, dict[str, Any]]], shape: str
+) -> bool:
+    """Whether ALIKE_SINGLES - 1 single-record parts of this family were refused with this
+    message before, with no acceptance of the family since the first of them."""
+    singles = [(e, d) for e, _, d in history if d.get("records") == 1]
+    recent = singles[-(ALIKE_SINGLES - 1) :]
+    if len(recent) < ALIKE_SINGLES - 1 or any(d.get("refusal") != shape for _, d in recent):
+        return False
+    return not store.family_accepted_since(session, root, recent[0][0])
+
+
+def _campaign_refusal(
+    session: Session,
+    batch: BatchView,
+    root: int,
+    reason: str,
+    actor: str,
+    mark: dict[str, Any],
+    columns: dict[str, Any],
+) -> Isolation:
+    """Every part refused alike: the campaign's refusal. The batch and the family's held
+    suspects go back to ready (a pinned campaign: held until its refusal expires)."""
+    assert batch.campaign_id is not None
+    pinned = Target.parse(batch.target).kind == "campaign"
+    note = (
+        f"{ALIKE_SINGLES} single records refused alike ({reason}) and nothing accepted between: "
+        f"the refusal is campaign {batch.campaign_id}'s, not the records'; no record rejected"
+    )
+    for suspect in store.held_suspects(session, batch.campaign_id, root):
+        view = store.batch_view(session, suspect)
+        if view is not None:
+            store.transition(
                 session,
-                batch,
-                records,
+                suspect,
+                BatchStatus.READY,
                 actor=actor,
-                reason="LiveVox refused the batch's content without naming "
-                "a record: bisecting to find it",
+                reason=note,
+                expect=[BatchStatus.HELD],
+                version=view.version,
             )
-            status = BatchStatus.READY
-            note = f"refused for its content ({reason}); split, second half is batch {child}"
-    store.transition(
+    status = BatchStatus.HELD if pinned else BatchStatus.READY
+    result = _settle(
+        session, batch, status, note, actor, mark, columns, kind="campaign_unavailable"
+    )
+    return Isolation(result.status, note, [], campaign_refused=True)
+
+
+def confirm_suspects(
+    session: Session, campaign_id: int, *, actor: str, memory: NumberingMemory | None = None
+) -> list[int]:
+    """A batch of ``campaign_id`` was just accepted (204). A record refused alone is proven bad
+    once a batch of *its own family* (the batch it was cut out of) was accepted after its
+    refusal: reject it. Another family's 204 proves nothing about it (the campaign may have
+    refused everything a while, in words not recognised as a campaign refusal): it stays held for
+    an operator. Returns the batches rejected."""
+    rejected: list[int] = []
+    for batch_id in store.held_suspects(session, campaign_id):
+        view = store.batch_view(session, batch_id)
+        if view is None or not _family_accepted_after_refusal(session, batch_id):
+            continue
+        moved = store.transition(
+            session,
+            batch_id,
+            BatchStatus.REJECTED,
+            actor=actor,
+            reason="rejected by LiveVox: refused alone, and another batch of the campaign was "
+            "accepted since",
+            expect=[BatchStatus.HELD],
+            version=view.version,
+            error_kind="rejected",
+        )
+        if moved is not None:
+            _learn(session, batch_id, memory)
+            rejected.append(batch_id)
+    return rejected
+
+
+def _family_accepted_after_refusal(session: Session, batch_id: int) -> bool:
+    root = store.family_root(session, batch_id)
+    own = [e for e, b, _ in store.family_events(session, root, "refusal") if b == batch_id]
+    return bool(own) and store.family_accepted_since(session, root, own[-1])
+
+
+def _learn(session: Session, batch_id: int, memory: NumberingMemory | None) -> None:
+    """A suspect proven bad: the numbering that alone named it is this account's."""
+    how = _suspect_of(session, batch_id)["numberings"]
+    if memory is None or len(how) != 1 or how[0] not in NUMBERINGS:
+        return
+    memory.prove(str(how[0]))
+    log.warning(
+        "LiveVox numbers records in its refusals %s: proven by batch %s",
+        how[0],
+        batch_id,
+        extra={"batch": batch_id, "numbering": how[0]},
+    )
+
+
+def _suspect_of(session: Session, batch_id: int) -> dict[str, Any]:
+    """The numberings that named this batch's record when it was cut out as a suspect."""
+    root = store.family_root(session, batch_id)
+    for _, ident, detail in store.family_events(session, root, "split_suspect"):
+        if ident == batch_id and isinstance(detail["split_suspect"], list):
+            return {"numberings": list(detail["split_suspect"])}
+    return {"numberings": []}
+
+
+def _settle(
+    session: Session,
+    batch: BatchView,
+    status: BatchStatus,
+    note: str,
+    actor: str,
+    mark: dict[str, Any],
+    columns: dict[str, Any],
+    rejected: list[uuid.UUID] | None = None,
+    *,
+    hold: bool = False,
+    kind: str = "rejected",
+) -> Isolation:
+    moved = store.transition(
         session,
         batch.id,
         status,
         actor=actor,
         reason=note,
         expect=[BatchStatus.SENDING],
-        error_kind="rejected",
+        version=batch.version,
+        error_kind=store.OPERATOR_HOLD if hold else kind,
         error_message=note,
+        detail=mark,
         **columns,
     )
-    return status, note
-
-
-def set_record_apart(
-    session: Session,
-    batch_id: int,
-    record_id: uuid.UUID,
-    status: RecordStatus,
-    *,
-    actor: str,
-    reason: str,
-) -> None:
-    """One record parts from its batch's fate (a poison record rejected alone)."""
-    session.execute(
-        update(Record)
-        .where(Record.id == record_id)
-        .values(status=status, reason=reason, updated_at=func.now())
-    )
-    session.add(
-        Event(
-            batch_id=batch_id,
-            record_id=record_id,
-            from_status=None,
-            to_status=status,
-            actor=actor,
-            reason=reason,
-        )
-    )
-
-
-def split_batch(
-    session: Session, batch: BatchView, records: Sequence[RecordRef], *, actor: str, reason: str
-) -> int:
-    """Move the second half of ``records`` into a new ready batch that sorts right after this one
-    (same root batch, first claim position of its records: see ``Batch.origin_id``). Records keep
-    their claim positions. Each record stays in exactly one batch."""
-    moved = records[len(records) // 2 :]
-    parent = session.get(Batch, batch.id)
-    assert parent is not None
-    child = Batch(
-        target=batch.target,
-        size=len(moved),
-        status=BatchStatus.READY,
-        service_id=None,
-        campaign_id=batch.campaign_id,
-        created_at=parent.created_at,
-        origin_id=parent.origin_id or parent.id,
-        first_position=moved[0].position,
-    )
-    target = Target.parse(batch.target)
-    if target.kind == "service":
-        child.service_id = target.id
-    session.add(child)
-    session.flush()
-    session.execute(
-        update(Record).where(Record.id.in_([r.id for r in moved])).values(batch_id=child.id)
-    )
-    session.execute(update(Batch).where(Batch.id == batch.id).values(size=Batch.size - len(moved)))
-    detail = {"from_batch": batch.id, "records": len(moved)}
-    session.add(
-        Event(
-            batch_id=child.id,
-            from_status=None,
-            to_status=BatchStatus.READY,
-            actor=actor,
-            reason=reason,
-            detail=detail,
-        )
-    )
-    session.add(
-        Event(
-            batch_id=batch.id,
-            from_status=str(batch.status),
-            to_status=str(batch.status),
-            actor=actor,
-            reason=f"{reason}: {len(moved)} records moved to batch {child.id}",
-            detail={"to_batch": child.id, "records": len(moved)},
-        )
-    )
-    return child.id
+    if moved is None:  # fenced off: a newer writer owns the batch; nothing was decided here
+        return Isolation(batch.status, "the batch changed meanwhile: outcome dropped")
+    return Isolation(status, note, rejected or [])

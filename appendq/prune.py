@@ -20,12 +20,12 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, Delete, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appendq.db.models import Batch, BatchStatus, Event, Record
+from appendq.db.models import FINISHED_STATUSES, Batch, Event, Record
 from appendq.store import utcnow
 
 log = logging.getLogger(__name__)
 
-FINISHED = (BatchStatus.APPENDED, BatchStatus.REJECTED, BatchStatus.FAILED)
+FINISHED = FINISHED_STATUSES
 #: Batches per transaction: at most 50 x 10,000 records deleted while their rows are locked.
 CHUNK = 50
 

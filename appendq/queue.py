@@ -73,6 +73,18 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return dups
 """
 
+# KEYS: dedupe hashes, one per record. ARGV: per record, its field then its id. Deletes a field
+# only while it still holds that record's id (a later record may hold it now). Returns how many.
+_RELEASE = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], ARGV[2 * i - 1]) == ARGV[2 * i] then
+    n = n + redis.call('HDEL', KEYS[i], ARGV[2 * i - 1])
+  end
+end
+return n
+"""
+
 # Records per RPUSH / per dedupe script call; Lua's unpack limit (~8,000) bounds the script's.
 _PUSH_CHUNK = 5_000
 
@@ -101,6 +113,7 @@ class RecordQueue:
         self._claim = client.register_script(_CLAIM)
         self._ack = client.register_script(_ACK)
         self._push_deduped = client.register_script(_PUSH_DEDUPED)
+        self._release = client.register_script(_RELEASE)
 
     def push(self, target: str, records: Sequence[QueuedRecord]) -> int:
         """Append records at the tail of the target's FIFO; returns the new depth."""
@@ -110,7 +123,9 @@ class RecordQueue:
             for start in range(0, len(records), _PUSH_CHUNK):
                 chunk = records[start : start + _PUSH_CHUNK]
                 pipe.rpush(self.keys.queue(target), *(r.dumps() for r in chunk))
-            results = pipe.execute()
+            pushes = len(pipe)
+            self.with_push(pipe, target, records)
+            results = pipe.execute()[:pushes]
         if len(results) > 1:
             depth = int(results[-1])
         return depth
@@ -149,7 +164,8 @@ class RecordQueue:
                 end = start + _PUSH_CHUNK
                 args = _dedupe_args(target, ttl_s, records[start:end], keys_for_records[start:end])
                 self._push_deduped(keys=script_keys, args=args, client=pipe)
-            replies = pipe.execute()
+            self.with_push(pipe, target, records)
+            replies = pipe.execute()[: len(starts)]
         for start, reply in zip(starts, replies, strict=True):
             for at in range(0, len(reply), 2):
                 first = reply[at + 1]
@@ -157,6 +173,25 @@ class RecordQueue:
                     first.decode() if isinstance(first, bytes) else first
                 )
         return found
+
+    def with_push(
+        self, pipe: redis.client.Pipeline, target: str, records: Sequence[QueuedRecord]
+    ) -> None:
+        """Commands for the same MULTI/EXEC as a push, queued after it: none here. The HTTP
+        intake's queue (``producer.intake_receipts``) records its receipt there, atomically."""
+
+    def release_reservations(self, reservations: Sequence[tuple[str, str, str, str]]) -> int:
+        """Give back dedupe reservations of records that ended rejected: each is (target, day,
+        field, record id); a field is deleted only while it still holds that record's id, so a
+        corrected resubmission of the lead is accepted, never marked a duplicate of the rejected
+        one. Returns how many were released."""
+        released = 0
+        for start in range(0, len(reservations), 1000):
+            chunk = reservations[start : start + 1000]
+            keys = [self.keys.dedupe(target, day) for target, day, _, _ in chunk]
+            args = [v for _, _, field, rid in chunk for v in (field, rid)]
+            released += int(self._release(keys=keys, args=args))
+        return released
 
     def claim(self, target: str, limit: int) -> Claim:
         recovered, items = self._claim(

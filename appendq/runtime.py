@@ -43,6 +43,7 @@ class Runtime:
             max_calls=settings.rate_max_calls,
             window_s=settings.rate_window_s,
             margin_s=settings.rate_margin_s,
+            hold_s=settings.call_deadline_s,
         )
         return cls(
             settings,
@@ -57,6 +58,7 @@ class Runtime:
     @property
     def client(self) -> LiveVoxClient:
         if self._client is None:
+            self.settings.require_livevox_credentials()
             self._client = LiveVoxClient(self.settings)
         return self._client
 
@@ -68,6 +70,8 @@ class Runtime:
             tz=self.settings.tz,
             cache_s=self.settings.campaign_cache_s,
             refusal_s=self.settings.campaign_refusal_s,
+            states=self.settings.livevox_appendable_states,
+            searches_per_minute=self.settings.campaign_searches_per_minute,
             clock=utcnow,
         )
 

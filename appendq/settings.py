@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from appendq.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: LiveVox's hard limits (seed document): records per Append call, calls per rolling minute.
@@ -21,6 +23,10 @@ LIVEVOX_CALLS_PER_MINUTE = 5
 LIVEVOX_WINDOW_S = 60.0
 
 SIMULATOR_URL = "http://127.0.0.1:8765"
+#: The built-in simulator's credentials: the defaults, and never sent to a real LiveVox.
+SIMULATOR_TOKEN = "simulator-token"
+SIMULATOR_PASSWORD = "simulator-password"
+_LOOPBACK = ("127.", "localhost", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -32,10 +38,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/appendq"
 
     livevox_base_url: str = SIMULATOR_URL
-    livevox_access_token: SecretStr = SecretStr("simulator-token")
+    livevox_access_token: SecretStr = SecretStr(SIMULATOR_TOKEN)
     livevox_client_name: str = "SIMCLIENT"
     livevox_username: str = "appendq"
-    livevox_password: SecretStr = SecretStr("simulator-password")
+    livevox_password: SecretStr = SecretStr(SIMULATOR_PASSWORD)
     livevox_api_version: str = "v6.0"
     livevox_connect_timeout_s: float = 5.0
     livevox_read_timeout_s: float = 60.0
@@ -56,6 +62,22 @@ class Settings(BaseSettings):
     #: may also mean something passing (LiveVox's rate limit answer is undocumented).
     campaign_refusal_s: float = 900.0
     default_region: str = "US"
+    #: Campaign status words that take appends (comma-separated; compared upper-case), in order
+    #: of preference. Public clients disagree on the word for a Built campaign (READY, ACTIVE,
+    #: PREBUILT): see the README, "Campaign status words".
+    livevox_appendable_states: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["PLAYING", "PAUSED", "READY", "ACTIVE", "PREBUILT"]
+    )
+    #: Campaign searches allowed per rolling minute for the whole account (Redis's clock); a
+    #: target whose search is not in budget keeps its last answer (up to 5 min old) or waits,
+    #: with a reason.
+    campaign_searches_per_minute: int = 60
+    #: A content refusal is isolated in at most this many refused Append calls per batch; past
+    #: it the batch is held for an operator with the evidence.
+    isolation_max_calls: int = 40
+    #: A 5xx *answer* (500, 503) ends the call: reconcile it after this settle, not after the
+    #: whole call deadline (kept for timeouts, dropped connections and 502/504).
+    answered_settle_s: float = 5.0
 
     retry_max_attempts: int = 8
     retry_base_s: float = 20.0
@@ -66,6 +88,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    #: Everything against the real account except the Append call: campaigns resolved, batches
+    #: built and audited as ``dry_run`` (``appendq worker --dry-run``).
+    dry_run: bool = False
     #: Skip a record already accepted for the same target today: on phone1, on account, or off.
     dedupe: Literal["phone1", "account", "off"] = "phone1"
     #: After a 403 (the LiveVox user may not append) or a refused login: no Append call for this
@@ -77,6 +102,15 @@ class Settings(BaseSettings):
     #: Past this many queued records (all targets), the intake answers 503 with Retry-After.
     intake_max_depth: int = 2_000_000
     intake_max_body_bytes: int = 16 * 1024 * 1024
+    #: ``appendq enqueue``: a longer line (or CSV row) is refused, never held in memory whole.
+    import_max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Phone numbers one submission may hold (phone1 + phone2, all records), refused before any
+    #: validation: bounds the CPU one request costs (~30 µs a phone: about 1 s at the default,
+    #: so one request never holds an intake worker for seconds).
+    intake_max_phones: int = Field(default=30_000, ge=1)
+    #: Distinct targets (service:ID, campaign:ID) that may hold queued records at once; a
+    #: submission that would create one more is refused. Existing targets keep working.
+    max_targets: int = Field(default=200, ge=1)
     #: Audit rows older than this are dropped by ``appendq prune`` (0 keeps everything).
     retention_days: int = 90
 
@@ -94,6 +128,17 @@ class Settings(BaseSettings):
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("livevox_appendable_states", mode="before")
+    @classmethod
+    def _split_states(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            states = [str(s).strip().upper() for s in items if str(s).strip()]
+            if not states:
+                raise ValueError("APPENDQ_LIVEVOX_APPENDABLE_STATES needs at least one word")
+            return states
         return value
 
     @field_validator("timezone")
@@ -124,12 +169,56 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def call_total_s(self) -> float:
+        """The total deadline of one LiveVox call (httpx's timeouts bound each read, not the
+        whole call): past it the drain stops waiting and the answer counts as lost."""
+        return self.livevox_connect_timeout_s + self.livevox_read_timeout_s
+
+    @property
+    def call_deadline_s(self) -> float:
+        """The call's total deadline plus a grace: a batch still ``sending`` past it belonged
+        to a process that died mid-call."""
+        return self.call_total_s + self.call_grace_s
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
     @property
     def uses_simulator(self) -> bool:
         return self.livevox_base_url.rstrip("/") == SIMULATOR_URL
+
+    @property
+    def livevox_is_local(self) -> bool:
+        """LiveVox on a loopback address: the simulator (a real LiveVox never is)."""
+        host = self.livevox_base_url.split("://", 1)[-1]
+        return host.startswith(_LOOPBACK)
+
+    def missing_livevox_credentials(self) -> list[str]:
+        """The credentials still at the simulator's defaults while LiveVox is not local: such a
+        process must refuse to start rather than send the simulator's secrets to a real LiveVox
+        (each refused login also counts against the account)."""
+        if self.livevox_is_local:
+            return []
+        defaults = {
+            "APPENDQ_LIVEVOX_ACCESS_TOKEN": (self.livevox_access_token, SIMULATOR_TOKEN),
+            "APPENDQ_LIVEVOX_PASSWORD": (self.livevox_password, SIMULATOR_PASSWORD),
+        }
+        return [
+            name
+            for name, (value, default) in defaults.items()
+            if value.get_secret_value() in ("", default)
+        ]
+
+    def require_livevox_credentials(self) -> None:
+        """Raise ``ConfigError`` naming the missing settings (see above)."""
+        missing = self.missing_livevox_credentials()
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} not set while APPENDQ_LIVEVOX_BASE_URL is "
+                f"{self.livevox_base_url}: the simulator's default credentials are never sent "
+                "to a real LiveVox"
+            )
 
     def warn_if_unsafe(self) -> None:
         """Say loudly at start when the rate window is shorter than LiveVox's real one."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from appendq import audit, halt, store
+from appendq import audit, halt, set_aside, store
+from appendq.campaigns import cache_name
 from appendq.runtime import Runtime
+from appendq.store import utcnow
 
 
 def collect(rt: Runtime) -> dict[str, Any]:
@@ -14,12 +16,13 @@ def collect(rt: Runtime) -> dict[str, Any]:
         states = audit.target_states(session)
         by_status = store.count_by_status(session)
         open_targets = store.open_targets(session)
-    targets = sorted(set(rt.queue.targets()) | set(states) | set(open_targets))
+    aside = set_aside.current(rt.redis, rt.keys)
+    targets = sorted(set(rt.queue.targets()) | set(states) | set(open_targets) | set(aside))
     rows = []
     for target in targets:
         head = rt.queue.oldest(target)
         state = states.get(target)
-        cached = rt.redis.get(rt.keys.campaign(target))
+        cached = rt.redis.get(rt.keys.campaign(cache_name(target, utcnow(), rt.settings.tz)))
         rows.append(
             {
                 "target": target,
@@ -28,11 +31,14 @@ def collect(rt: Runtime) -> dict[str, Any]:
                 "campaign_id": state.campaign_id if state else None,
                 "campaign_cached": cached is not None,
                 "hold_reason": state.hold_reason if state else None,
+                "set_aside": aside[target].to_dict() if target in aside else None,
             }
         )
     budget = rt.limiter.budget()
     stopped = halt.current(rt.redis, rt.keys)
+    dry = rt.redis.get(rt.keys.dry_run)
     return {
+        "dry_run": (dry.decode() if isinstance(dry, bytes) else dry) if dry else None,
         "halt": {"reason": stopped.reason, "remaining_s": stopped.remaining_s} if stopped else None,
         "targets": rows,
         "rate": {

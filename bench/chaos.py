@@ -2,17 +2,41 @@
 
 Each trial gets a fresh Redis prefix and truncated tables (one scratch database for the run), a
 reset simulator with a short rate window (MAX_CALLS per WINDOW_S, client settings to match), and
-a random plan: records produced in a few submissions through the Producer API, one or two
-``appendq worker`` processes (worker + beat), some started with ``APPENDQ_CRASH_AT`` at a random
-point, kill -9 at random times, simulator faults (500, 500+apply, drop, drop+apply, stall past the
-read timeout, 429, 400, session expiry), sometimes a kill -9 and restart of the dedicated Redis
-(AOF, fsync always), sometimes an operator re-send of the in_doubt batches. Then it settles:
-faults cleared, one clean worker until nothing is open (bounded), and the books are counted.
+a random plan (``bench.chaos_plan``): records produced in a few submissions through the Producer
+API, one or two ``appendq worker`` processes (worker + beat), some started with
+``APPENDQ_CRASH_AT`` at a random point, kill -9 at random times, simulator faults (500,
+500+apply, drop, drop+apply, stall past the read timeout, 429, 400, session expiry), sometimes a
+kill -9 and restart of the dedicated Redis (AOF, fsync always). Then it settles: faults cleared,
+one clean worker until nothing is open (bounded), and the books are counted
+(``bench.chaos_books``).
 
-    python -m bench.chaos [--trials 200] [--seed 1] [--only TRIAL]
+The faults of issue 8 ("Fence every drain"), each drawn per trial with its own probability from
+a generator of its own (so a seed's first-generation plan is unchanged) and counted:
 
-A trial with an anomaly (lost, sent twice without a re-send, rate window overrun, out of FIFO
-order, unsettled) prints its number and keeps its logs; ``--seed S --only N`` replays its plan.
+- **freeze**: a worker's process group is SIGSTOPped for longer than the drain lease's TTL
+  (2 x call deadline + interval, from the trial's settings) with a standby worker running
+  (started if needed), then SIGCONTed: it wakes with stale knowledge. It strikes while a drain
+  holds the lock, while an Append is in flight, or at an exact step: a worker started (once a
+  batch was appended) with the drain's crash points patched stops itself right after committing
+  ``sending`` or right after its Append returned;
+- **long calls**: a read timeout (1.5 s) longer than the rate window (1 s) and Append stalls
+  longer than the window, processed first or landing late; a scraper reads the rate budget every
+  50 ms and ``appendq status`` every 250 ms in every trial;
+- **operator races**: the operator previews the held, in_doubt and failed batches, waits 0-0.5 s
+  while ticks run, then confirms with the previewed states (``operator.retry(only=...)``);
+- **two targets**: leads to ``campaign:5001`` reusing the phone1 of leads to ``service:1001``
+  (which resolves to campaign 5001), none with an account.
+
+Each trial also plays a LiveVox dialect (appendq.simulator.dialect), drawn from the presets with
+its own seeded generator; ``--dialect NAME`` plays one preset in every trial. The "429" fault
+answers the dialect's rate-limit status; a dialect with only unversioned paths runs the workers
+with APPENDQ_LIVEVOX_API_VERSION="". The summary adds a table per dialect.
+
+    python -m bench.chaos [--trials 200] [--seed 1] [--only TRIAL] [--dialect NAME]
+
+A trial with an anomaly (lost, sent twice without a warned re-send, rate window overrun, a
+rate-limit answer from LiveVox, out of FIFO order, unsettled) prints its number and keeps its
+logs; ``--seed S --only N`` replays its plan.
 """
 
 from __future__ import annotations
@@ -22,14 +46,12 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,183 +64,40 @@ from sqlalchemy.pool import NullPool
 from appendq.db.engine import psycopg_url
 from appendq.db.models import BatchStatus
 from appendq.faults import POINTS
-from appendq.operator import RetryFilter, retry_batches
-from appendq.settings import Settings
+from appendq.keys import Keys
+from appendq.operator import BatchSummary, RetryFilter, preview_retry, retry
+from appendq.simulator.dialect import DIALECTS, Dialect
+from bench.chaos_books import Books, Lead, Row, Seen, add_up, count, print_dialects, print_figures
+from bench.chaos_plan import (
+    CAMPAIGN,
+    FENCE_KINDS,
+    MAX_CALLS,
+    PINNED,
+    STOP_POINTS,
+    TARGET,
+    WINDOW_S,
+    FencePlan,
+    LongStall,
+    OperatorRace,
+    Plan,
+    faults,
+    lease_ttl_s,
+    settings_from_env,
+    worker_env,
+)
+from bench.chaos_procs import Scraper, Worker, Workers
 from bench.common import scratch_database, scratch_simulator
 from producer.api import connect
-from tests.procs import APPENDQ, ROOT, RedisServer, env_for
+from tests.procs import RedisServer
 
-TARGET = "service:1001"
-CAMPAIGN = 5001
-MAX_CALLS = 5
-WINDOW_S = 1.0
-READ_TIMEOUT_S = 0.5
-FAULTS: dict[str, dict[str, Any]] = {
-    "500": {"status": 500},
-    "500+apply": {"status": 500, "apply": True},
-    "drop": {"drop": True},
-    "drop+apply": {"drop": True, "apply": True},
-    "stall": {"stall_s": READ_TIMEOUT_S + 0.3, "apply": True},
-    "429": {"status": 429},
-    "400": {"status": 400},
-}
 OPEN = ["ready", "retry_wait", "sending", "in_doubt"]
+RETRYABLE = (BatchStatus.HELD, BatchStatus.IN_DOUBT, BatchStatus.FAILED)
 SETTLE_S = 40.0
 FAULT_GRACE_S = 5.0
-FIGURES = (
-    "trials",
-    "records accepted",
-    "appended",
-    "held",
-    "rejected",
-    "in_doubt",
-    "failed",
-    "unsettled",
-    "lost",
-    "  lost: nowhere (not in Redis, not in PostgreSQL)",
-    "  lost: appended in the audit, never at LiveVox",
-    "sent twice",
-    "sent twice via re-sent in_doubt",
-    "at LiveVox but audit says not appended",
-    "out of FIFO order (records)",
-    "rate-window violations",
-    "max appends in any window",
-    "worker kill -9",
-    "worker crashes at APPENDQ_CRASH_AT",
-    "worker exits without a crash point",
-    "Redis kill -9 + restart",
-    "simulator faults injected",
-    "operator re-sends of in_doubt batches",
-    "batch sending -> appended",
-    "batch sending -> in_doubt",
-    "batch sending -> ready",
-    "batch sending -> retry_wait",
-    "batch sending -> held",
-    "batch sending -> rejected",
-)
-
-
-@dataclass
-class Plan:
-    """Everything random about one trial, drawn up front from the trial's seed."""
-
-    submissions: list[tuple[float, int]]  # (at s, records)
-    batch_max: int
-    workers: list[tuple[float, str | None]]  # (start at s, crash point)
-    kills: list[float]
-    faults: list[tuple[float, str, int]]  # (at s, fault name or session_expiry, times)
-    redis_restart: tuple[float, float] | None  # (at s, down for s)
-    operator: list[float]
-    duration: float
-
-    @classmethod
-    def draw(cls, rng: random.Random) -> Plan:
-        duration = rng.uniform(2.0, 3.5)
-
-        def at() -> float:
-            return round(rng.uniform(0, duration), 2)
-
-        total = rng.randint(20, 3000)
-        cuts = sorted(rng.sample(range(1, total), min(rng.randint(0, 3), total - 1)))
-        sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
-        submissions = sorted([(0.0, sizes[0])] + [(at(), n) for n in sizes[1:]])
-        crash = [None, None, *POINTS]
-        workers = [(0.0, rng.choice(crash))]
-        if rng.random() < 0.25:  # two workers (and two beats) at once
-            workers.append((at(), rng.choice(crash)))
-        names = [*FAULTS, "session_expiry"]
-        faults = [
-            (at(), rng.choice(names), rng.choice([1, 1, 2])) for _ in range(rng.randint(0, 3))
-        ]
-        restart = (at(), rng.uniform(0.2, 1.0)) if rng.random() < 0.15 else None
-        return cls(
-            submissions=submissions,
-            batch_max=max(rng.choice([100, 500, 2000, 10_000]), -(-total // 12)),
-            workers=workers,
-            kills=sorted(at() for _ in range(rng.choice([0, 0, 1, 1, 2]))),
-            faults=sorted(faults),
-            redis_restart=restart,
-            operator=[round(rng.uniform(0, duration / 2), 2)] if rng.random() < 0.3 else [],
-            duration=duration,
-        )
-
-    def summary(self) -> str:
-        parts = [f"batch {self.batch_max}", f"{len(self.workers)} worker(s)"]
-        parts += [f"crash@{c}" for _, c in self.workers if c]
-        parts += [f"kill x{len(self.kills)}"] if self.kills else []
-        parts += [f"{name} x{times}" for _, name, times in self.faults]
-        parts += ["redis restart"] if self.redis_restart else []
-        parts += ["operator"] if self.operator else []
-        return ", ".join(parts)
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    crash_at: str | None
-
-
-class Workers:
-    """``appendq worker`` processes, each in its own process group (the worker and its beat)."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.running: list[Worker] = []
-        self.started = 0
-        self.crashed = 0
-        self.exited = 0  # died without a crash point: a finding
-        self.killed = 0
-
-    def start(self, crash_at: str | None = None) -> None:
-        self.started += 1
-        env = {**self.env, "APPENDQ_STATE_DIR": str(self.logs / f"state-{self.started}")}
-        if crash_at:
-            env["APPENDQ_CRASH_AT"] = crash_at
-        with (self.logs / f"worker-{self.started}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [*APPENDQ, "worker"],
-                env=env_for(env),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.running.append(Worker(proc, crash_at))
-
-    def kill9(self, worker: Worker) -> None:
-        _killpg(worker.proc, signal.SIGKILL)
-        self.running.remove(worker)
-        self.killed += 1
-
-    def reap(self) -> int:
-        """Forget the workers that died at their crash point (and kill their beat); how many."""
-        dead = [w for w in self.running if w.proc.poll() is not None]
-        for worker in dead:
-            _killpg(worker.proc, signal.SIGKILL)
-            self.running.remove(worker)
-            if worker.crash_at:
-                self.crashed += 1
-            else:
-                self.exited += 1
-        return len(dead)
-
-    def stop_all(self) -> None:
-        for worker in self.running:
-            _killpg(worker.proc, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        for worker in self.running:
-            with suppress(subprocess.TimeoutExpired):
-                worker.proc.wait(max(deadline - time.monotonic(), 0.1))
-            _killpg(worker.proc, signal.SIGKILL)
-        self.running = []
-
-
-def _killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    if sig == signal.SIGKILL:
-        proc.wait(10)
+#: How long an armed freeze waits for a drain to hold the lock before freezing anyway.
+FREEZE_WAIT_S = 2.0
+#: How long a worker armed to stop itself at a drain step may take to reach it.
+POINT_WAIT_S = 8.0
 
 
 @dataclass
@@ -233,33 +112,53 @@ class World:
     run_dir: Path
 
 
-@dataclass
-class Books:
-    figures: Counter[str] = field(default_factory=Counter)
-    anomalies: list[str] = field(default_factory=list)
+def draw_dialect(seed: int, number: int, only: str | None = None) -> str:
+    """The trial's dialect preset: ``only``, or drawn from its own seeded generator."""
+    if only is not None:
+        return only
+    return random.Random(f"{seed}:{number}:dialect").choice(sorted(DIALECTS))
+
+
+def phone_of(serial: int) -> str:
+    return f"212{3000000 + serial:07d}"
 
 
 class Trial:
-    def __init__(self, world: World, number: int, seed: int) -> None:
+    def __init__(
+        self,
+        world: World,
+        number: int,
+        seed: int,
+        dialect: str | None = None,
+        force: frozenset[str] = frozenset(),
+        keep: bool = False,
+    ) -> None:
         self.world = world
         self.number = number
         self.rng = random.Random(f"{seed}:{number}")
         self.plan = Plan.draw(self.rng)
+        self.fence_rng = random.Random(f"{seed}:{number}:fence")
+        self.fence = FencePlan.draw(self.fence_rng, self.plan, force)
+        self.keep = keep
+        self.dialect_name = draw_dialect(seed, number, dialect)
+        self.dialect: Dialect = DIALECTS[self.dialect_name]
         self.prefix = f"chaos-{seed}-{number}-{os.getpid()}"
         self.logs = world.run_dir / f"trial-{number}"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.settings = Settings(
-            database_url=world.database_url,
-            redis_url=world.redis.url,
-            redis_prefix=self.prefix,
-            livevox_base_url=world.sim_url,
-            log_level="WARNING",
-        )
-        self.accepted: list[tuple[str, str]] = []  # (record id, phone1) in acceptance order
-        self.resent: set[str] = set()  # record ids in batches an operator re-sent from in_doubt
+        self.settings = settings_from_env(self.env())
+        self.faults = faults(self.fence.read_timeout_s)
+        self.accepted: list[Lead] = []
+        #: record id -> the statuses its batch was re-sent from after a warning, one per re-send
+        self.resent: dict[str, list[str]] = {}
         self.books = Books()
         self.serial = 0
-        self.operator_due = False
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.t0 = 0.0
+        self.operator_due: list[OperatorRace] = []
+        #: an armed freeze: (armed at, s past the TTL, mid-call, the standby started for it)
+        self.freeze_armed: tuple[float, float, bool, Worker | None] | None = None
+        #: a freeze at a drain step: (armed at, s past the TTL, the step, the worker once started)
+        self.point_freeze: tuple[float, float, str, Worker | None] | None = None
 
     def env(self) -> dict[str, str]:
         w = self.world
@@ -268,73 +167,103 @@ class Trial:
             "APPENDQ_REDIS_URL": w.redis.url,
             "APPENDQ_REDIS_PREFIX": self.prefix,
             "APPENDQ_LIVEVOX_BASE_URL": w.sim_url,
-            "APPENDQ_DRAIN_INTERVAL_S": "0.2",
-            "APPENDQ_RATE_MAX_CALLS": str(MAX_CALLS),
-            "APPENDQ_RATE_WINDOW_S": str(WINDOW_S),
-            "APPENDQ_RATE_MARGIN_S": "0.1",
-            "APPENDQ_LIVEVOX_CONNECT_TIMEOUT_S": "0.5",
-            "APPENDQ_LIVEVOX_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
-            "APPENDQ_CALL_GRACE_S": "0.5",
-            "APPENDQ_RETRY_BASE_S": "0.2",
-            "APPENDQ_RETRY_CAP_S": "1",
-            "APPENDQ_CAMPAIGN_CACHE_S": "1",
-            "APPENDQ_BATCH_MAX": str(self.plan.batch_max),
-            "APPENDQ_LOG_LEVEL": "WARNING",
+            **worker_env(self.fence.read_timeout_s, self.plan.batch_max),
+            **({"APPENDQ_LIVEVOX_API_VERSION": ""} if self.dialect.unversioned_only else {}),
         }
+
+    def summary(self) -> str:
+        return "; ".join(p for p in (self.plan.summary(), self.fence.summary()) if p)
 
     def run(self) -> Books:
         with self.world.engine.begin() as conn:
             conn.execute(text("TRUNCATE batches, records, events, target_states CASCADE"))
         self.world.sim.post(
-            "/_admin/reset", json={"rate_max_calls": MAX_CALLS, "rate_window_s": WINDOW_S}
+            "/_admin/reset",
+            json={
+                "rate_max_calls": MAX_CALLS,
+                "rate_window_s": WINDOW_S,
+                "dialect": {"preset": self.dialect_name},
+            },
         ).raise_for_status()
         workers = Workers(self.env(), self.logs)
+        scraper = Scraper(self.settings)
         try:
-            self._chaos(workers)
-            settled = self._settle(workers)
+            with scraper:
+                self._chaos(workers)
+                settled = self._settle(workers)
         finally:
             workers.stop_all()
         self._count(settled)
+        self._count_processes(workers, scraper)
+        self._forget_keys()
+        if not self.books.anomalies and not self.keep:
+            shutil.rmtree(self.logs, ignore_errors=True)
+        return self.books
+
+    def _count_processes(self, workers: Workers, scraper: Scraper) -> None:
         f = self.books.figures
         f["worker kill -9"] += workers.killed
         f["worker crashes at APPENDQ_CRASH_AT"] += workers.crashed
         f["worker exits without a crash point"] += workers.exited
+        f.update(workers.lease_lines())
+        f.update(scraper.counts)
+        f["freeze: trials"] += self.fence.freeze is not None
+        f["long calls: trials (read timeout 1.5 s)"] += self.fence.long_calls
+        f["operator: trials"] += bool(self.fence.operator)
+        f["two targets: trials"] += bool(self.fence.pinned)
         if workers.exited:
             self.books.anomalies.append(f"{workers.exited} worker(s) exited on their own")
-        self._forget_keys()
-        if not self.books.anomalies:
-            shutil.rmtree(self.logs, ignore_errors=True)
-        return self.books
 
     # -- the chaos phase ------------------------------------------------------------------------
 
-    def _events(self) -> list[tuple[float, str, Any]]:
-        p = self.plan
-        events: list[tuple[float, str, Any]] = []
-        events += [(t, "submit", n) for t, n in p.submissions]
-        events += [(t, "worker", crash) for t, crash in p.workers]
-        events += [(t, "kill", None) for t in p.kills]
-        events += [(t, "fault", (name, times)) for t, name, times in p.faults]
-        events += [(t, "operator", None) for t in p.operator]  # acts on the next in_doubt
+    def _later(self, at: float, kind: str, arg: Any = None) -> None:
+        """Schedule an event ``at`` s after the trial's start (events may schedule others)."""
+        self.events.append((at, len(self.events), kind, arg))
+        self.events.sort(key=lambda e: (e[0], e[1]))
+
+    def _plan_events(self) -> None:
+        p, fence = self.plan, self.fence
+        for t, n in p.submissions:
+            self._later(t, "submit", n)
+        for t, crash in p.workers:
+            self._later(t, "worker", crash)
+        for t in p.kills:
+            self._later(t, "kill")
+        for t, name, times in p.faults:
+            self._later(t, "fault", (name, times))
         if p.redis_restart:
-            events.append((p.redis_restart[0], "redis", p.redis_restart[1]))
-        return sorted(events, key=lambda e: e[0])
+            self._later(p.redis_restart[0], "redis", p.redis_restart[1])
+        if fence.freeze:
+            self._later(fence.freeze[0], "freeze", fence.freeze[1:])
+        for stall in fence.stalls:
+            self._later(stall.at, "stall", stall)
+        for race in fence.operator:
+            self._later(race.at, "operator", race)
+        for t, serials in fence.pinned:
+            self._later(t, "pinned", serials)
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
 
     def _chaos(self, workers: Workers) -> None:
         """Play the plan's events; past its duration, go on (up to FAULT_GRACE_S) until the
-        simulator has used every fault queued."""
-        events = self._events()
-        t0 = time.monotonic()
-        while events or not self._chaos_over(time.monotonic() - t0):
-            while events and events[0][0] <= time.monotonic() - t0:
-                _, kind, arg = events.pop(0)
+        simulator has used every fault queued and every scheduled event (a thaw, an operator's
+        confirmation) has happened."""
+        self.t0 = time.monotonic()
+        self._plan_events()
+        while self.events or self._freeze_pending() or not self._chaos_over(self._now()):
+            while self.events and self.events[0][0] <= self._now():
+                _, _, kind, arg = self.events.pop(0)
                 self._do(kind, arg, workers)
-            if workers.reap() or not workers.running:
+            if workers.reap() or not workers.awake:
                 workers.start(self.rng.choice([None, None, None, *POINTS]))
-            if self.operator_due and self._operator_resend():
-                self.operator_due = False
+            self._try_freeze(workers)
+            self._operator_preview()
             time.sleep(0.05)
-        self.operator_due = False
+        self.operator_due = []
+
+    def _freeze_pending(self) -> bool:
+        return self.freeze_armed is not None or self.point_freeze is not None
 
     def _chaos_over(self, elapsed: float) -> bool:
         if elapsed < self.plan.duration:
@@ -347,16 +276,25 @@ class Trial:
         f = self.books.figures
         if kind == "submit":
             self._submit(arg)
+        elif kind == "pinned":
+            self._submit_pinned(arg)
         elif kind == "worker":
             workers.start(arg)
-        elif kind == "kill" and workers.running:
-            workers.kill9(self.rng.choice(workers.running))
+        elif kind == "kill" and workers.awake:
+            workers.kill9(self.rng.choice(workers.awake))
         elif kind == "fault":
-            name, times = arg
-            self._fault(name, times)
+            self._fault(*arg)
             f["simulator faults injected"] += 1
-        elif kind == "operator":  # from now on, as soon as a batch is in_doubt
-            self.operator_due = True
+        elif kind == "stall":
+            self._long_stall(arg)
+        elif kind == "operator":  # from now on, as soon as a batch is retryable
+            self.operator_due.append(arg)
+        elif kind == "confirm":
+            self._operator_confirm(*arg)
+        elif kind == "freeze":
+            self._arm_freeze(arg, workers)
+        elif kind == "thaw":
+            workers.thaw(arg)
         elif kind == "redis":
             self.world.redis.kill9()
             time.sleep(arg)
@@ -364,48 +302,200 @@ class Trial:
             f["Redis kill -9 + restart"] += 1
 
     def _submit(self, n: int) -> None:
+        """``n`` leads to TARGET: unique phone1 and firstName (the books' tag); an account
+        unless this trial sends phones through two targets (race 4 needs none)."""
         leads = []
         for _ in range(n):
             self.serial += 1
-            leads.append(
-                {"phone1": f"212{3000000 + self.serial:07d}", "account": f"C{self.serial}"}
-            )
+            lead = {"phone1": phone_of(self.serial), "firstName": f"S{self.serial}"}
+            if not self.fence.pinned:
+                lead["account"] = f"C{self.serial}"
+            leads.append(lead)
+        self._enqueue(TARGET, leads)
+
+    def _submit_pinned(self, serials: list[int]) -> None:
+        """Leads to PINNED with the phone1 of TARGET leads (sent already or still to come)."""
+        self._enqueue(PINNED, [{"phone1": phone_of(s), "firstName": f"P{s}"} for s in serials])
+
+    def _enqueue(self, target: str, leads: list[dict[str, str]]) -> None:
         with connect(self.settings) as producer:
-            receipt = producer.enqueue(TARGET, leads)
+            receipt = producer.enqueue(target, leads)
         assert not receipt.errors and not receipt.duplicates, receipt.to_dict()
-        self.accepted += zip(receipt.record_ids, [r["phone1"] for r in leads], strict=True)
+        self.accepted += [
+            Lead(rid, target, lead["firstName"], lead["phone1"])
+            for rid, lead in zip(receipt.record_ids, leads, strict=True)
+        ]
 
     def _fault(self, name: str, times: int) -> None:
         if name == "session_expiry":
             self.world.sim.post("/_admin/sessions/expire").raise_for_status()
             return
-        body = {"kind": "append", "fault": FAULTS[name], "times": times}
+        fault = dict(self.faults[name])
+        if name == "429":  # the rate-limit answer, as this dialect gives it
+            fault["status"] = self.dialect.rate_limit_status
+        self._push_fault(fault, times)
+
+    def _push_fault(self, fault: dict[str, Any], times: int) -> None:
+        body = {"kind": "append", "fault": fault, "times": times}
         self.world.sim.post("/_admin/faults", json=body).raise_for_status()
 
-    def _operator_resend(self) -> int:
-        with Session(self.world.engine) as session, session.begin():
-            moved = retry_batches(
-                session,
-                RetryFilter(statuses=(BatchStatus.IN_DOUBT,)),
-                reason="chaos: operator re-sends in_doubt batches",
-                actor="operator:chaos",
+    def _long_stall(self, stall: LongStall) -> None:
+        """An Append longer than the rate window but inside the read timeout: processed first
+        (counted by LiveVox at its start) or after the stall (counted at its end)."""
+        self._push_fault({"stall_s": stall.stall_s, "apply": stall.apply}, stall.times)
+        how = "processed, then stalled" if stall.apply else "stalled, then landing late"
+        self.books.figures[f"long calls: stalls injected ({how})"] += 1
+
+    # -- freeze: the drain lease expires under a frozen worker ------------------------------------
+
+    def _arm_freeze(self, freeze: tuple[float, str], workers: Workers) -> None:
+        """From now on, freeze a worker as soon as a drain holds the lock ("lock"), as soon as
+        an Append stalled for it is in flight ("mid-call"), or start a worker that stops itself
+        at that step of the drain (a STOP_POINT); a standby drains meanwhile (started if
+        needed: it boots while the victim still holds the lock)."""
+        extra_s, mode = freeze
+        if mode in STOP_POINTS:  # the victim starts once some batch was appended (below)
+            self.point_freeze = (self._now(), extra_s, mode, None)
+            return
+        if mode == "mid-call":
+            stall = round(self.fence.read_timeout_s * 0.8, 2)
+            self._push_fault({"stall_s": stall, "apply": True}, 1)
+        self.freeze_armed = (self._now(), extra_s, mode == "mid-call", self._standby(workers))
+
+    def _standby(self, workers: Workers, besides: Worker | None = None) -> Worker | None:
+        """A worker started to drain while the victim is frozen, unless one is awake already."""
+        if len([w for w in workers.awake if w is not besides]) >= (1 if besides else 2):
+            return None
+        self.books.figures["freeze: standby workers started"] += 1
+        return workers.start()
+
+    def _try_freeze(self, workers: Workers) -> None:
+        self._watch_point_freeze(workers)
+        if self.freeze_armed is None:
+            return
+        armed_at, extra_s, mid_call, standby = self.freeze_armed
+        ready = self._stalled_call() if mid_call else self._lock_held()
+        if not ready and self._now() - armed_at < FREEZE_WAIT_S * (2 if mid_call else 1):
+            return
+        if len(workers.awake) < 2:  # the victim or the standby died meanwhile: arm again
+            self.freeze_armed = (self._now(), extra_s, False, self._standby(workers))
+            return
+        self.freeze_armed = None
+        victim = self.fence_rng.choice([w for w in workers.awake if w is not standby])
+        workers.freeze(victim)
+        f = self.books.figures
+        f["freeze: frozen while a drain held the lock"] += self._lock_held()
+        f["freeze: frozen with an Append in flight"] += mid_call and ready
+        self._frozen(victim, extra_s)
+
+    def _frozen(self, victim: Worker, extra_s: float) -> None:
+        self.books.figures["freeze: workers frozen past the lease TTL"] += 1
+        self._later(self._now() + lease_ttl_s(self.settings) + extra_s, "thaw", victim)
+
+    def _watch_point_freeze(self, workers: Workers) -> None:
+        """A freeze at a drain step. Once a batch was appended (so that reconciliation can
+        conclude "nothing landed" while the victim is frozen), start the victim, which stops
+        itself at the step, and a standby; once it stopped, thaw it later. If it died or did not
+        reach its step within POINT_WAIT_S, give up."""
+        if self.point_freeze is None:
+            return
+        armed_at, extra_s, mode, victim = self.point_freeze
+        f = self.books.figures
+        if victim is None:
+            if self._appended_once():
+                victim = workers.start(stop_at=mode)
+                self._standby(workers, besides=victim)
+                self.point_freeze = (self._now(), extra_s, mode, victim)
+        elif victim.stopped():
+            self.point_freeze = None
+            victim.frozen = True
+            f[f"freeze: stopped itself {mode}"] += 1
+            self._frozen(victim, extra_s)
+            return
+        if self.point_freeze and (
+            (victim is not None and victim not in workers.running)
+            or self._now() - armed_at > POINT_WAIT_S
+        ):
+            self.point_freeze = None
+            f["freeze: never reached its step"] += 1
+
+    def _appended_once(self) -> bool:
+        with self.world.engine.connect() as conn:
+            return bool(
+                conn.scalar(text("SELECT 1 FROM batches WHERE status = 'appended' LIMIT 1"))
             )
-            ids = session.scalars(
-                text("SELECT id::text FROM records WHERE batch_id = ANY(:b) AND status IS NULL"),
-                {"b": [m.id for m in moved]},
+
+    def _stalled_call(self) -> bool:
+        """An Append call with a stall fault is in flight (not answered yet)."""
+        calls = self.world.sim.get("/_admin/calls").json()
+        return any(
+            c["kind"] == "append" and c["status"] is None and (c.get("fault") or {}).get("stall_s")
+            for c in calls[-50:]
+        )
+
+    def _lock_held(self) -> bool:
+        client = self._redis()
+        try:
+            return bool(client.exists(Keys(self.prefix).drain_lock))
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    # -- operator: preview, a wait while ticks run, confirmation ----------------------------------
+
+    def _operator_preview(self) -> None:
+        """The next due operator previews the retryable batches; if any, it confirms after its
+        wait (an event, so ticks run meanwhile)."""
+        if not self.operator_due:
+            return
+        with Session(self.world.engine) as session:
+            shown = preview_retry(session, RetryFilter(statuses=RETRYABLE))
+        if not shown:
+            return
+        race = self.operator_due.pop(0)
+        f = self.books.figures
+        f["operator: previews"] += 1
+        f["operator: batches previewed"] += len(shown)
+        self._later(self._now() + race.wait_s, "confirm", (shown,))
+
+    def _operator_confirm(self, shown: list[BatchSummary]) -> None:
+        """Retry exactly what the preview showed, as it showed it. The records of a moved batch
+        that the preview warned about (may send twice) are the only allowed duplicates."""
+        f = self.books.figures
+        with Session(self.world.engine) as session, session.begin():
+            result = retry(
+                session,
+                RetryFilter(statuses=RETRYABLE),
+                reason="chaos: operator confirms the previewed batches",
+                actor="operator:chaos",
+                only={b.id: b.seen() for b in shown},
+            )
+            warned = {b.id: b.status for b in result.moved if b.may_duplicate}
+            rows = session.execute(
+                text(
+                    "SELECT id::text, batch_id FROM records"
+                    " WHERE batch_id = ANY(:b) AND status IS NULL"
+                ),
+                {"b": list(warned)},
             ).all()
-        self.resent.update(ids)
-        self.books.figures["operator re-sends of in_doubt batches"] += len(moved)
-        return len(moved)
+        for rid, batch_id in rows:
+            self.resent.setdefault(rid, []).append(warned[batch_id])
+        f["operator: batches moved"] += len(result.moved)
+        for moved in result.moved:
+            f[f"operator: moved from {moved.status}"] += 1
+        f["operator: batches left alone (changed since the preview)"] += len(result.left)
 
     # -- settling and counting ----------------------------------------------------------------
 
     def _settle(self, workers: Workers) -> bool:
         """Clear the faults, leave one clean worker, and wait until nothing is open."""
         self.world.sim.delete("/_admin/faults").raise_for_status()
-        for worker in [w for w in workers.running if w.crash_at]:
-            workers.kill9(worker)
-            workers.killed -= 1  # not chaos: the settle phase wants a worker without crash point
+        for worker in list(workers.running):
+            workers.thaw(worker)  # none should be left frozen; be sure
+            if worker.crash_at:
+                workers.kill9(worker)
+                workers.killed -= 1  # not chaos: the settle phase wants no crash point
         workers.reap()
         if not workers.running:
             workers.start()
@@ -424,10 +514,14 @@ class Trial:
         return redis.Redis.from_url(self.world.redis.url, socket_timeout=5)
 
     def _queued_ids(self) -> set[str]:
+        """Record ids still queued or claimed, of every target of the trial."""
+        keys = Keys(self.prefix)
         client = self._redis()
         try:
-            items = client.lrange(f"{self.prefix}:q:{TARGET}", 0, -1)
-            items += client.lrange(f"{self.prefix}:inflight:{TARGET}", 0, -1)
+            items = []
+            for target in (TARGET, PINNED):
+                items += client.lrange(keys.queue(target), 0, -1)
+                items += client.lrange(keys.inflight(target), 0, -1)
         finally:
             client.close()
         return {json.loads(item)["id"] for item in items}
@@ -439,81 +533,46 @@ class Trial:
             )
         return not open_batches and not self._queued_ids()
 
-    def _count(self, settled: bool) -> None:
+    def _rows(self) -> dict[str, Row]:
         with self.world.engine.connect() as conn:
             rows = {
-                r[0]: r[1:]
-                for r in conn.execute(
+                rid: Row(status, bool(hold))
+                for rid, status, hold in conn.execute(
                     text(
-                        "SELECT r.id::text, coalesce(r.status, b.status), r.phone1"
+                        "SELECT r.id::text, coalesce(r.status::text, b.status::text),"
+                        " r.status IS NULL AND b.status = 'held' AND b.error_kind = 'operator'"
                         " FROM records r JOIN batches b ON b.id = r.batch_id"
                     )
                 )
             }
-            f = self.books.figures
             for to, n in conn.execute(
                 text(
                     "SELECT to_status, count(*) FROM events"
                     " WHERE from_status = 'sending' GROUP BY to_status"
                 )
             ):
-                f[f"batch sending -> {to}"] += n
-        queued = self._queued_ids()
-        at_sim = self.world.sim.get(f"/_admin/campaigns/{CAMPAIGN}/records").json()
-        received = Counter(str(r["phone1"]) for r in at_sim)
-        calls = [
-            c["at"] for c in self.world.sim.get("/_admin/calls").json() if c["kind"] == "append"
-        ]
-        f = self.books.figures
-        f["trials"] += 1
-        f["records accepted"] += len(self.accepted)
-        for rid, phone in self.accepted:
-            self._count_record(rid, phone, rows.get(rid), rid in queued, received[phone])
+                self.books.figures[f"batch sending -> {to}"] += n
+        return rows
+
+    def _count(self, settled: bool) -> None:
+        sim = self.world.sim
+        seen = Seen(
+            accepted=self.accepted,
+            rows=self._rows(),
+            queued=self._queued_ids(),
+            at_sim=sim.get(f"/_admin/campaigns/{CAMPAIGN}/records").json(),
+            calls=sim.get("/_admin/calls").json(),
+            resent=self.resent,
+        )
+        count(
+            self.books,
+            seen,
+            window_s=WINDOW_S,
+            max_calls=MAX_CALLS,
+            rate_status=self.dialect.rate_limit_status,
+        )
         if not settled:
             self.books.anomalies.append("did not settle")
-        self._count_fifo(at_sim)
-        violations, most = rate_violations(calls, WINDOW_S, MAX_CALLS)
-        f["rate-window violations"] += violations
-        f["max appends in any window"] = max(f["max appends in any window"], most)
-        if violations:
-            self.books.anomalies.append(f"{violations} rate-window violations (max {most})")
-
-    def _count_record(
-        self, rid: str, phone: str, row: tuple[str, str] | None, queued: bool, received: int
-    ) -> None:
-        f = self.books.figures
-        status = row[0] if row else ("queued" if queued else "nowhere")
-        if status in ("appended", "held", "rejected", "in_doubt", "failed"):
-            f[status] += 1
-        else:
-            f["unsettled"] += 1
-        problem = None
-        if status == "nowhere":
-            problem = "  lost: nowhere (not in Redis, not in PostgreSQL)"
-        elif status == "appended" and not received:
-            problem = "  lost: appended in the audit, never at LiveVox"
-        elif received > 1:
-            problem = "sent twice via re-sent in_doubt" if rid in self.resent else "sent twice"
-        elif received and status not in ("appended", "in_doubt") and rid not in self.resent:
-            problem = "at LiveVox but audit says not appended"
-        if problem is None:
-            return
-        f[problem] += 1
-        if problem.startswith("  lost"):
-            f["lost"] += 1
-        if problem != "sent twice via re-sent in_doubt":
-            self.books.anomalies.append(f"{problem.strip()}: record {rid} ({status})")
-
-    def _count_fifo(self, at_sim: list[dict[str, Any]]) -> None:
-        order = {phone: i for i, (_, phone) in enumerate(self.accepted)}
-        first = [order[p] for p in dict.fromkeys(str(r["phone1"]) for r in at_sim) if p in order]
-        late, highest = 0, -1
-        for position in first:
-            late += position < highest
-            highest = max(highest, position)
-        if late:
-            self.books.figures["out of FIFO order (records)"] += late
-            self.books.anomalies.append(f"{late} records reached LiveVox out of FIFO order")
 
     def _forget_keys(self) -> None:
         client = self._redis()
@@ -523,20 +582,6 @@ class Trial:
                 client.delete(*keys[i : i + 500])
         finally:
             client.close()
-
-
-def rate_violations(times: list[float], window: float, max_calls: int) -> tuple[int, int]:
-    """(calls that open a window [t, t + window) holding more than max_calls, the most held)."""
-    times = sorted(times)
-    violations, most, end = 0, 0, 0
-    for start, at in enumerate(times):
-        end = max(end, start)
-        while end < len(times) and times[end] - at < window:
-            end += 1
-        held = end - start
-        most = max(most, held)
-        violations += held > max_calls
-    return violations, most
 
 
 @contextmanager
@@ -564,39 +609,45 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", type=int, help="run this one trial of the seed (a replay)")
+    parser.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        help="play this LiveVox dialect in every trial [default: one drawn per trial]",
+    )
+    parser.add_argument(
+        "--force",
+        action="append",
+        choices=FENCE_KINDS,
+        default=[],
+        help="play this fault of issue 8 in every trial (repeatable) [default: drawn per trial]",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep every trial's logs")
     args = parser.parse_args()
     numbers = [args.only] if args.only is not None else list(range(args.trials))
     total = Counter[str]()
+    by_dialect: dict[str, Counter[str]] = {}
     flagged: list[str] = []
     started = time.monotonic()
     with world() as w:
         print(f"run directory {w.run_dir}; seed {args.seed}", flush=True)
         for number in numbers:
             t0 = time.monotonic()
-            trial = Trial(w, number, args.seed)
+            trial = Trial(w, number, args.seed, args.dialect, frozenset(args.force), args.keep)
             books = trial.run()
-            most = max(
-                total["max appends in any window"], books.figures["max appends in any window"]
-            )
-            total.update(books.figures)
-            total["max appends in any window"] = most
+            add_up(total, by_dialect, trial.dialect_name, books)
             line = f"trial {number:>3}: {books.figures['records accepted']:>5} records, "
-            line += f"{time.monotonic() - t0:4.1f} s  [{trial.plan.summary()}]"
+            line += f"{time.monotonic() - t0:4.1f} s  [{trial.dialect_name}; {trial.summary()}]"
             if books.anomalies:
                 line += f"  ANOMALY ({w.run_dir / f'trial-{number}'}): " + "; ".join(
                     books.anomalies[:5]
                 )
                 flagged.append(f"--seed {args.seed} --only {number}")
             print(line, flush=True)
-        keep = bool(flagged)
-    print()
-    print(f"chaos: {MAX_CALLS} calls per {WINDOW_S:g} s, 0.2 s drain interval, seed {args.seed}")
-    for name in FIGURES:
-        print(f"{name:<52} {total[name]:>12,}")
-    print(f"{'elapsed':<52} {time.monotonic() - started:>11.0f}s")
+    print_figures(total, args.seed, time.monotonic() - started)
+    print_dialects(by_dialect)
     if flagged:
         print("replay the flagged trials with: " + ", ".join(flagged))
-    if not keep:
+    elif not args.keep:
         shutil.rmtree(w.run_dir, ignore_errors=True)
 
 

@@ -2,6 +2,10 @@
 ``connect(settings)`` gives a ``Producer`` (a context manager that closes its Redis connections);
 ``Producer.enqueue(target, records)`` queues one submission, ``Producer.enqueue_stream(target,
 read_records(path))`` a file of any size. Both return a ``Receipt``.
+
+Refusals of a whole submission are typed (``appendq.errors``): ``InvalidValue`` (a target whose id
+is out of range; ``.field`` names service/campaign), ``TooManyTargets`` (a new target past
+APPENDQ_MAX_TARGETS) and ``PhoneBudgetExceeded`` (past APPENDQ_INTAKE_MAX_PHONES).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from producer.api import (
     Producer,
     Receipt,
     StreamItem,
+    check_phone_budget,
     connect,
     parse_target,
 )
@@ -24,6 +29,7 @@ __all__ = [
     "Producer",
     "Receipt",
     "StreamItem",
+    "check_phone_budget",
     "connect",
     "format_for",
     "iter_records",

@@ -16,6 +16,12 @@ writes it to the audit (status ``duplicate``) and never sends it; the receipt li
 (``RecordQueue.push_deduped``): of two copies submitted at the same moment, exactly one is accepted.
 Known limit: the first record blocks its phone (or account) for the rest of the day even if LiveVox
 later rejects it; each duplicate names it, so the audit explains why the copy was not sent.
+
+Bounds at the door, before any record is validated: the target's id must fit the BIGINT column
+it is stored in (``Target``; ``InvalidValue`` naming service/campaign); one ``enqueue`` call holds
+at most ``max_phones`` phone numbers (``PhoneBudgetExceeded``; the HTTP intake passes
+APPENDQ_INTAKE_MAX_PHONES to ``connect``); and a new target is created only while fewer than
+``max_targets`` exist (``TooManyTargets``; APPENDQ_MAX_TARGETS, ``appendq.target_quota``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from appendq.keys import Keys
 from appendq.queue import RecordQueue
 from appendq.records import QueuedRecord, Target, new_record_id, validate_record
 from appendq.settings import Settings
+from appendq.target_quota import TargetQuota
+from producer.door import check_phone_budget as check_phone_budget  # re-exported
+from producer.door import parse_target as parse_target  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ _Numbered = tuple[int, int | None, Mapping[str, Any] | FieldError]
 
 #: The producer's time zone unless told otherwise (Settings.timezone's default).
 DEFAULT_TZ = ZoneInfo("America/New_York")
+#: Targets that may exist at once unless told otherwise (Settings.max_targets's default).
+DEFAULT_MAX_TARGETS = 200
 
 
 @dataclass(frozen=True)
@@ -145,16 +156,6 @@ class EnqueueInterrupted(AppendqError):
         return f"stopped ({self.cause}): {done}{doubt}; nothing after that was queued"
 
 
-def parse_target(value: Target | str | int) -> Target:
-    """``service:ID`` / ``campaign:ID``; a plain number is a service id."""
-    if isinstance(value, Target):
-        return value
-    text = str(value).strip()
-    if text.isdigit():
-        return Target("service", int(text))
-    return Target.parse(text)
-
-
 @dataclass(frozen=True)
 class _Checked:
     """Result of validating some records: the queued form of the good ones with their (index,
@@ -181,6 +182,8 @@ def _utcnow() -> datetime:
 class Producer:
     """Validates, dedupes (``dedupe``: phone1, account or off; per target and per day in ``tz``)
     and queues records. ``clock`` gives the current instant: it stamps records and picks the day.
+    ``max_phones`` bounds the phone numbers of one ``enqueue`` call (None: no bound);
+    ``max_targets`` the targets that may exist at once.
     """
 
     def __init__(
@@ -191,6 +194,8 @@ class Producer:
         dedupe: Mode = "phone1",
         tz: ZoneInfo = DEFAULT_TZ,
         clock: Callable[[], datetime] = _utcnow,
+        max_phones: int | None = None,
+        max_targets: int = DEFAULT_MAX_TARGETS,
     ) -> None:
         if dedupe not in MODES:
             raise ValueError(f"unknown dedupe mode {dedupe!r}: use one of {', '.join(MODES)}")
@@ -199,6 +204,8 @@ class Producer:
         self.dedupe: Mode = dedupe
         self.tz = tz
         self.clock = clock
+        self.max_phones = max_phones
+        self.quota = TargetQuota(queue.redis, queue.keys, max_targets)
 
     def close(self) -> None:
         """Close the Redis connections of the queue."""
@@ -217,11 +224,16 @@ class Producer:
         *,
         rows: Sequence[int] | None = None,
     ) -> Receipt:
-        """Validate ``records`` and queue the good ones, in order, in one Redis push."""
+        """Validate ``records`` and queue the good ones, in order, in one Redis push.
+
+        Raises before validating anything: ``InvalidValue`` for a bad target,
+        ``PhoneBudgetExceeded`` past ``max_phones``, ``TooManyTargets`` for a new target past
+        ``max_targets``."""
         where = str(parse_target(target))
         raws = list(records)
         if rows is not None and len(rows) != len(raws):
             raise ValueError(f"rows has {len(rows)} entries for {len(raws)} records")
+        check_phone_budget(raws, self.max_phones)
         numbered = [(i, rows[i] if rows is not None else None, raw) for i, raw in enumerate(raws)]
         checked = self._check(numbered)
         pushed = self._push(where, checked)
@@ -237,7 +249,9 @@ class Producer:
         chunk: int = DEFAULT_CHUNK,
         progress: Callable[[int], None] | None = None,
     ) -> Receipt:
-        """Validate and queue a large stream ``chunk`` records at a time, in order.
+        """Validate and queue a large stream ``chunk`` records at a time, in order. A target
+        that may not exist is refused (``TooManyTargets``) at the first push, before anything
+        is queued; later chunks do not ask again.
 
         ``items`` are ``(row, record or error)`` pairs as ``producer.files.read_records`` yields
         them. ``progress`` gets the running number of items processed after each chunk.
@@ -249,7 +263,8 @@ class Producer:
             for batch in _numbered_chunks(items, chunk, state.errors):
                 checked = self._check(batch)
                 state.pushing = batch
-                pushed = self._push(state.target, checked)
+                pushed = self._push(state.target, checked, admit=not state.admitted)
+                state.admitted = state.admitted or bool(checked.records)
                 state.confirm(checked, pushed)
                 if progress is not None:
                     progress(state.done)
@@ -281,10 +296,13 @@ class Producer:
         records = [QueuedRecord(new_record_id(), stamp, p) for p in payloads]
         return _Checked(records, places, errors, day_of(now, self.tz))
 
-    def _push(self, target: str, checked: _Checked) -> _Pushed:
+    def _push(self, target: str, checked: _Checked, *, admit: bool = True) -> _Pushed:
+        """Queue the good records (``admit``: after checking the target may exist)."""
         records = checked.records
         if not records:
             return _Pushed([], [])
+        if admit:
+            self.quota.admit(target)
         if self.dedupe == "off":
             self.queue.push(target, records)
             return _Pushed([r.id for r in records], [])
@@ -318,6 +336,7 @@ class _StreamState:
         self.done = 0
         self.last_row: int | None = None
         self.pushing: list[_Numbered] = []
+        self.admitted = False  # the target quota let this target exist (asked once)
 
     def confirm(self, checked: _Checked, pushed: _Pushed) -> None:
         self.ids.extend(pushed.ids)
@@ -375,8 +394,17 @@ def _log_receipt(receipt: Receipt) -> None:
     )
 
 
-def connect(settings: Settings) -> Producer:
-    """A Producer on the Redis and key prefix of ``settings``; close it when done."""
+def connect(settings: Settings, *, max_phones: int | None = None) -> Producer:
+    """A Producer on the Redis and key prefix of ``settings``; close it when done. ``max_phones``
+    bounds one ``enqueue`` call: the HTTP intake passes APPENDQ_INTAKE_MAX_PHONES (one request
+    must never hold a worker for seconds); a program using the API decides its own batches."""
     client = redis.Redis.from_url(settings.redis_url)
     queue = RecordQueue(client, Keys(settings.redis_prefix))
-    return Producer(queue, region=settings.default_region, dedupe=settings.dedupe, tz=settings.tz)
+    return Producer(
+        queue,
+        region=settings.default_region,
+        dedupe=settings.dedupe,
+        tz=settings.tz,
+        max_phones=max_phones,
+        max_targets=settings.max_targets,
+    )

@@ -5,7 +5,14 @@ status, metrics, health) over the same plain functions as the CLI.
 lifespan and closed at shutdown, nothing at import time. Handlers only pick their dependencies and
 call the plain functions: ``producer.intake`` (``authenticate``, ``Intake.submit``, ...) and
 ``producer.intake_ops`` (lookup, audit search, retry, health), which raise ``Refused`` for every
-answer that is not a success. Idempotency is described in ``producer.intake``.
+answer that is not a success. Idempotency is described in ``producer.intake``; what a body may be
+(UTF-8, depth, duplicate keys) in ``producer.http_validation``.
+
+No request ends in a 500 with internals: bad values are 4xx naming the field (``InvalidValue``:
+422; a phone budget: 413; too many targets: 429), FastAPI's own validation errors are answered
+without echoing the input, and a database error that validation missed is a JSON error logged by
+class and route only (never its message: it may hold the values searched for): see
+``producer.http_errors``.
 """
 
 from __future__ import annotations
@@ -18,21 +25,28 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
-import redis
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy.exc import OperationalError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from appendq.errors import ConfigError
 from appendq.metrics import registry_for
-from appendq.records import LeadRecord
+from appendq.operator import REASON_MAX
+from appendq.records import ID_MAX, LeadRecord
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.status import collect
 from producer.api import Producer, connect
+from producer.http_errors import install_handlers
+from producer.http_validation import (
+    MAX_SMALL_BODY_BYTES,
+    BodyError,
+    SafeJSONResponse,
+    ambiguous_keys,
+    loads,
+)
 from producer.intake import MAX_RECORDS, Caller, Intake, Refused, authenticate
 from producer.intake_ops import health, lookup_record, preview, retry, retry_filter, search_audit
 
@@ -68,7 +82,14 @@ async def _caller(request: Request, _: Annotated[object, Depends(_BEARER)]) -> C
 
 async def _body(request: Request, _: Annotated[Caller, Depends(_caller)]) -> bytes:
     """The raw body, refused past the limit by Content-Length and by the bytes actually read."""
-    limit = _deps(request).settings.intake_max_body_bytes
+    return await _read(request, _deps(request).settings.intake_max_body_bytes)
+
+
+async def _small_body(request: Request, _: Annotated[Caller, Depends(_caller)]) -> bytes:
+    return await _read(request, MAX_SMALL_BODY_BYTES)
+
+
+async def _read(request: Request, limit: int) -> bytes:
     too_big = Refused(413, f"body larger than {limit:,} bytes: send fewer records per request")
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -111,17 +132,36 @@ class ReceiptDoc(BaseModel):
 
 class ErrorDoc(BaseModel):
     detail: str
+    field: str | None = Field(None, description="the parameter or body field at fault")
+
+
+class ExpectedBatch(BaseModel):
+    """One batch as ``GET /v1/batches/retry-preview`` showed it."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int = Field(ge=1, le=ID_MAX)
+    status: str = Field(max_length=16)
+    version: int = Field(ge=0, le=2**31 - 1)
 
 
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    batch: int | None = None
+    batch: int | None = Field(None, ge=1, le=ID_MAX)
     status: list[str] = Field(default_factory=list)
     target: str | int | None = Field(None, examples=["service:1001"])
     since: datetime | None = None
     until: datetime | None = None
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
-        description="why (recorded in the audit)"
+    reason: str = Field(
+        description=f"why (recorded in the audit): one line, 1 to {REASON_MAX} characters",
+        min_length=1,
+        max_length=REASON_MAX,
+    )
+    expect: list[ExpectedBatch] | None = Field(
+        None,
+        max_length=10_000,
+        description="the batches as the preview showed them (id, status, version): only those "
+        "still exactly so are moved. Without it, batches that may already be at LiveVox "
+        "(in_doubt, held after a partial landing) are left alone: re-send them by naming them.",
     )
 
 
@@ -149,20 +189,44 @@ def _leads_body() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def _retry_body() -> dict[str, Any]:
+    schema = RetryRequest.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _retry_request(raw: bytes, content_type: str | None) -> RetryRequest:
+    """The retry body, parsed with the intake's own checks (depth, UTF-8, duplicate keys)."""
+    try:
+        body = loads(raw, content_type)
+    except BodyError as exc:
+        raise Refused(exc.status, exc.detail) from None
+    if isinstance(body, dict) and ambiguous_keys(body):
+        field = ambiguous_keys(body)[0][:60]
+        raise Refused(422, f"{field!r} is given more than once: ambiguous", field=field)
+    try:
+        return RetryRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise Refused(422, f"{field}: {first['msg']}", field=field) from None
+
+
 def post_leads(
     deps: DepsDep,
     caller: CallerDep,
     raw: Annotated[bytes, Depends(_body)],
     idempotency_key: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Validate and queue up to 10,000 records; bad records get per-record errors, good ones
     go in. Same Idempotency-Key within a day: the first receipt again, nothing queued."""
-    reply = deps.intake.submit(caller, raw, idempotency_key)
-    return JSONResponse(reply.body, reply.status, reply.headers)
+    reply = deps.intake.submit(caller, raw, idempotency_key, content_type)
+    return SafeJSONResponse(reply.body, reply.status, reply.headers)
 
 
 def get_lead(record_id: str, deps: DepsDep, _: CallerDep) -> dict[str, Any]:
-    """A record's status and timeline (once a drain has claimed it)."""
+    """A record's status and timeline once a drain has batched it; before that, for a record
+    queued through this intake: status ``queued``, target, queued_at, age_s, target_depth."""
     return lookup_record(deps.rt, record_id)
 
 
@@ -171,7 +235,7 @@ def get_audit(
     _: CallerDep,
     phone: str | None = None,
     account: str | None = None,
-    batch: int | None = None,
+    batch: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     record: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
@@ -194,7 +258,7 @@ def get_retry_preview(
     target: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    batch: int | None = None,
+    batch: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
 ) -> dict[str, Any]:
     """The batches a retry with these filters would send again; changes nothing."""
     where = retry_filter(
@@ -203,8 +267,14 @@ def get_retry_preview(
     return preview(deps.rt, where)
 
 
-def post_retry(deps: DepsDep, caller: CallerDep, body: RetryRequest) -> dict[str, Any]:
+def post_retry(
+    deps: DepsDep,
+    caller: CallerDep,
+    raw: Annotated[bytes, Depends(_small_body)],
+    content_type: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
     """Send matching batches again; the reason and the caller go into the audit."""
+    body = _retry_request(raw, content_type)
     where = retry_filter(
         batch=body.batch,
         statuses=body.status,
@@ -212,7 +282,8 @@ def post_retry(deps: DepsDep, caller: CallerDep, body: RetryRequest) -> dict[str
         since=body.since,
         until=body.until,
     )
-    return retry(deps.rt, where, reason=body.reason, actor=caller.actor)
+    expect = None if body.expect is None else {e.id: (e.status, e.version) for e in body.expect}
+    return retry(deps.rt, where, reason=body.reason, actor=caller.actor, expect=expect)
 
 
 def get_status(deps: DepsDep, _: CallerDep) -> dict[str, Any]:
@@ -239,14 +310,22 @@ def _routes(app: FastAPI) -> None:
     app.post(
         "/v1/leads",
         status_code=202,
-        responses={202: {"model": ReceiptDoc}, **_errors(400, 401, 409, 413, 422, 503)},
+        responses={
+            202: {"model": ReceiptDoc},
+            **_errors(400, 401, 409, 413, 415, 422, 429, 503),
+        },
         openapi_extra=_leads_body(),
         tags=intake,
     )(post_leads)
     app.get("/v1/leads/{record_id}", responses=_errors(401, 404), tags=intake)(get_lead)
     app.get("/v1/audit", responses=_errors(401, 422), tags=ops)(get_audit)
     app.get("/v1/batches/retry-preview", responses=_errors(401, 422), tags=ops)(get_retry_preview)
-    app.post("/v1/batches/retry", responses=_errors(401, 422), tags=ops)(post_retry)
+    app.post(
+        "/v1/batches/retry",
+        responses=_errors(400, 401, 413, 415, 422),
+        openapi_extra=_retry_body(),
+        tags=ops,
+    )(post_retry)
     app.get("/v1/status", responses=_errors(401), tags=ops)(get_status)
     app.get("/metrics", response_class=Response, tags=monitoring)(get_metrics)
     app.get("/healthz", tags=monitoring)(get_healthz)
@@ -260,7 +339,7 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.build(settings)
-        producer = connect(settings)
+        producer = connect(settings, max_phones=settings.intake_max_phones)
         app.state.deps = Deps(settings, tokens, rt, producer, registry_for(rt))
         try:
             yield
@@ -272,10 +351,9 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
         title="appendq intake",
         summary="Queue leads for today's LiveVox campaign; audit and retry what happened.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
-    app.add_exception_handler(Refused, _refused)
-    for unavailable in (redis.ConnectionError, redis.TimeoutError, OperationalError):
-        app.add_exception_handler(unavailable, _unavailable)
+    install_handlers(app)
     _routes(app)
     return app
 
@@ -294,17 +372,3 @@ def _api_tokens(settings: Settings, allow_no_auth: bool) -> list[bytes]:
             "reach it can enqueue leads and retry batches. Never do this outside a local demo."
         )
     return tokens
-
-
-async def _refused(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refused)
-    return JSONResponse({"detail": exc.detail}, exc.status, exc.headers)
-
-
-async def _unavailable(_: Request, exc: Exception) -> Response:
-    log.warning("request failed, storage unavailable: %s", type(exc).__name__)
-    return JSONResponse(
-        {"detail": f"storage unavailable ({type(exc).__name__}); nothing was queued"},
-        503,
-        {"Retry-After": "5"},
-    )

@@ -1,42 +1,75 @@
 """The operator and auditor side of the HTTP intake, as plain functions of the Runtime: a record's
 lookup, the audit search, retry preview and retry, and the health check. ``producer.http`` serves
 them; they raise ``Refused`` (``producer.intake``) for every answer that is not a success.
+
+Every value that reaches PostgreSQL is checked first (ids within BIGINT, search terms and the
+operator's reason as one line of text, capped): a bad one is a 422 naming it, never a database
+error.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from appendq import audit, operator
 from appendq.db.models import BatchStatus
+from appendq.errors import InvalidValue
 from appendq.operator import RetryFilter
+from appendq.records import check_id, check_text
 from appendq.runtime import Runtime
 from producer.api import parse_target
+from producer.http_validation import MAX_QUERY_TEXT
 from producer.intake import Refused
+from producer.intake_receipts import find_queued
+
+
+def refuse(exc: InvalidValue) -> Refused:
+    """A 422 naming the field."""
+    return Refused(422, str(exc), field=exc.field)
 
 
 def lookup_record(rt: Runtime, record_id: str) -> dict[str, Any]:
-    """``GET /v1/leads/{id}``: the record's status and timeline from the audit."""
+    """``GET /v1/leads/{id}``: the record's status and timeline from the audit; for a record the
+    HTTP intake queued and no drain has batched yet, ``queued`` with its target and age
+    (``producer.intake_receipts.find_queued``)."""
     try:
         uuid.UUID(record_id)
     except ValueError:
-        raise Refused(404, f"{record_id!r} is not a record id") from None
-    with rt.sessions() as session:
-        found = audit.find_records(session, record_id=record_id, limit=1)
-    if not found:
+        raise Refused(404, f"{record_id[:60]!r} is not a record id") from None
+    found = _audited(rt, record_id)
+    if found is not None:
+        return found
+    queued = find_queued(rt.redis, rt.keys, record_id)
+    if queued is not None and queued["target_depth"] > 0:
+        return queued
+    found = _audited(rt, record_id)  # batched between the two looks
+    if found is not None:
+        return found
+    if queued is not None:
         raise Refused(
             404,
-            f"record {record_id}: not yet batched or unknown (a queued record reaches the audit "
-            "when a drain claims it)",
+            f"record {record_id}: queued for {queued['target']} at {queued['queued_at']}, no "
+            "longer in that queue and not in the audit (was the target cleared?)",
         )
-    return found[0].to_dict()
+    raise Refused(
+        404,
+        f"record {record_id}: unknown (records queued by the HTTP intake are found at once; "
+        "others once a drain batches them)",
+    )
+
+
+def _audited(rt: Runtime, record_id: str) -> dict[str, Any] | None:
+    with rt.sessions() as session:
+        found = audit.find_records(session, record_id=record_id, limit=1)
+    return found[0].to_dict() if found else None
 
 
 def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
@@ -44,9 +77,18 @@ def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
     filters = {k: v for k, v in where.items() if v is not None and k not in ("limit", "region")}
     if not filters:
         raise Refused(422, "give phone, account, batch or record")
+    try:
+        for name in ("phone", "account", "record_id"):
+            check_text(where.get(name), name.removesuffix("_id"), max_len=MAX_QUERY_TEXT)
+        if where.get("batch_id") is not None:
+            check_id(where["batch_id"], "batch")
+    except InvalidValue as exc:
+        raise refuse(exc) from None
     with rt.sessions() as session:
         try:
             found = audit.find_records(session, **where)
+        except InvalidValue as exc:
+            raise refuse(exc) from None
         except ValueError as exc:  # a phone or record id that cannot match anything
             raise Refused(422, str(exc)) from None
     return [r.to_dict() for r in found]
@@ -68,8 +110,12 @@ def retry_filter(
         raise Refused(422, f"status {wrong}: only {allowed} batches can be retried")
     try:
         where = str(parse_target(target)) if target is not None else None
+        if batch is not None:
+            check_id(batch, "batch")
+    except InvalidValue as exc:
+        raise refuse(exc) from None
     except ValueError as exc:
-        raise Refused(422, str(exc)) from None
+        raise Refused(422, str(exc), field="target") from None
     return RetryFilter(
         batch_id=batch,
         statuses=tuple(BatchStatus(s) for s in names),
@@ -86,17 +132,57 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def retry(rt: Runtime, where: RetryFilter, *, reason: str, actor: str) -> dict[str, Any]:
-    """``POST /v1/batches/retry``: every matching batch back to ready, with reason and actor."""
+def retry(
+    rt: Runtime,
+    where: RetryFilter,
+    *,
+    reason: str,
+    actor: str,
+    expect: Mapping[int, tuple[str, int]] | None = None,
+) -> dict[str, Any]:
+    """``POST /v1/batches/retry``: matching batches back to ready, with reason and actor.
+
+    ``expect`` (id -> (status, version) as the preview showed): only those batches, and only
+    while still so. Without it, the batches matching now are moved except those that may
+    already be at LiveVox (in_doubt, held after a partial landing): re-sending them may make
+    LiveVox hold their records twice, so a caller must name them with their previewed state."""
     if where == RetryFilter():
         raise Refused(422, "give batch, status, target, since or until (all of them: status)")
+    try:
+        operator.check_reason(reason)  # one line, at most operator.REASON_MAX characters
+    except InvalidValue as exc:
+        raise refuse(exc) from None
     with rt.sessions() as session:
         try:
-            moved = operator.retry_batches(session, where, reason=reason, actor=actor)
+            only, doubtful = _expected(session, where, expect)
+            result = operator.retry(session, where, reason=reason, actor=actor, only=only)
+        except InvalidValue as exc:
+            raise refuse(exc) from None
         except ValueError as exc:
             raise Refused(422, str(exc)) from None
         session.commit()
-    return {"count": len(moved), "actor": actor, "batches": [m.to_dict() for m in moved]}
+    return {
+        "count": len(result.moved),
+        "actor": actor,
+        "batches": [m.to_dict() for m in result.moved],
+        "left": [b.to_dict() for b in result.left],
+        "doubtful": [b.to_dict() for b in doubtful],
+    }
+
+
+def _expected(
+    session: Session, where: RetryFilter, expect: Mapping[int, tuple[str, int]] | None
+) -> tuple[dict[int, operator.PreviewedState], list[operator.BatchSummary]]:
+    """(``only`` for ``operator.retry``, the batches left alone as doubtful)."""
+    if expect is not None:
+        try:
+            only = {i: operator.PreviewedState(BatchStatus(s), v) for i, (s, v) in expect.items()}
+        except ValueError as exc:
+            raise Refused(422, f"expect: {exc}") from None
+        return only, []
+    found = operator.preview_retry(session, where)
+    doubtful = [b for b in found if b.may_duplicate]
+    return {b.id: b.seen() for b in found if not b.may_duplicate}, doubtful
 
 
 def preview(rt: Runtime, where: RetryFilter) -> dict[str, Any]:

@@ -1,6 +1,12 @@
 """Shared fixtures: every test run gets its own PostgreSQL databases and its own Redis key prefix,
 against the real services on this machine, and a real HTTP LiveVox simulator.
 
+- The stores: the machine's Redis and PostgreSQL (``APPENDQ_TEST_REDIS``/``APPENDQ_TEST_PG``,
+  default 127.0.0.1:6379 and :5432) when they answer (CI), else embedded ones (the ``embedded``
+  extra) on free local ports, started once per run and stopped at its end, so that a laptop with
+  only Python runs the suite too. ``APPENDQ_TEST_EMBEDDED=1`` forces the embedded ones. The
+  header of the run says which; ``redis-server`` from the extra is put on PATH when there is none.
+
 - ``pg_template``: one database per run, migrated once; each test that needs PostgreSQL gets a
   fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
 - ``prefix``: a unique Redis key prefix per test (Celery's keys included), deleted afterwards.
@@ -13,11 +19,16 @@ command), ``keep_root_logging`` and ``phone``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +38,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from appendq import embedded
 from appendq.db.engine import migrate, psycopg_url
 from appendq.db.models import Batch
 from appendq.keys import Keys
@@ -34,8 +46,54 @@ from appendq.records import QueuedRecord
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 
-PG_SERVER = os.environ.get("APPENDQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(addr: embedded.Address | None) -> bool:
+    return addr is None or embedded.listens(addr)  # a socket URL is taken as configured
+
+
+def _test_stores() -> tuple[str, str]:
+    """(PostgreSQL server URL, Redis URL) of this run: the machine's when they answer, else
+    embedded ones on free ports. The choice goes into the environment, so that the second import
+    of this module (as ``tests.conftest``) and any later one make the same."""
+    pg = os.environ.get("APPENDQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    rd = os.environ.get("APPENDQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    force = os.environ.get("APPENDQ_TEST_EMBEDDED") == "1"
+    pg_up = not force and _answers(embedded.postgres_address(pg))
+    rd_up = not force and _answers(embedded.redis_address(rd))
+    if not (pg_up and rd_up):
+        state = Path(tempfile.mkdtemp(prefix="appendq-test-stores-"))
+        state.chmod(0o755)  # as root, the embedded PostgreSQL runs as nobody, who must enter it
+        pg = pg if pg_up else f"postgresql://postgres@127.0.0.1:{_free_port()}/postgres"
+        rd = rd if rd_up else f"redis://127.0.0.1:{_free_port()}/0"
+        started = embedded.ensure(rd, pg, state)
+        atexit.register(shutil.rmtree, state, ignore_errors=True)
+        atexit.register(started.stop)  # atexit runs last-registered first: stop, then remove
+        os.environ["APPENDQ_TEST_EMBEDDED"] = "started"
+    os.environ["APPENDQ_TEST_PG"], os.environ["APPENDQ_TEST_REDIS"] = pg, rd
+    kind = {True: "the machine's", False: "embedded"}
+    os.environ.setdefault(
+        "APPENDQ_TEST_STORES", f"Redis ({kind[rd_up]}) at {rd}, PostgreSQL ({kind[pg_up]}) at {pg}"
+    )
+    server = embedded.redis_server_binary()
+    if shutil.which("redis-server") is None and server is not None:
+        os.environ["PATH"] = f"{server.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return pg, rd
+
+
+PG_SERVER, REDIS_URL = _test_stores()
+
+
+def pytest_report_header() -> str:
+    return f"stores: {os.environ['APPENDQ_TEST_STORES']}"
+
+
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -144,6 +202,15 @@ class Sim:
         self.admin.post(
             "/_admin/faults", json={"kind": kind, "fault": fault, "times": times}
         ).raise_for_status()
+
+    def dialect(self, **fields: Any) -> dict[str, Any]:
+        """Play a LiveVox dialect (appendq.simulator.dialect): the fields given (``preset="java"``
+        first, if given) over the current dialect; the reset before each test restores the
+        default. Returns the full dialect."""
+        answer = self.admin.post("/_admin/dialect", json=fields)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
 
     def patch_campaign(self, campaign_id: int, **changes: Any) -> None:
         self.admin.patch(f"/_admin/campaigns/{campaign_id}", json=changes).raise_for_status()

@@ -16,8 +16,10 @@
 
 ``all_final()`` is what scenarios poll while waiting for the system to settle. The module also
 holds what every scenario starts from: ``make_leads``/``enqueue`` (records with unique accounts, so
-LiveVox's side can be matched) and ``Cluster``, real ``appendq`` processes that are always stopped
-and whose process groups are always killed, even when the test fails.
+LiveVox's side can be matched), ``Cluster``, real ``appendq`` processes that are always stopped
+and whose process groups are always killed, even when the test fails, and the simulator's dialect
+presets with what the client needs and what a scenario may expect under each (the invariants
+themselves hold in every dialect).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from appendq.db.models import RECORD_STATUS_OF_BATCH, BatchStatus
 from appendq.keys import Keys
 from appendq.records import QueuedRecord
 from appendq.settings import Settings
+from appendq.simulator.dialect import DIALECTS
 from producer import connect
 from tests.conftest import REDIS_URL
 from tests.procs import process, wait_until
@@ -319,6 +322,35 @@ def enqueue(settings: Settings, records: Sequence[dict[str, Any]], target: str) 
         receipt = producer.enqueue(target, records)
     assert receipt.errors == [], receipt.errors
     return receipt.record_ids
+
+
+# -- dialects (appendq.simulator.dialect): what the client needs, what a scenario expects -------
+
+PRESETS: tuple[str, ...] = tuple(DIALECTS)
+
+
+def client_overrides(dialect: str) -> dict[str, Any]:
+    """Settings the client needs for LiveVox in ``dialect``: "" as API version where only the
+    unversioned paths answer (legacy)."""
+    return {"livevox_api_version": ""} if DIALECTS[dialect].unversioned_only else {}
+
+
+def client_env(dialect: str) -> dict[str, str]:
+    """``client_overrides`` as ``APPENDQ_*`` variables for a process."""
+    return {f"APPENDQ_{k.upper()}": str(v) for k, v in client_overrides(dialect).items()}
+
+
+def list_settles(dialect: str, settle_s: float = 5.0) -> bool:
+    """Whether ``dialect``'s transaction list can settle a lost answer: it names phones and shows
+    appended records within ``settle_s``. Where it cannot, the batch is held for an operator with
+    the reason ``held_because`` says, never sent again."""
+    lag = DIALECTS[dialect].visible_after_s()
+    return DIALECTS[dialect].phone_key != "none" and lag is not None and lag <= settle_s
+
+
+def held_because(dialect: str) -> str:
+    """Words of the reason a lost answer is held with where the list cannot settle it."""
+    return "no readable phone" if DIALECTS[dialect].phone_key == "none" else "does not show batch"
 
 
 # -- real processes: every one stopped, its whole process group killed, whatever happens --------

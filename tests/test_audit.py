@@ -221,7 +221,7 @@ def test_bad_questions_are_refused(rt: Runtime) -> None:
             audit.find_records(s)
         with pytest.raises(ValueError, match="not a record id"):
             audit.find_records(s, record_id="nope")
-        with pytest.raises(ValueError, match="unknown status sent"):
+        with pytest.raises(ValueError, match="unknown 'sent'"):
             audit.find_records(s, status="sent")
         assert audit.find_records(s, record_id=str(uuid.uuid4())) == []
 

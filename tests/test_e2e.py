@@ -83,7 +83,7 @@ def test_25000_records_end_to_end(tmp_path: Path, database_url: str, prefix: str
         receipt["record_ids"][12_345],
         receipt["record_ids"][-1],
     ):
-        found = json.loads(run_cli(["audit", "--record", rec_id, "--json"], env).stdout)
+        found = json.loads(run_cli(["audit", "--record", rec_id, "--json"], env).stdout)["records"]
         assert [f["status"] for f in found] == ["appended"]
         batches.add(found[0]["batch_id"])
     assert len(batches) == 3

@@ -67,7 +67,8 @@ def test_bad_input_csv_lists_each_error_and_queues_the_good_rows(
     assert error_lines(result) == [
         "row 3: phone1: is required",
         "row 4: phone2: 31 phone numbers, LiveVox takes at most 30 per record (phone1 included)",
-        "row 5: phone1: '******01O4' is not a valid phone number",
+        "row 5: phone1: contains letters: a dialer needs digits (write a vanity number such as "
+        "1-800-FLOWERS as 1-800-356-9377)",
         "row 6: firstName: String should have at most 50 characters",
         "row 7: record: blank line",
         "row 8: firstName: is not valid UTF-8",
@@ -291,3 +292,29 @@ def test_unreachable_redis_exits_3_and_says_what_may_be_queued(run: Run, tmp_pat
     receipt = json.loads(as_json.stdout)
     assert (receipt["accepted"], receipt["record_ids"]) == (0, [])
     assert "rows 2-3 may or may not be queued" in receipt["error"]
+
+
+def test_json_says_how_far_the_import_went(run: Run, tmp_path: Path) -> None:
+    # Given a file read to its end and one whose quoting breaks at row 3 / When enqueued with
+    # --json (and the second also without) / Then the first is complete through row 3 (exit 0);
+    # the second is not, exits 4, and its summary says where reading stopped
+    good = tmp_path / "good.csv"
+    good.write_text(f"phone1\n{phone(0)}\n{phone(1)}\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_text(f'phone1,firstName\n{phone(2)},Al\n{phone(3)},"Bo"x\n{phone(4)},Cy\n')
+
+    done = run(str(good), "--service", "1", "--json")
+    stopped = run(str(broken), "--service", "1", "--json")
+    human = run(str(broken), "--service", "2")
+
+    assert done.exit_code == 0
+    ending = {k: json.loads(done.stdout)[k] for k in ("complete", "interrupted", "last_row")}
+    assert ending == {"complete": True, "interrupted": False, "last_row": 3}
+    assert stopped.exit_code == 4
+    document = json.loads(stopped.stdout)
+    assert (document["complete"], document["accepted"], document["rejected"]) == (False, 1, 1)
+    assert "row 3: file: reading stopped at line 3" in stopped.stderr
+    assert (human.exit_code, human.stdout) == (
+        4,
+        "accepted 1 record for service:2; 1 rejected; reading stopped at line 3\n",
+    )

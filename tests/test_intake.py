@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -43,10 +44,14 @@ def body(records: list[Any], **target: int) -> bytes:
 
 
 @contextmanager
-def serving(settings: Settings, *, allow_no_auth: bool = False) -> Iterator[httpx.Client]:
-    """The intake app under uvicorn in a thread, on a free port; a client pointed at it."""
+def serving(
+    settings: Settings, *, allow_no_auth: bool = False, app: FastAPI | None = None
+) -> Iterator[httpx.Client]:
+    """The intake app (or ``app``) under uvicorn in a thread, on a free port; a client pointed
+    at it."""
     port = free_port()
-    app = create_app(settings, allow_no_auth=allow_no_auth)
+    if app is None:
+        app = create_app(settings, allow_no_auth=allow_no_auth)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -283,11 +288,19 @@ def test_backpressure_503_until_drained_then_accepts(
 def test_lead_lookup_shows_status_and_timeline_after_a_drain(
     api: httpx.Client, rt: Runtime, sim: Sim
 ) -> None:
-    # Given an accepted record, When looked up before any drain, Then 404 "not yet batched";
-    # When a drain appended it, Then its status is appended with the timeline and masked phone.
+    # Given an accepted record, When looked up before any drain, Then "queued" with its target,
+    # age and the target's depth (issue 7, defect 13); When a drain appended it, Then its status
+    # is appended with the timeline and masked phone.
     record_id = post(api, body(leads(2))).json()["record_ids"][1]
-    missing = api.get(f"/v1/leads/{record_id}", headers=AUTH)
-    assert missing.status_code == 404 and "not yet batched" in missing.json()["detail"]
+    queued = api.get(f"/v1/leads/{record_id}", headers=AUTH)
+    assert queued.status_code == 200
+    assert {k: queued.json()[k] for k in ("record_id", "status", "target", "target_depth")} == {
+        "record_id": record_id,
+        "status": "queued",
+        "target": TARGET,
+        "target_depth": 2,
+    }
+    assert 0 <= queued.json()["age_s"] < 60
     assert api.get("/v1/leads/nonsense", headers=AUTH).status_code == 404
     assert drain_once(rt.drainer()).outcome == "appended"
     found = api.get(f"/v1/leads/{record_id}", headers=AUTH)
@@ -419,3 +432,36 @@ def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
     result = run_cli(["serve", "--port", str(free_port())], {}, check=False, timeout=30)
     assert result.returncode != 0
     assert "APPENDQ_API_TOKENS" in result.stderr and "--insecure-no-auth" in result.stderr
+
+
+def test_http_retry_acts_only_on_what_the_preview_showed(
+    api: httpx.Client, rt: Runtime, sim: Sim
+) -> None:
+    # Given a batch previewed held, When a tick re-sends it and its answer is lost (in_doubt)
+    # before the operator confirms, Then a retry naming the previewed state moves nothing and
+    # says why; a retry with no `expect` leaves the in_doubt batch alone as doubtful; naming it
+    # with its current state re-sends it (the operator's deliberate choice).
+    from appendq import store
+
+    sim.patch_campaign(CAMPAIGN, status="STOPPED")
+    post(api, body(leads(2)))
+    report = drain_once(rt.drainer())
+    assert report.outcome == "held" and report.batch_id is not None
+    seen = api.get("/v1/batches/retry-preview", params={"status": "held"}, headers=AUTH).json()
+    (shown,) = seen["batches"]
+    with rt.sessions() as session, session.begin():
+        for to in (BatchStatus.READY, BatchStatus.SENDING, BatchStatus.IN_DOUBT):
+            assert store.transition(session, report.batch_id, to, actor="tick") is not None
+    expect = [{"id": shown["id"], "status": shown["status"], "version": shown["version"]}]
+    stale = {"batch": report.batch_id, "reason": "campaign back", "expect": expect}
+    answer = api.post("/v1/batches/retry", json=stale, headers=AUTH).json()
+    assert answer["count"] == 0 and len(answer["left"]) == 1
+    blind = api.post(
+        "/v1/batches/retry", json={"batch": report.batch_id, "reason": "x"}, headers=AUTH
+    ).json()
+    assert blind["count"] == 0 and [b["id"] for b in blind["doubtful"]] == [report.batch_id]
+    now = api.get("/v1/batches/retry-preview", params={"batch": report.batch_id}, headers=AUTH)
+    (current,) = now.json()["batches"]
+    named = [{"id": current["id"], "status": "in_doubt", "version": current["version"]}]
+    chosen = {"batch": report.batch_id, "reason": "re-send, checked", "expect": named}
+    assert api.post("/v1/batches/retry", json=chosen, headers=AUTH).json()["count"] == 1

@@ -142,7 +142,9 @@ def test_retry_yes_moves_only_matching_batches_and_records_who_and_why(
     last = events_of(rt, target)[-1]
     assert (last.from_status, last.to_status) == ("failed", "ready")
     assert (last.actor, last.reason) == (f"operator:{getpass.getuser()}", "LiveVox fixed")
-    assert last.detail == {"operator_retry": True, "from": "failed", "records": 2, "attempts": 1}
+    assert last.detail == {
+        "operator_retry": True, "from": "failed", "records": 2, "attempts": 1, "version": 2,
+    }  # fmt: skip
 
 
 def test_retry_without_any_filter_is_refused(rt: Runtime, env: Env) -> None:
@@ -245,16 +247,18 @@ def test_audit_filters_combine_and_read_times_in_the_client_zone(rt: Runtime, en
         "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert [r["record_id"] for r in json.loads(result.stdout)] == [wanted[0].id]
+    assert [r["record_id"] for r in json.loads(result.stdout)["records"]] == [wanted[0].id]
 
 
 def test_audit_json_has_full_detail(rt: Runtime, env: Env) -> None:
-    # Given a held batch, When the auditor runs `audit --account A1 --json`, Then the output is a
-    # JSON list of records with the batch's detail and a timeline of ISO-timed entries.
+    # Given a held batch, When the auditor runs `audit --account A1 --json`, Then the output has
+    # the records with the batch's detail and a timeline of ISO-timed entries, each batch event's
+    # reason and detail once under "events".
     batch = make_batch(rt, BatchStatus.HELD, leads(2))
     result = run(env, "audit", "--account", "A1", "--json")
     assert result.exit_code == 0, result.output
-    (rec,) = json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    (rec,) = doc["records"]
     assert {k: rec[k] for k in ("status", "batch_id", "batch_status", "phone1", "reason")} == {
         "status": "held",
         "batch_id": batch,
@@ -265,8 +269,10 @@ def test_audit_json_has_full_detail(rt: Runtime, env: Env) -> None:
     assert set(rec) >= {"record_id", "target", "account", "enqueued_at", "attempts", "timeline"}
     assert [t["step"] for t in rec["timeline"]] == ["queued", "batched", "held"]
     assert set(rec["timeline"][1]) == {
-        "at", "status", "actor", "reason", "step", "scope", "from_status", "detail", "batch_id",
+        "at", "status", "actor", "step", "scope", "from_status", "batch_id", "event_id",
     }  # fmt: skip
+    assert set(doc["events"]) == {str(t["event_id"]) for t in rec["timeline"][1:]}
+    assert set(doc["events"][str(rec["timeline"][1]["event_id"])]) == {"reason", "detail"}
     assert rec["timeline"][0]["at"].startswith("2026-11-02T09:00:01")
 
 

@@ -103,10 +103,10 @@ def test_all_bad_submission_touches_no_redis_key(
 
 def test_error_messages_never_hold_a_full_phone_number(producer: Producer) -> None:
     # Given an invalid long phone number / When enqueued / Then the error shows only its last digits
-    receipt = producer.enqueue(TARGET, [{"phone1": "21255501O4"}])
+    receipt = producer.enqueue(TARGET, [{"phone1": "0125550104"}])
 
-    assert "21255501O4" not in str(receipt.errors[0])
-    assert receipt.errors[0].message.endswith("is not a valid phone number")
+    assert "0125550104" not in str(receipt.errors[0])
+    assert receipt.errors[0].message == "'******0104' is not a valid phone number"
 
 
 def test_rows_must_match_records(producer: Producer) -> None:
@@ -389,20 +389,27 @@ def test_csv_header_that_is_really_data_never_prints_the_phone() -> None:
 
 
 def test_csv_row_level_problems_spoil_only_their_row() -> None:
-    # Given extra cells, an unclosed quote, CRLF endings, a BOM and trailing blank lines / When
-    # read / Then only the two broken rows are errors, empty cells are absent
+    # Given extra cells, CRLF endings, a BOM, a good row, an unclosed quote and trailing blank
+    # lines / When read / Then the extra cells spoil their row only; the unclosed quote swallows
+    # the rest of the file into one cell: that row is refused and reading stops (issue 7, defect 5)
     content = (
         b"\xef\xbb\xbfphone1,firstName,account\r\n"
-        + f'{phone(0)},Al,A0,extra\r\n{phone(1)},"Bo,A1\r\n{phone(2)},,A2\r\n'.encode()
+        + f'{phone(0)},Al,A0,extra\r\n{phone(2)},,A2\r\n{phone(1)},"Bo,A1\r\n'.encode()
+        + f"{phone(3)},,A3\r\n".encode()
         + b"\r\n\n"
     )
     items = _read(content)
 
-    assert [(row, str(r)) for row, r in items[:2]] == [
+    assert [(row, str(r)) for row, r in items] == [
         (2, "row 2: record: has 4 cells, the header has 3"),
-        (3, "row 3: record: has an unclosed quote (each record must fit on one line)"),
+        (3, str({"phone1": phone(2), "account": "A2"})),
+        (4, "row 4: record: has a quote that is never closed: lines 4-7 were read as one cell"),
+        (
+            7,
+            "row 7: file: reading stopped at line 7: lines 5-7 were not read as rows; nothing "
+            "after it was read",
+        ),
     ]
-    assert items[2:] == [(4, {"phone1": phone(2), "account": "A2"})]
 
 
 def test_csv_only_one_trailing_newline_is_no_record() -> None:

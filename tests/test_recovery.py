@@ -13,7 +13,7 @@ from sqlalchemy import select
 from appendq import audit, halt, store
 from appendq.db.models import BatchStatus, Event
 from appendq.drain import drain_once
-from appendq.livevox import Transaction
+from appendq.livevox import LiveVoxClient, Transaction
 from appendq.reconcile import canonical_phone, gather
 from appendq.records import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
@@ -42,6 +42,7 @@ def rt(settings: Settings) -> Iterator[Runtime]:
             "livevox_read_timeout_s": 0.5,
             "livevox_connect_timeout_s": 0.5,
             "call_grace_s": 0.0,
+            "answered_settle_s": 0.5,
         }
     )
     runtime = Runtime.build(fast)
@@ -51,6 +52,19 @@ def rt(settings: Settings) -> Iterator[Runtime]:
 
 def accounts_at_livevox(sim: Sim) -> list[str]:
     return [r["account"] for r in sim.records(CAMPAIGN)]
+
+
+def calls_made(rt: Runtime, n: int, timeout: float = 15.0) -> list[str]:
+    """Tick until ``n`` ticks made an Append call (waiting out the rate window); their outcomes."""
+    outcomes: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < n and time.monotonic() < deadline:
+        report = drain_once(rt.drainer())
+        if report.called:
+            outcomes.append(report.outcome)
+        else:
+            time.sleep(0.1)
+    return outcomes
 
 
 def settle_in_doubt(rt: Runtime, ticks: int = 5) -> list[str]:
@@ -78,29 +92,47 @@ def test_answer_lost_after_landing_is_reconciled_to_appended(sim: Sim, rt: Runti
 
 
 def test_answer_lost_before_landing_is_sent_again_once(sim: Sim, rt: Runtime) -> None:
-    # Given LiveVox answers 500 without applying, When the batch is in_doubt and reconciled, Then
-    # none of its records are found, it goes back to ready and is sent once more: no duplicate.
+    # Given a batch appended (204: the calibration) and then LiveVox answering 500 without
+    # applying, When the in_doubt batch is reconciled, Then none of its records are found while
+    # the calibration batch's are: it goes back to ready and is sent once more, no duplicate.
+    rt.queue.push("service:1001", leads(2, start=10))
+    assert drain_once(rt.drainer()).outcome == "appended"
     sim.fault("append", {"status": 500})
     rt.queue.push("service:1001", leads(3))
     assert drain_once(rt.drainer()).outcome == "in_doubt"
     outcomes = settle_in_doubt(rt, 2)
     assert "appended" in outcomes
-    assert accounts_at_livevox(sim) == ["R0", "R1", "R2"]
+    assert accounts_at_livevox(sim) == ["R10", "R11", "R0", "R1", "R2"]
     with rt.sessions() as session:
         reasons = [e.reason or "" for e in session.scalars(select(Event).order_by(Event.id))]
-    assert any("none of the 3 records found" in r for r in reasons)
+    assert any("none of the 3 records found" in r and "batch 1" in r for r in reasons), reasons
+
+
+def test_none_found_without_a_calibration_batch_is_held(sim: Sim, rt: Runtime) -> None:
+    # Given the campaign's first Append answered 500 without applying (no batch answered 204
+    # yet), When reconciled, Then it is held for an operator, never re-sent, and the audit says
+    # the list was never seen to show appended records.
+    sim.fault("append", {"status": 500})
+    rt.queue.push("service:1001", leads(3))
+    assert drain_once(rt.drainer()).outcome == "in_doubt"
+    settle_in_doubt(rt, 2)
+    (batch,) = batches(rt)
+    assert batch.status == BatchStatus.HELD and batch.error_kind == store.OPERATOR_HOLD
+    assert "no batch of this campaign answered 204" in (batch.error_message or "")
+    assert len(sim.calls("append")) == 1 and accounts_at_livevox(sim) == []
 
 
 def test_partly_landed_batch_is_held_for_an_operator(sim: Sim, rt: Runtime) -> None:
-    # Given an in_doubt batch of which LiveVox holds only some records, When it is reconciled,
-    # Then it is held for an operator with the evidence, and newer records still flow.
-    rt.queue.push("service:1001", leads(1))
-    assert drain_once(rt.drainer()).outcome == "appended"  # R0 lands
+    # Given an in_doubt batch (R0, R1) of which LiveVox holds only R0 (appended by someone else
+    # while the answer was lost), When it is reconciled, Then it is held for an operator with the
+    # evidence, and newer records still flow.
+    rt.queue.push("service:1001", leads(1, start=7))
+    assert drain_once(rt.drainer()).outcome == "appended"  # the calibration batch
     sim.fault("append", {"drop": True})
-    rt.queue.push("service:1001", leads(1))  # R0 again (same account), plus R1
-    rt.queue.push("service:1001", leads(1, start=1))
-    claim_report = drain_once(rt.drainer())
-    assert claim_report.outcome == "in_doubt"
+    rt.queue.push("service:1001", leads(2))
+    assert drain_once(rt.drainer()).outcome == "in_doubt"
+    with LiveVoxClient(rt.settings, logout_on_close=False) as other:
+        other.append(CAMPAIGN, [leads(1)[0].payload])  # R0 lands outside appendq
     rt.queue.push("service:1001", leads(1, start=5))
     outcomes = settle_in_doubt(rt, 2)
     held = [b for b in batches(rt) if b.status == BatchStatus.HELD]
@@ -109,20 +141,32 @@ def test_partly_landed_batch_is_held_for_an_operator(sim: Sim, rt: Runtime) -> N
     assert "appended" in outcomes and "R5" in accounts_at_livevox(sim)
 
 
-def test_poison_record_named_by_livevox_is_set_apart(sim: Sim, rt: Runtime) -> None:
-    # Given a batch with one record LiveVox refuses (named in its error), When it is sent, Then
-    # that record is rejected with LiveVox's reason and the other records are appended.
+def test_poison_record_named_by_livevox_is_set_apart_after_proof(sim: Sim, rt: Runtime) -> None:
+    # Given a batch with one record LiveVox refuses ("record 2", numbering unproven), When it is
+    # drained, Then the batch is cut at both records "record 2" may mean (0- or 1-based), FIFO
+    # kept: R2 refused alone after the rest was accepted is rejected, the others appended, in 5
+    # calls, and 0-based numbering is now proven; When a later batch has a poison record, Then
+    # the named record is rejected at once: 2 calls.
     poison = leads(5)
-    sim.reset(poison_phones=[poison[2].payload["phone1"]])
+    later = leads(4, start=10)
+    sim.reset(
+        rate_window_s=rt.settings.rate_window_s,
+        poison_phones=[poison[2].payload["phone1"], later[1].payload["phone1"]],
+    )
     rt.queue.push("service:1001", poison)
-    outcomes = [drain_once(rt.drainer()).outcome for _ in range(2)]
-    assert outcomes == ["ready", "appended"]
+    outcomes = [drain_once(rt.drainer()).outcome for _ in range(5)]
+    assert outcomes == ["ready", "appended", "appended", "rejected", "appended"]
     assert accounts_at_livevox(sim) == ["R0", "R1", "R3", "R4"]
     with rt.sessions() as session:
         bad = audit.find_records(session, account="R2")[0]
-        good = audit.find_records(session, account="R3")[0]
-    assert bad.status == "rejected" and "record 2" in (bad.reason or "")
+        good = audit.find_records(session, account="R1")[0]
+    assert bad.status == "rejected" and "record 0" in (bad.reason or "")
     assert good.status == "appended"
+    assert [c["records"] for c in sim.calls("append")] == [5, 1, 1, 1, 2]
+    assert rt.redis.get(rt.keys.numbering(rt.settings.livevox_client_name)) == b"zero"
+    rt.queue.push("service:1001", later)
+    assert calls_made(rt, 2) == ["ready", "appended"]
+    assert accounts_at_livevox(sim)[4:] == ["R10", "R12", "R13"]
 
 
 def test_unnamed_content_refusal_bisects_to_the_bad_record(sim: Sim, rt: Runtime) -> None:
@@ -212,3 +256,20 @@ def test_gather_with_an_account_needs_that_account() -> None:
     evidence = gather(client, CAMPAIGN, [ref(0, "2123000000", "R0"), ref(1, "2123000000", None)])
     assert [r.position for r in evidence.present] == [1]
     assert [r.position for r in evidence.missing] == [0]
+
+
+def test_records_refused_alone_are_not_rejected_by_another_familys_204(
+    sim: Sim, rt: Runtime
+) -> None:
+    # Given two one-record batches each refused with a 400 whose words name no record and no
+    # campaign state (held as suspects: nothing proves the refusal was about them), When a third
+    # batch of the campaign is then accepted, Then the two stay held for an operator: another
+    # batch's 204 proves nothing about them (the campaign may have refused everything a while).
+    for n in range(2):
+        rt.queue.push("service:1001", leads(1, start=100 + n))
+        sim.fault("append", {"status": 400})
+        assert drain_once(rt.drainer()).outcome == "held"
+    rt.queue.push("service:1001", leads(1, start=200))
+    assert drain_once(rt.drainer()).outcome == "appended"
+    statuses = [b.status for b in batches(rt)]
+    assert statuses == [BatchStatus.HELD, BatchStatus.HELD, BatchStatus.APPENDED]

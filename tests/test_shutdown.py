@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import process, run_cli, simulator, wait_until
+from tests.procs import process, run_cli, simulator, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +23,9 @@ def test_sigterm_during_a_send_lets_the_call_finish(
     # SIGTERM while the call is in flight, Then it waits for the answer, records the batch
     # appended, and exits cleanly; LiveVox holds the records once.
     with simulator(tmp_path / "sim.log", "--rate-window-s", "3") as url:
-        env = {
-            "APPENDQ_DATABASE_URL": database_url,
-            "APPENDQ_REDIS_PREFIX": prefix,
-            "APPENDQ_LIVEVOX_BASE_URL": url,
-            "APPENDQ_DRAIN_INTERVAL_S": "0.3",
-            "APPENDQ_RATE_WINDOW_S": "3",
-            "APPENDQ_RATE_MARGIN_S": "0.2",
-            "APPENDQ_STATE_DIR": str(tmp_path / "state"),
-        }
+        env = worker_env(
+            database_url, prefix, url, tmp_path / "state", APPENDQ_DRAIN_INTERVAL_S="0.3"
+        )
         admin = httpx.Client(base_url=url, timeout=10)
         admin.post(
             "/_admin/faults", json={"kind": "append", "fault": {"stall_s": 3, "apply": True}}

@@ -115,6 +115,7 @@ def machine_settings(database_url: str, prefix: str, sim: Sim) -> Settings:
         livevox_connect_timeout_s=0.3,
         livevox_read_timeout_s=0.3,
         call_grace_s=0.0,
+        answered_settle_s=0.3,  # an answered 5xx is reconciled this soon (scaled like the rest)
         retry_base_s=0.0,
         retry_cap_s=0.0,
         campaign_cache_s=0.0,

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from appendq.cli import enqueue, ops, serve, simulator, worker  # noqa: F401  (registers commands)
+from appendq.cli import (  # noqa: F401  (registers commands)
+    doctor,
+    enqueue,
+    ops,
+    serve,
+    simulator,
+    targets,
+    worker,
+)
 from appendq.cli.app import main
 
 __all__ = ["main"]

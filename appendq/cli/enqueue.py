@@ -4,6 +4,11 @@ Only builds Settings and a Producer, streams the file through ``Producer.enqueue
 reports: errors on stderr (``row N: FIELD: message``), a summary or one JSON receipt on stdout.
 Duplicates (APPENDQ_DEDUPE) are counted in the summary and listed in the JSON receipt; they are
 not errors.
+
+Stopping short is always said, never silent: Ctrl-C stops after the row being handled
+(``appendq.cli.enqueue_stop``) and the summary, or the JSON document, still lists every refused
+row up to there with the last row handled (exit 130); a file whose reading had to stop (broken
+CSV quoting, a workbook, UTF-16 without a byte order mark: an error with field ``file``) exits 4.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from appendq.cli.app import main
-from appendq.cli.common import load_settings
+from appendq.cli.common import ID, load_settings, refuse_bad_input
+from appendq.cli.enqueue_stop import CtrlC
 from appendq.errors import FieldError
 from appendq.records import Target
 from appendq.settings import Settings
@@ -33,7 +40,7 @@ from producer import (
     format_for,
     iter_records,
 )
-from producer.files import Item
+from producer.files import FILE_LEVEL, STOPPED, Item
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -42,6 +49,7 @@ EXIT_OK = 0
 EXIT_ALL_REFUSED = 1
 EXIT_USAGE = 2  # click's own code for usage errors
 EXIT_FAILED = 3
+EXIT_INCOMPLETE = 4  # the file could not be read to its end: an error with field "file" says where
 EXIT_INTERRUPTED = 130
 
 #: Errors printed on stderr; ``--json`` always carries all of them.
@@ -54,13 +62,13 @@ MAX_PRINTED_ERRORS = 50
 )
 @click.option(
     "--service",
-    type=click.IntRange(min=1),
+    type=ID,
     metavar="ID",
     help="LiveVox service id: records go to today's campaign of this service.",
 )
 @click.option(
     "--campaign",
-    type=click.IntRange(min=1),
+    type=ID,
     metavar="ID",
     help="LiveVox campaign id pinned by an operator.",
 )
@@ -102,29 +110,68 @@ def enqueue_command(
     record whose phone1 (or account, per APPENDQ_DEDUPE) was already accepted for the same target
     today is a duplicate: audited, never sent, counted in the summary.
 
+    Ctrl-C stops after the row being handled; the summary still lists every refused row up to
+    there. Rows are reported by the line they start on (a quoted CSV cell may hold line breaks).
+
     Exit status: 0 records queued (or the file held none, or only duplicates and bad records), 1
     every record was refused, 2 usage error, 3 configuration or Redis failure (the message says
-    which rows were queued).
+    which rows were queued), 4 the file could not be read to its end (the error with field
+    "file" says from which line), 130 interrupted by Ctrl-C.
     """
     target = _target(service, campaign)
     try:
         kind = format_for(file, fmt)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="FILE") from None
-    with connect(_settings()) as producer:
-        receipt = _run(producer, target, file, kind, chunk, as_json)
-    _print_errors(receipt.errors)
-    _print_receipt(receipt, as_json)
-    ctx.exit(exit_code(receipt))
+    settings = _settings()
+    job = _Job(target, file, kind, chunk, as_json, settings.import_max_line_bytes)
+    with refuse_bad_input(), connect(settings) as producer:  # e.g. too many targets: exit 2
+        outcome = _run(producer, job)
+    _print_errors(outcome.receipt.errors)
+    _print_outcome(outcome, as_json)
+    ctx.exit(exit_code(outcome.receipt, interrupted=outcome.interrupted))
 
 
-def exit_code(receipt: Receipt) -> int:
-    """0 when something was queued or there was nothing to queue; 1 when all was refused.
+def exit_code(receipt: Receipt, *, interrupted: bool = False) -> int:
+    """130 when interrupted; 4 when the file could not be read to its end; else 0 when something
+    was queued or there was nothing to queue; 1 when all was refused.
 
     A duplicate is not refused: it was handled as asked (audited, not sent again)."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if stopped_at(receipt) is not None:
+        return EXIT_INCOMPLETE
     if receipt.accepted == 0 and not receipt.duplicates and receipt.rejected > 0:
         return EXIT_ALL_REFUSED
     return EXIT_OK
+
+
+def stopped_at(receipt: Receipt) -> int | None:
+    """The line after which the file was not read (its error has field ``file``), or None."""
+    for error in receipt.errors:
+        if error.index == FILE_LEVEL and error.field == STOPPED:
+            return error.row if error.row is not None else 0
+    return None
+
+
+@dataclass(frozen=True)
+class _Job:
+    target: Target
+    file: Path
+    kind: str
+    chunk: int
+    as_json: bool
+    max_line_bytes: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The receipt of an import that ran, whether Ctrl-C stopped it, and the starting line of the
+    last row handed to the producer."""
+
+    receipt: Receipt
+    interrupted: bool
+    last_row: int | None
 
 
 def _target(service: int | None, campaign: int | None) -> Target:
@@ -149,24 +196,38 @@ class _Failed(click.ClickException):
     exit_code = EXIT_FAILED
 
 
-def _run(
-    producer: Producer, target: Target, file: Path, kind: str, chunk: int, as_json: bool
-) -> Receipt:
-    """Stream FILE through the producer; on interruption, say what was queued and exit."""
+def _run(producer: Producer, job: _Job) -> _Outcome:
+    """Stream FILE through the producer, stopping between rows on Ctrl-C; when Redis fails (or a
+    second Ctrl-C stops at once), say what was queued and exit."""
+    ctrl = CtrlC()
     try:
-        with _open(file) as stream, _progress(stream) as bar:
-            items = bar.follow(iter_records(stream, kind))
-            return producer.enqueue_stream(target, items, chunk=chunk, progress=bar.advance)
+        with _open(job.file) as stream, _progress(stream) as bar, ctrl.installed():
+            rows = iter_records(ctrl.watch(stream), job.kind, max_line_bytes=job.max_line_bytes)
+            items = ctrl.follow(bar.follow(rows))
+            receipt = producer.enqueue_stream(
+                job.target, items, chunk=job.chunk, progress=bar.advance
+            )
     except EnqueueInterrupted as exc:
         _print_errors(exc.receipt.errors)
-        if as_json:
-            click.echo(json.dumps({**exc.receipt.to_dict(), "error": str(exc)}))
+        if job.as_json:
+            document = {**exc.receipt.to_dict(), "error": str(exc)}
+            click.echo(json.dumps({**document, **_ending(False, exc.last_row, complete=False)}))
         click.echo(f"appendq: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt as exc:
-        for note in getattr(exc, "__notes__", []):
+        notes = getattr(exc, "__notes__", []) or ["interrupted"]
+        for note in notes:
             click.echo(f"appendq: {note}", err=True)
+        if job.as_json:  # only what the note says: the refused rows are not known here
+            document = {"target": str(job.target), "error": "; ".join(notes)}
+            click.echo(json.dumps({**document, **_ending(True, None, complete=False)}))
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    return _Outcome(receipt, ctrl.stopped, ctrl.last_row)
+
+
+def _ending(interrupted: bool, last_row: int | None, *, complete: bool) -> dict[str, Any]:
+    """The JSON document's account of how far the import went."""
+    return {"complete": complete, "interrupted": interrupted, "last_row": last_row}
 
 
 @contextlib.contextmanager
@@ -239,20 +300,35 @@ def _print_errors(errors: list[FieldError]) -> None:
         )
 
 
-def _print_receipt(receipt: Receipt, as_json: bool) -> None:
+def _print_outcome(outcome: _Outcome, as_json: bool) -> None:
+    receipt = outcome.receipt
     if as_json:
-        click.echo(json.dumps(receipt.to_dict()))
+        complete = not outcome.interrupted and stopped_at(receipt) is None
+        ending = _ending(outcome.interrupted, outcome.last_row, complete=complete)
+        click.echo(json.dumps({**receipt.to_dict(), **ending}))
         return
-    click.echo(summary(receipt))
+    click.echo(summary(receipt, interrupted=outcome.interrupted, last_row=outcome.last_row))
+    if outcome.interrupted:
+        click.echo(
+            "appendq: the rows after it were not read; the rows refused up to there are reported "
+            "above",
+            err=True,
+        )
 
 
-def summary(receipt: Receipt) -> str:
+def summary(receipt: Receipt, *, interrupted: bool = False, last_row: int | None = None) -> str:
     """``accepted 24,998 records for service:1001; 1 duplicate; 2 rejected`` (no duplicate part
-    when there were none)."""
+    when there were none), then where the import stopped short, if it did: ``interrupted
+    (Ctrl-C) after the row at line 52`` or ``reading stopped at line 7``."""
     noun = "record" if receipt.accepted == 1 else "records"
     parts = [f"accepted {receipt.accepted:,} {noun} for {receipt.target}"]
     if receipt.duplicates:
         count = len(receipt.duplicates)
         parts.append(f"{count:,} duplicate" + ("" if count == 1 else "s"))
     parts.append(f"{receipt.rejected:,} rejected")
+    if interrupted:
+        where = "before the first row" if last_row is None else f"after the row at line {last_row}"
+        parts.append(f"interrupted (Ctrl-C) {where}")
+    elif (line := stopped_at(receipt)) is not None:
+        parts.append(f"reading stopped at line {line}")
     return "; ".join(parts)

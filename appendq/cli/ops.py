@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from appendq import audit, operator, prune
 from appendq.cli.app import main
-from appendq.cli.common import load_settings
+from appendq.cli.common import ID, BadInput, load_settings, refuse_bad_input
 from appendq.db.models import BatchStatus, RecordStatus
-from appendq.operator import BatchSummary, RetryFilter
+from appendq.operator import BatchSummary, RetryFilter, RetryResult
 from appendq.runtime import Runtime
 from appendq.status import collect
 
@@ -88,7 +88,7 @@ def status_cmd(as_json: bool) -> None:
         age = f"{row['oldest_age_s']:.0f}s" if row["oldest_age_s"] is not None else "-"
         click.echo(
             f"{row['target']:<18} {row['queued']:>9,} {age:>9} "
-            f"{row['campaign_id'] or '-':>9}  {row['hold_reason'] or ''}"
+            f"{row['campaign_id'] or '-':>9}  {_why_waiting(row)}"
         )
     rate = data["rate"]
     click.echo(
@@ -96,6 +96,11 @@ def status_cmd(as_json: bool) -> None:
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(data["batches"].items())) or "none"
     click.echo(f"batches: {counts}")
+    if data.get("dry_run"):
+        click.secho(
+            f"DRY RUN: {data['dry_run']} builds and audits batches but makes no Append call",
+            fg="yellow",
+        )
     if data["halt"]:
         halt = data["halt"]
         click.secho(
@@ -106,6 +111,13 @@ def status_cmd(as_json: bool) -> None:
         )
 
 
+def _why_waiting(row: dict[str, Any]) -> str:
+    aside = row.get("set_aside")
+    if aside:
+        return f"SET ASIDE ({aside['kind']}): {aside['reason']} (`appendq targets clear`)"
+    return str(row["hold_reason"] or "")
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 
@@ -113,9 +125,9 @@ def status_cmd(as_json: bool) -> None:
 @click.option("--phone", help="phone1 of the record, in full (any format).")
 @click.option("--account", help="account of the record.")
 @click.option("--record", "record_id", help="a record id from a receipt.")
-@click.option("--batch", "batch_id", type=int, help="a batch id.")
-@click.option("--campaign", "campaign_id", type=int, help="a LiveVox campaign id.")
-@click.option("--service", "service_id", type=int, help="a LiveVox service id.")
+@click.option("--batch", "batch_id", type=ID, help="a batch id.")
+@click.option("--campaign", "campaign_id", type=ID, help="a LiveVox campaign id.")
+@click.option("--service", "service_id", type=ID, help="a LiveVox service id.")
 @click.option(
     "--status",
     "statuses",
@@ -156,20 +168,23 @@ def audit_cmd(
                 region=settings.default_region,
                 limit=limit,
             )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:  # InvalidValue: a filter that cannot be asked (one line, exit 2)
+        raise BadInput(str(exc)) from None
     finally:
         rt.close()
     if as_json:
-        _dump([r.to_dict() for r in found])
+        _dump(audit.document(found))
         return
+    shown: set[int] = set()
     for rec in found:
-        _print_record(rec, tz)
+        _print_record(rec, tz, shown)
     more = " (the limit: narrow the filters or raise --limit)" if len(found) == limit else ""
     click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
 
 
-def _print_record(rec: audit.RecordAudit, tz: tzinfo) -> None:
+def _print_record(rec: audit.RecordAudit, tz: tzinfo, shown: set[int]) -> None:
+    """One record and its timeline; a batch event's reason is printed the first time only
+    (``shown``: the events printed so far), so that a batch's records do not repeat it."""
     click.secho(
         f"record {rec.record_id}  {rec.target}  phone {rec.phone1}  account {rec.account or '-'}",
         bold=True,
@@ -183,9 +198,14 @@ def _print_record(rec: audit.RecordAudit, tz: tzinfo) -> None:
         click.echo(f"  why: {rec.reason}")
     for t in rec.timeline:
         where = f"batch {t.batch_id}" if t.batch_id is not None else ""
+        why = t.reason or ""
+        if t.scope == "batch" and t.event_id is not None:
+            if t.event_id in shown and why:
+                why = "(as above)"
+            shown.add(t.event_id)
         click.echo(
             f"    {t.at.astimezone(tz):{_TIME}}  {t.step:<10} {where:<12} {t.actor:<26} "
-            f"{t.reason or ''}".rstrip()
+            f"{why}".rstrip()
         )
     click.echo()
 
@@ -194,7 +214,7 @@ def _print_record(rec: audit.RecordAudit, tz: tzinfo) -> None:
 
 
 @main.command("retry")
-@click.option("--batch", "batch_id", type=int, help="one batch to send again.")
+@click.option("--batch", "batch_id", type=ID, help="one batch to send again.")
 @click.option(
     "--status",
     "statuses",
@@ -202,11 +222,15 @@ def _print_record(rec: audit.RecordAudit, tz: tzinfo) -> None:
     type=click.Choice([s.value for s in operator.RETRYABLE]),
     help="batches in this status (repeatable; default: every retryable status).",
 )
-@click.option("--service", "service_id", type=int, help="batches of this LiveVox service.")
-@click.option("--campaign", "campaign_id", type=int, help="batches for this LiveVox campaign.")
+@click.option("--service", "service_id", type=ID, help="batches of this LiveVox service.")
+@click.option("--campaign", "campaign_id", type=ID, help="batches for this LiveVox campaign.")
 @click.option("--since", type=IsoTime(), help="batches created at or after (ISO).")
 @click.option("--until", type=IsoTime(), help="batches created before (ISO).")
-@click.option("--reason", required=True, help="why (recorded in the audit).")
+@click.option(
+    "--reason",
+    required=True,
+    help=f"why (recorded in the audit; one line, at most {operator.REASON_MAX} characters).",
+)
 @click.option("--actor", help="who, for the audit (default: operator:<login name>).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -224,11 +248,16 @@ def retry_cmd(
 ) -> None:
     """Send failed, held, in_doubt, rejected or retry_wait batches again: one batch, or every
     batch matching the filters. Shows what will be re-sent and asks first; recorded in the audit
-    with who, when, why and what."""
+    with who, when, why and what. Only batches still exactly as the preview showed them move: one
+    that changed meanwhile (a tick sent it, say) is left alone and named, and the exit status is
+    1 ("preview again"); 2 is a usage error."""
     if service_id is not None and campaign_id is not None:
         raise click.UsageError("give --service or --campaign, not both")
     if not reason.strip():
         raise click.UsageError("--reason must say why (it is recorded in the audit)")
+    with refuse_bad_input():  # before anything is read: one line, exit 2
+        reason = operator.check_reason(reason, "--reason")
+        actor = operator.check_actor(actor or operator.default_actor(), "--actor")
     settings = load_settings()
     where = RetryFilter(
         batch_id=batch_id,
@@ -245,44 +274,59 @@ def retry_cmd(
         )
     rt = Runtime.build(settings)
     try:
-        _retry(rt, where, reason, actor or operator.default_actor(), yes, as_json)
+        with refuse_bad_input():
+            result = _retry(rt, where, reason, actor, yes, as_json)
     finally:
         rt.close()
+    if result is not None and result.left:
+        raise click.exceptions.Exit(1)
 
 
 def _retry(
     rt: Runtime, where: RetryFilter, reason: str, actor: str, yes: bool, as_json: bool
-) -> None:
+) -> RetryResult | None:
+    """Preview, ask, then move only what is still as previewed (status and version)."""
     with rt.sessions() as session:
         preview = operator.preview_retry(session, where)
         session.rollback()  # no transaction left open while a human reads the preview
         if not preview:
             _nothing_to_retry(session, where.batch_id)
-            return
+            return None
         _show_preview(preview, rt.settings.tz, as_json)
         records = sum(b.size for b in preview)
         _confirm(f"Send these {len(preview):,} batches ({records:,} records) again?", yes)
+        seen = {b.id: b.seen() for b in preview}
         with session.begin():
-            moved = operator.retry_batches(
-                session, where, reason=reason, actor=actor, only={b.id for b in preview}
-            )
-    left = sorted({b.id for b in preview} - {b.id for b in moved})
+            result = operator.retry(session, where, reason=reason, actor=actor, only=seen)
     log.info(
-        "operator retry by %s: %d batches moved back to ready (%s)",
+        "operator retry by %s: %d batches moved back to ready, %d left alone (%s)",
         actor,
-        len(moved),
+        len(result.moved),
+        len(result.left),
         reason,
-        extra={"actor": actor, "batches": [b.id for b in moved], "left": left},
+        extra={
+            "actor": actor,
+            "batches": [b.id for b in result.moved],
+            "left": [b.id for b in result.left],
+        },
     )
     if as_json:
-        _dump({"preview": [b.to_dict() for b in preview], "moved": [b.to_dict() for b in moved]})
-        return
+        _dump({"preview": [b.to_dict() for b in preview], **result.to_dict()})
+    else:
+        _show_result(result, actor)
+    return result
+
+
+def _show_result(result: RetryResult, actor: str) -> None:
+    moved = result.moved
     click.echo(
         f"moved {len(moved):,} batches ({sum(b.size for b in moved):,} records) back to ready, "
         f"as {actor}: {', '.join(str(b.id) for b in moved) or '-'}"
     )
-    if left:
-        click.echo(f"left alone (changed since the preview): {', '.join(map(str, left))}")
+    for left in result.left[:PREVIEW_ROWS]:
+        click.echo(f"left alone: batch {left.id} {left.why}", err=True)
+    if len(result.left) > PREVIEW_ROWS:
+        click.echo(f"... and {len(result.left) - PREVIEW_ROWS:,} more left alone", err=True)
 
 
 def _nothing_to_retry(session: Session, batch_id: int | None) -> None:

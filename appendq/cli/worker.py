@@ -3,12 +3,14 @@ machine)."""
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,10 +18,11 @@ import httpx
 import redis
 from celery.signals import setup_logging
 
-from appendq import halt
+from appendq import embedded, halt
 from appendq.cli.app import main
 from appendq.cli.common import load_settings
 from appendq.db.engine import ensure_database, migrate
+from appendq.errors import ConfigError
 from appendq.keys import Keys
 from appendq.settings import Settings
 from workers.celery_app import create_app
@@ -65,10 +68,28 @@ def migrate_cmd() -> None:
     help="Run beat in the same process (one machine) or not (production: run "
     "`appendq beat` once, apart).",
 )
-def worker_cmd(beat: bool) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Everything against the configured LiveVox except the Append call: batches are "
+    "audited as dry_run (APPENDQ_DRY_RUN=true does the same).",
+)
+def worker_cmd(beat: bool, dry_run: bool) -> None:
     """Run the drain worker (solo pool, concurrency 1), with beat unless --no-beat."""
     settings = load_settings()
+    if dry_run:
+        settings = settings.model_copy(update={"dry_run": True})
+    if settings.dry_run:
+        log.warning("DRY RUN: batches are built and audited as dry_run; no Append call is made")
+    _refuse_without_credentials(settings)
     create_app(settings).worker_main(_worker_argv(settings, beat=beat))
+
+
+def _refuse_without_credentials(settings: Settings) -> None:
+    try:
+        settings.require_livevox_credentials()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("beat")
@@ -92,16 +113,38 @@ def resume_cmd() -> None:
 
 @main.command("up")
 def up_cmd() -> None:
-    """The main job on one machine: migrate, start the simulator unless a real LiveVox is
-    configured, then run the worker with beat."""
+    """The main job on one machine: Redis and PostgreSQL (embedded ones when the configured
+    local address has none), migrate, the simulator unless a real LiveVox is configured, then
+    the worker with beat. Ctrl-C (SIGINT) or SIGTERM stops everything it started."""
     settings = load_settings()
-    ensure_database(settings.database_url)
-    migrate(settings.database_url)
-    if settings.uses_simulator:
-        _ensure_simulator(settings)
-    else:
-        log.info("using LiveVox at %s", settings.livevox_base_url)
-    create_app(settings).worker_main(_worker_argv(settings, beat=True))
+    _refuse_without_credentials(settings)
+    # Until Celery installs its own handler: SIGTERM unwinds like Ctrl-C, stopping what started.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with contextlib.ExitStack() as stack:
+        try:
+            stores = embedded.ensure(
+                settings.redis_url, settings.database_url, Path(settings.state_dir)
+            )
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        stack.callback(stores.stop)
+        ensure_database(settings.database_url)
+        migrate(settings.database_url)
+        if _local_livevox(settings):
+            _ensure_simulator(settings, stack)
+        else:
+            log.info("using LiveVox at %s", settings.livevox_base_url)
+        create_app(settings).worker_main(_worker_argv(settings, beat=True))
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _local_livevox(settings: Settings) -> bool:
+    """The simulator's default URL, or any plain-http loopback URL (a real LiveVox is https)."""
+    url = httpx.URL(settings.livevox_base_url)
+    return settings.uses_simulator or (url.scheme == "http" and url.host in embedded.LOCAL_HOSTS)
 
 
 def _simulator_answers(url: str) -> bool:
@@ -111,17 +154,37 @@ def _simulator_answers(url: str) -> bool:
         return False
 
 
-def _ensure_simulator(settings: Settings) -> None:
+def _ensure_simulator(settings: Settings, stack: contextlib.ExitStack) -> None:
+    """Use the simulator (or whatever LiveVox) already at the local URL, else start one there."""
     url = settings.livevox_base_url.rstrip("/")
     if _simulator_answers(url):
         log.info("using the LiveVox simulator already running at %s", url)
         return
     port = httpx.URL(url).port or 8765
-    proc = subprocess.Popen([sys.executable, "-m", "appendq.simulator", "--port", str(port)])
-    atexit.register(proc.terminate)
+    if embedded.listens(embedded.Address(httpx.URL(url).host, port)):
+        log.info("using LiveVox at %s", url)
+        return
+    # In a session of its own, as the stores: Ctrl-C reaches the worker, which finishes its tick
+    # (and logs out) before the simulator is stopped.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appendq.simulator", "--port", str(port)],
+        start_new_session=True,
+        preexec_fn=embedded.die_with_parent(signal.SIGTERM),
+    )
+    stack.callback(_stop_child, proc)
     deadline = time.monotonic() + 15
     while not _simulator_answers(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise click.ClickException(f"the LiveVox simulator did not start at {url}")
         time.sleep(0.1)
     log.info("started the LiveVox simulator at %s (pid %s)", url, proc.pid)
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

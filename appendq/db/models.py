@@ -41,6 +41,17 @@ class BatchStatus(StrEnum):
     HELD = "held"  # no appendable campaign, or a configuration problem: waits, with a reason
     REJECTED = "rejected"  # LiveVox refused the content; not sent again as is
     FAILED = "failed"  # gave up after the configured attempts; an operator may retry
+    DRY_RUN = "dry_run"  # built and audited by a dry-run worker; no Append call was made
+
+
+#: Batches whose story is over (an operator may still retry some): finished_at is set, prune
+#: may drop them.
+FINISHED_STATUSES = (
+    BatchStatus.APPENDED,
+    BatchStatus.REJECTED,
+    BatchStatus.FAILED,
+    BatchStatus.DRY_RUN,
+)
 
 
 class RecordStatus(StrEnum):
@@ -51,6 +62,7 @@ class RecordStatus(StrEnum):
     IN_DOUBT = "in_doubt"
     FAILED = "failed"
     DUPLICATE = "duplicate"
+    DRY_RUN = "dry_run"
 
 
 def _enum(enum: type[StrEnum], name: str) -> Enum:
@@ -96,6 +108,10 @@ class Batch(Base):
     #: record, so it goes out right where its records stood in the queue.
     origin_id: Mapped[int | None] = mapped_column(BigInteger)
     first_position: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: The fence: +1 on every transition. A writer that read the batch at version N may move it
+    #: only while it is still at N, so a batch that left a status and came back (in_doubt ->
+    #: ready -> sending -> in_doubt) never takes a stale verdict or a late outcome.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
     __table_args__ = (
         Index(
@@ -177,6 +193,24 @@ class TargetState(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class TargetEvent(Base):
+    """Append-only: a target set aside (a bulkhead: its trouble never stops another target) or
+    cleared, with who and why. The live flag is in Redis (``appendq.set_aside``); this is the
+    audit. ``target`` is text: a malformed target is exactly what may be set aside."""
+
+    __tablename__ = "target_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = _now()
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # set_aside | cleared
+    kind: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_target_events_target_at", "target", "at"),)
+
+
 #: A record's status while it follows its batch.
 RECORD_STATUS_OF_BATCH: dict[BatchStatus, RecordStatus] = {
     BatchStatus.READY: RecordStatus.BATCHED,
@@ -187,4 +221,5 @@ RECORD_STATUS_OF_BATCH: dict[BatchStatus, RecordStatus] = {
     BatchStatus.HELD: RecordStatus.HELD,
     BatchStatus.REJECTED: RecordStatus.REJECTED,
     BatchStatus.FAILED: RecordStatus.FAILED,
+    BatchStatus.DRY_RUN: RecordStatus.DRY_RUN,
 }

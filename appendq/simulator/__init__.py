@@ -4,7 +4,8 @@ campaigns, the rolling rate window, FIFO appends, portal counts), scriptable thr
 
 Modules: ``config`` (the JSON configuration), ``model`` (sessions, campaigns, calls),
 ``catalog`` (live clients/services/campaigns), ``rules`` (append refusals), ``queries`` (search
-filter, transactionList, stats), ``faults`` (scripted failures), ``state`` (the locked in-memory
+filter, transactionList, stats), ``dialect`` (LiveVox's unconfirmed corners, one setting each),
+``faults`` (scripted failures), ``state`` (the locked in-memory
 model), ``routes``/``admin`` (HTTP routes), ``server`` (the HTTP server), ``command`` (CLI).
 """
 

@@ -22,6 +22,10 @@ POST     /_admin/faults                              {"kind", "fault", "times"} 
 DELETE   /_admin/faults                              -> 204
 GET      /_admin/clock                               -> {"now", "offset_s"}
 POST     /_admin/clock                               {"offset_s": N} and/or {"advance_s": N}
+GET      /_admin/dialect                             -> the dialect (every field)
+POST     /_admin/dialect                             {field: value, ...} (optionally "preset"
+                                                     first) -> the dialect; reset restores the
+                                                     configured one
 =======  ==========================================  =========================================
 """
 
@@ -106,6 +110,12 @@ def _clock(state: SimulatorState, request: Request, _: re.Match[str]) -> Reply:
     return Reply(200, {"now": state.now(), "offset_s": state.clock_offset})
 
 
+def _dialect(state: SimulatorState, request: Request, _: re.Match[str]) -> Reply:
+    if request.method == "POST":
+        return Reply(200, state.set_dialect(_object(request.body)).as_json())
+    return Reply(200, state.get_dialect().as_json())
+
+
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
@@ -128,4 +138,6 @@ ADMIN_ROUTES = (
     route("DELETE", r"_admin/faults", "admin", _clear_faults),
     route("GET", r"_admin/clock", "admin", _clock),
     route("POST", r"_admin/clock", "admin", _clock),
+    route("GET", r"_admin/dialect", "admin", _dialect),
+    route("POST", r"_admin/dialect", "admin", _dialect),
 )

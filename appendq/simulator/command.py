@@ -1,7 +1,8 @@
 """The simulator's command-line options and its entry point, shared by ``appendq simulator`` and
 ``python -m appendq.simulator``.
 
-Precedence: command-line option (or ``APPENDQ_TIMEZONE``) > ``--config`` file > default.
+Precedence: command-line option (or ``APPENDQ_TIMEZONE``) > ``--config`` file > default; for
+the dialect: ``--dialect`` > ``--contract`` > the file's ``"dialect"`` > the default dialect.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from appendq.logs import configure_logging
 from appendq.settings import Settings
 from appendq.simulator.config import SimConfig, load_config_file, parse_config
+from appendq.simulator.dialect import dialect_from_contract, parse_dialect_option
 from appendq.simulator.server import serve
 from appendq.simulator.state import SimulatorState
 
@@ -38,6 +40,18 @@ _OPTIONS = (
     click.option("--session-idle-s", type=float, help="Session idle expiry [default: 7200]."),
     click.option("--dial-per-s", type=float, help="Records dialled per second [default: 0.5]."),
     click.option(
+        "--dialect",
+        "dialect_option",
+        help="LiveVox dialect: a preset (default, java, dotnet, quiet, unreadable, strict, "
+        "legacy) and/or fields, e.g. java,tx_delay_s=2 or phone_key=phones,numbering=one.",
+    ),
+    click.option(
+        "--contract",
+        "contract_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Play the dialect of a contract snapshot (appendq doctor --save-contract).",
+    ),
+    click.option(
         "--timezone",
         envvar="APPENDQ_TIMEZONE",
         help="Zone that decides 'today' [default: $APPENDQ_TIMEZONE or America/New_York].",
@@ -51,10 +65,20 @@ def simulator_options(func: _F) -> _F:
     return func
 
 
-def build_config(config_path: Path | None = None, **overrides: Any) -> SimConfig:
+def build_config(
+    config_path: Path | None = None,
+    contract_path: Path | None = None,
+    dialect_option: str | None = None,
+    **overrides: Any,
+) -> SimConfig:
     """The configuration from the optional file, then the command-line overrides."""
     config = parse_config(load_config_file(config_path)) if config_path else SimConfig()
-    return config.with_overrides(**overrides)
+    dialect = config.dialect
+    if contract_path is not None:
+        dialect = dialect_from_contract(load_config_file(contract_path))
+    if dialect_option:
+        dialect = parse_dialect_option(dialect_option, dialect)
+    return config.with_overrides(dialect=dialect, **overrides)
 
 
 def _configure_logging() -> None:
@@ -74,6 +98,8 @@ def run(host: str, port: int, config_path: Path | None, **overrides: Any) -> Non
         config = build_config(config_path, **overrides)
     except (OSError, ValueError) as exc:
         raise click.UsageError(f"simulator configuration: {exc}") from exc
+    if config.dialect != SimConfig().dialect:
+        log.info("simulator dialect: %s", config.dialect.as_json())
     if config.rate_window_s < 60:
         log.warning("simulator rate window %ss is shorter than LiveVox's 60s", config.rate_window_s)
     serve(SimulatorState(config), host, port)

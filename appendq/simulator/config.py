@@ -13,7 +13,10 @@ scalar settings fall back to ``base`` (the settings the simulator was started wi
                     "allowAppend": true, "requeue": false, "day": "today", "initialRecords": 0,
                     "initialInvalid": 0}],
      "rate_max_calls": 5, "rate_window_s": 60, "session_idle_s": 7200, "dial_per_s": 0.5,
-     "poison_phones": [], "timezone": "America/New_York"}
+     "poison_phones": [], "timezone": "America/New_York",
+     "dialect": {"phone_key": "phone", ...}}
+
+``dialect`` (see :mod:`appendq.simulator.dialect`) is merged over the dialect of ``base``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from appendq.simulator.dialect import DEFAULT as DEFAULT_DIALECT
+from appendq.simulator.dialect import Dialect, parse_dialect
 
 DEFAULT_CLIENT = "SIMCLIENT"
 DEFAULT_TOKEN = "simulator-token"
@@ -117,6 +123,7 @@ class SimConfig:
     dial_per_s: float = 0.5
     poison_phones: tuple[str, ...] = field(default=())
     timezone: str = "America/New_York"
+    dialect: Dialect = DEFAULT_DIALECT
 
     @property
     def tz(self) -> ZoneInfo:
@@ -160,6 +167,7 @@ def parse_config(data: Mapping[str, Any], base: SimConfig | None = None) -> SimC
             str(p) for p in _get(data, "poison_phones", list, [*base.poison_phones])
         ),
         timezone=_get(data, "timezone", str, base.timezone),
+        dialect=parse_dialect(data.get("dialect"), base.dialect),
     )
     _check(config)
     return config

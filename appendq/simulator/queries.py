@@ -1,12 +1,15 @@
-"""Read-side shapes: the Find Matching Campaigns filter and the transactionList entries."""
+"""Read-side shapes: the Find Matching Campaigns filter and answer, the transactionList entries,
+each as the dialect (:mod:`appendq.simulator.dialect`) words them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from appendq.simulator.config import ServiceSpec, Status
+from appendq.simulator.dialect import Dialect
 from appendq.simulator.model import Campaign, SimError, parse_epoch_ms
 
 _PERSON = ("firstName", "lastName", "email")
@@ -44,6 +47,13 @@ class CampaignFilter:
             states=frozenset(s.upper() for s in states) if states is not None else None,
         )
 
+    def in_dialect(self, dialect: Dialect) -> CampaignFilter:
+        """The filter with its state words read as the dialect's (unknown words match nothing)."""
+        if self.states is None:
+            return self
+        internal = (dialect.internal(word) for word in self.states)
+        return replace(self, states=frozenset(w for w in internal if w is not None))
+
     def matches(self, campaign: Campaign) -> bool:
         return (
             self.date_from <= campaign.upload_ms <= self.date_to
@@ -70,8 +80,47 @@ def _ids(value: Any, key: str) -> frozenset[int] | None:
     return frozenset(ids)
 
 
-def transaction_json(campaign: Campaign, index: int) -> dict[str, Any]:
-    """The ``index``-th account transaction of a campaign: initial records first, then appended."""
+def campaign_json(campaign: Campaign, dialect: Dialect, details: bool = False) -> dict[str, Any]:
+    """A search entry (or, with ``details``, the details answer) with the dialect's words."""
+    answer = campaign.details() if details else campaign.summary()
+    answer["status"] = dialect.word(answer["status"])
+    return answer
+
+
+def malformed_campaign(page: int) -> dict[str, Any]:
+    """The malformed entry a ``malformed_campaign`` dialect adds to each search page: its id is
+    missing on even pages (0, 2, ...) and not a number on odd ones; type, status, date null."""
+    entry: dict[str, Any] = {
+        "name": "malformed entry (simulator dialect)",
+        "typeId": None,
+        "serviceId": None,
+        "status": None,
+        "uploadDate": None,
+    }
+    if page % 2:
+        entry["id"] = f"X-{page}"
+    return entry
+
+
+def visible_transactions(campaign: Campaign, dialect: Dialect, now: float) -> Sequence[int]:
+    """The indexes of a campaign's transactions that transactionList shows: the initial records,
+    then the appended ones the dialect lets show by ``now``."""
+    after = dialect.visible_after_s()
+    if after is None:
+        return range(campaign.initial)
+    if after <= 0:
+        return range(campaign.total)
+    shown = [
+        campaign.initial + i
+        for i, record in enumerate(campaign.appended)
+        if record["receivedAt"] + after <= now
+    ]
+    return [*range(campaign.initial), *shown]
+
+
+def transaction_json(campaign: Campaign, index: int, dialect: Dialect) -> dict[str, Any]:
+    """The ``index``-th account transaction of a campaign: initial records first, then appended;
+    its phones under the dialect's key and shape."""
     if index < campaign.initial:
         record: dict[str, Any] = {
             "phone1": f"555{index:07d}",
@@ -86,7 +135,7 @@ def transaction_json(campaign: Campaign, index: int) -> dict[str, Any]:
         "account": record.get("account"),
         "serviceId": campaign.service_id,
         "campaignId": campaign.id,
-        "phone": [{"phone": str(p), "ordinal": i} for i, p in enumerate(phones, start=1)],
+        **dialect.phones_json([str(p) for p in phones]),
         "consumer": {k: record.get(k) for k in _PERSON},
         "extra": {k: v for k, v in record.items() if k not in _NOT_EXTRA},
     }

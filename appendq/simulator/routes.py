@@ -1,7 +1,8 @@
 """The LiveVox calls the simulator answers, as plain functions of (state, request, path match).
 
 Paths are matched without their leading slash and without the version segment, so
-``/campaign/v6.0/campaigns/5001`` and ``/campaign/campaigns/5001`` are the same route.
+``/campaign/v6.0/campaigns/5001`` and ``/campaign/campaigns/5001`` are the same route (unless
+the dialect is ``unversioned_only``: then the server answers versioned paths 404).
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def find(routes: Sequence[Route], method: str, path: str) -> tuple[Route, re.Mat
     if allowed:
         return Reply(405, {"code": 405, "message": f"method {method} not supported here"})
     return Reply(404, {"code": 404, "message": "no such resource"})
+
+
+def versioned(raw_path: str) -> bool:
+    """Whether a path carries a version segment (``/session/v6.0/login``)."""
+    parts = [p for p in raw_path.split("/") if p]
+    return len(parts) > 1 and VERSION.match(parts[1]) is not None
 
 
 def normalise(raw_path: str) -> str:

@@ -7,6 +7,9 @@ Each refusal raises :class:`SimError` with the status the simulator answers:
   a poisoned record (a field equal to ``POISON`` or ``phone1`` in the configured poison list).
 - 409 the campaign refuses appends: client setting off, no Allow Append, requeue campaign, type
   other than Outbound, not one of today's campaigns, state other than READY/PAUSED/PLAYING.
+
+The dialect (:mod:`appendq.simulator.dialect`) changes the campaign refusal's status, how a
+refused record is named, and whether unknown fields are refused or dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from appendq.simulator.config import ClientSpec, Status
+from appendq.simulator.dialect import DEFAULT, Dialect
 from appendq.simulator.model import Campaign, SimError
 
 MAX_RECORDS = 10_000
@@ -76,12 +80,24 @@ def batch_records(body: Any) -> list[Any]:
     return records
 
 
-def check_records(records: list[Any], poison_phones: Collection[str]) -> None:
-    """400 naming the first bad record (0-based index) and field."""
+def check_records(
+    records: list[Any], poison_phones: Collection[str], dialect: Dialect = DEFAULT
+) -> None:
+    """400 naming the first bad record (as the dialect numbers it) and field."""
     for index, record in enumerate(records):
         problem = record_problem(record) or _poisoned(record, poison_phones)
         if problem:
-            raise SimError(400, f"record {index}: {problem}")
+            raise SimError(400, f"{dialect.record_label(index, record)}{problem}")
+
+
+def drop_unknown(records: list[Any]) -> list[Any]:
+    """The records without the fields outside LiveVox's list (the "drop" dialect)."""
+    return [
+        {k: v for k, v in r.items() if k in FIELD_LIMITS or k == "phone2"}
+        if isinstance(r, dict)
+        else r
+        for r in records
+    ]
 
 
 def record_problem(record: Any) -> str | None:
@@ -136,7 +152,8 @@ def _poisoned(record: dict[str, Any], poison_phones: Collection[str]) -> str | N
 
 
 def refusal(campaign: Campaign, *, upload_day: date, today: date, client: ClientSpec) -> str | None:
-    """Why a campaign refuses appends (answered 409), or None if it takes them."""
+    """Why a campaign refuses appends (answered 409, or the dialect's refusal_status), or None
+    if it takes them."""
     ident = campaign.id
     if not client.appends_allowed:
         return f"campaign appends are not allowed for client {client.name} (client setting is off)"

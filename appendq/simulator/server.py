@@ -23,7 +23,15 @@ from urllib.parse import parse_qs, urlsplit
 from appendq.simulator.admin import ADMIN_ROUTES
 from appendq.simulator.faults import FAULT_KINDS, Fault
 from appendq.simulator.model import Call, SimError
-from appendq.simulator.routes import LIVEVOX_ROUTES, Reply, Request, Route, find, normalise
+from appendq.simulator.routes import (
+    LIVEVOX_ROUTES,
+    Reply,
+    Request,
+    Route,
+    find,
+    normalise,
+    versioned,
+)
 from appendq.simulator.state import SimulatorState
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,10 @@ class SimHandler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         self._started = self.server.state.now()  # the request line has just been read
         return super().parse_request()
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header on the simulator's clock (``POST /_admin/clock`` shifts it too)."""
+        return super().date_time_string(self.server.state.now() if timestamp is None else timestamp)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -109,6 +121,8 @@ class SimHandler(BaseHTTPRequestHandler):
     def _livevox(self, request: Request) -> None:
         state = self.server.state
         found = find(LIVEVOX_ROUTES, request.method, request.path)
+        if state.get_dialect().unversioned_only and versioned(request.raw_path):
+            found = Reply(404, {"code": 404, "message": "no such resource"})
         kind = found[0].kind if isinstance(found, tuple) else "other"
         fault = state.take_fault(kind) if kind in FAULT_KINDS else None
         call = Call(self._started, request.method, request.raw_path, kind)

@@ -21,9 +21,17 @@ from typing import Any
 from appendq.simulator import rules
 from appendq.simulator.catalog import Catalog
 from appendq.simulator.config import ClientSpec, ServiceSpec, SimConfig, Status, parse_config
+from appendq.simulator.dialect import Dialect, parse_dialect
 from appendq.simulator.faults import Fault, FaultQueue
 from appendq.simulator.model import Call, Campaign, Session, SimError, local_day
-from appendq.simulator.queries import CampaignFilter, service_stats, transaction_json
+from appendq.simulator.queries import (
+    CampaignFilter,
+    campaign_json,
+    malformed_campaign,
+    service_stats,
+    transaction_json,
+    visible_transactions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ class SimulatorState:
         self._calls.clear()
         self._faults.clear()
         self.config = config
+        self.dialect = config.dialect
         self._cat = Catalog(config, self.now())
 
     # --- sessions ---------------------------------------------------------------------------
@@ -152,20 +161,23 @@ class SimulatorState:
         with self._lock:
             session = self._session(session_id)
             self._advance()
-            matcher = CampaignFilter.parse(body, self.config.tz)
+            matcher = CampaignFilter.parse(body, self.config.tz).in_dialect(self.dialect)
             found = [
-                c.summary()
+                campaign_json(c, self.dialect)
                 for c in sorted(self._cat.campaigns.values(), key=lambda c: c.id)
                 if self._cat.services[c.service_id].client == session.client and matcher.matches(c)
             ]
-            return found[offset : offset + count], offset + count < len(found)
+            page = found[offset : offset + count]
+            if self.dialect.malformed_campaign:
+                page.append(malformed_campaign(offset // count))
+            return page, offset + count < len(found)
 
     def campaign(self, session_id: str | None, campaign_id: int) -> dict[str, Any]:
         with self._lock:
             session = self._session(session_id)
             self._not_agent(session)
             self._advance()
-            return self._campaign_for(session, campaign_id).details()
+            return campaign_json(self._campaign_for(session, campaign_id), self.dialect, True)
 
     def append(self, session_id: str | None, campaign_id: int, body: Any) -> int:
         """Apply an Append call; return the number of records stored."""
@@ -189,8 +201,10 @@ class SimulatorState:
                 client=self._client_of(campaign),
             )
             if why:
-                raise SimError(409, why)
-            rules.check_records(records, self.config.poison_phones)
+                raise SimError(self.dialect.refusal_status, why)
+            if self.dialect.unknown_fields == "drop":
+                records = rules.drop_unknown(records)
+            rules.check_records(records, self.config.poison_phones, self.dialect)
             for record in records:
                 self._cat.next_txn += 1
                 campaign.appended.append(
@@ -211,7 +225,7 @@ class SimulatorState:
         self._rate.append(now)
         if len(self._rate) > self.config.rate_max_calls:
             raise SimError(
-                429,
+                self.dialect.rate_limit_status,
                 f"rate limit: {len(self._rate)} Append calls in the last "
                 f"{self.config.rate_window_s:g} s, at most {self.config.rate_max_calls} allowed",
             )
@@ -231,9 +245,11 @@ class SimulatorState:
             session = self._session(session_id)
             self._not_agent(session)
             campaign = self._campaign_for(session, campaign_id)
-            end = min(offset + count, campaign.total)
-            page = [transaction_json(campaign, i) for i in range(offset, end)]
-            return page, end < campaign.total
+            shown = visible_transactions(campaign, self.dialect, self.now())
+            page = [
+                transaction_json(campaign, i, self.dialect) for i in shown[offset : offset + count]
+            ]
+            return page, offset + count < len(shown)
 
     def stats(self, session_id: str | None) -> dict[str, Any]:
         with self._lock:
@@ -264,6 +280,18 @@ class SimulatorState:
         with self._lock:
             self._load(config)
 
+    def get_dialect(self) -> Dialect:
+        with self._lock:
+            return self.dialect
+
+    def set_dialect(self, data: Any) -> Dialect:
+        """Merge ``data`` (fields, optionally a ``preset``) over the current dialect; a reset
+        goes back to the configured one."""
+        with self._lock:
+            self.dialect = parse_dialect(data, self.dialect)
+            log.info("simulator dialect: %s", self.dialect.as_json())
+            return self.dialect
+
     def set_clock(self, offset_s: float | None = None, advance_s: float | None = None) -> float:
         with self._lock:
             self._advance()
@@ -285,6 +313,7 @@ class SimulatorState:
                 "clock_offset_s": self._offset,
                 "today": self.today().isoformat(),
                 "settings": self._cat.settings_json(),
+                "dialect": self.dialect.as_json(),
                 "clients": [asdict(c) for c in self._cat.clients.values()],
                 "services": [asdict(s) for s in self._cat.services.values()],
                 "campaigns": [
