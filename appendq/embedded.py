@@ -19,6 +19,7 @@ run as root: as root it runs as ``nobody``, whose data directory it owns.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib.util
 import logging
 import os
@@ -29,6 +30,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,8 +230,9 @@ def start_postgres(addr: Address, data_dir: Path, superuser: str) -> Server:
     if bin_dir is None:
         raise _missing("PostgreSQL")
     user = pwd.getpwnam(ROOT_PG_USER) if os.geteuid() == 0 else None
-    if user is not None:
-        _check_reachable(bin_dir, data_dir.parent)
+    if user is not None:  # PostgreSQL runs as `nobody`: its binaries and data must be reachable
+        bin_dir = _reachable_install(bin_dir)
+        data_dir = _reachable_data(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bin_dir, data_dir, superuser, user)
     argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(addr.port)]
@@ -276,15 +279,50 @@ def _initdb(bin_dir: Path, data_dir: Path, superuser: str, user: pwd.struct_pass
         raise ConfigError(f"initdb failed for the embedded PostgreSQL in {data_dir}:\n{tail}")
 
 
-def _check_reachable(*paths: Path) -> None:
-    """As root, the embedded PostgreSQL runs as ``nobody``: it must reach its binaries and data."""
-    for path in paths:
-        for part in [path.resolve(), *path.resolve().parents]:
-            if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
-                raise ConfigError(
-                    f"running as root, the embedded PostgreSQL runs as {ROOT_PG_USER!r}, which "
-                    f"cannot enter {part}: chmod o+x it or set APPENDQ_STATE_DIR elsewhere"
-                )
+def _blocked(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that others cannot enter, or None."""
+    resolved = path.resolve()
+    for part in reversed([resolved, *resolved.parents]):
+        if part.exists() and part.is_dir() and not part.stat().st_mode & stat.S_IXOTH:
+            return part
+    return None
+
+
+def _reachable_install(bin_dir: Path) -> Path:
+    """As root, PostgreSQL runs as ``nobody``, which must reach its binaries: when the install
+    sits behind a closed directory (a venv in a private checkout), a copy of it under the
+    system's temporary directory, made once, world-readable."""
+    install = bin_dir.parent
+    if _blocked(bin_dir) is None:
+        return bin_dir
+    digest = hashlib.sha1(str(install.resolve()).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"appendq-postgres-{digest}"
+    if not (copy / ".complete").exists():
+        staging = copy.with_name(f"{copy.name}.{os.getpid()}")
+        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
+        os.chmod(staging, 0o755)
+        shutil.rmtree(copy, ignore_errors=True)
+        staging.rename(copy)
+        (copy / ".complete").touch()
+        log.info("PostgreSQL binaries copied to %s (reachable by %s)", copy, ROOT_PG_USER)
+    return copy / bin_dir.name
+
+
+def _reachable_data(data_dir: Path) -> Path:
+    """As root, the data must be reachable by ``nobody`` too: when the state directory is behind
+    a closed directory, the data lives under /var/tmp (kept between runs, named after the state
+    directory, so the next run finds it again)."""
+    if _blocked(data_dir.parent) is None:
+        return data_dir
+    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    home = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
+    moved = home / f"appendq-postgres-data-{digest}" / data_dir.name
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(moved.parent, 0o755)
+    log.info(
+        "PostgreSQL data kept in %s (%s is not reachable by %s)", moved, data_dir, ROOT_PG_USER
+    )
+    return moved
 
 
 def _masked(url: str) -> str:

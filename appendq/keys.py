@@ -19,7 +19,7 @@
 | {p}:search                          | zset   | 1 minute   | resolver (Lua, TIME)        | resolver           |
 | {p}:calling:{batch_id}             | string | call deadline, kept | drain, while the call runs | reconciliation |
 | {p}:calseen:{batch_id}             | string | 2 days     | reconciliation (SET NX)     | reconciliation     |
-| {p}:numbering:{client}              | string | none       | isolation (proven numbering)| isolation          |
+| {p}:numberings:{client}             | hash   | none       | isolation (shape -> proven numbering) | isolation |
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
 | {p}:idem:{key}                      | string | 1 day      | HTTP intake                 | HTTP intake        |
 | {p}:ids:{utc_day}                   | hash   | 3 days     | HTTP intake (with the push) | GET /v1/leads/{id} |
@@ -103,7 +103,8 @@ class Keys:
         return f"{self.prefix}:calseen:{batch_id}"
 
     def numbering(self, client: str) -> str:
-        return f"{self.prefix}:numbering:{client}"
+        """Hash: refusal shape -> the numbering proven for that kind of message."""
+        return f"{self.prefix}:numberings:{client}"
 
     def dedupe(self, target: str, day: str) -> str:
         return f"{self.prefix}:dedupe:{target}:{day}"

@@ -57,28 +57,30 @@ ALIKE_SINGLES = 3
 
 
 class NumberingMemory(Protocol):
-    """Where the proven numbering of the account lives (Redis in production)."""
+    """Where the account's proven numberings live (Redis in production): one per refusal shape,
+    since a numbering proven by one kind of message says nothing of another's numbers."""
 
-    def get(self) -> str | None: ...
+    def get(self, shape: str) -> str | None: ...
 
-    def prove(self, numbering: str) -> None: ...
+    def prove(self, numbering: str, shape: str) -> None: ...
 
 
 class RedisNumbering:
-    """The account's proven numbering in Redis (``Keys.numbering``; no TTL: a LiveVox account
-    does not change how it numbers records; an operator may DEL the key)."""
+    """The account's proven numberings in Redis, a hash of refusal shape -> numbering
+    (``Keys.numbering``; no TTL: a LiveVox account does not change how it numbers records; an
+    operator may DEL the key)."""
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.client = client
         self.key = key
 
-    def get(self) -> str | None:
-        value = self.client.get(self.key)
+    def get(self, shape: str) -> str | None:
+        value = self.client.hget(self.key, shape)
         text = value.decode() if isinstance(value, bytes) else value
         return text if text in NUMBERINGS else None
 
-    def prove(self, numbering: str) -> None:
-        self.client.set(self.key, numbering)
+    def prove(self, numbering: str, shape: str) -> None:
+        self.client.hset(self.key, shape, numbering)
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def _many(
     columns: dict[str, Any],
 ) -> Isolation:
     candidates = suspects(records, named)
-    proven = memory.get() if memory is not None else None
+    proven = memory.get(refusal_shape(reason)) if memory is not None else None
     trusted = [i for i, how in candidates.items() if proven in how]
     if trusted:
         bad = [records[i] for i in trusted]
@@ -326,13 +328,28 @@ def _learn(session: Session, batch_id: int, memory: NumberingMemory | None) -> N
     how = _suspect_of(session, batch_id)["numberings"]
     if memory is None or len(how) != 1 or how[0] not in NUMBERINGS:
         return
-    memory.prove(str(how[0]))
+    shape = _naming_shape(session, batch_id)
+    if shape is None:
+        return
+    memory.prove(str(how[0]), shape)
     log.warning(
         "LiveVox numbers records in its refusals %s: proven by batch %s",
         how[0],
         batch_id,
         extra={"batch": batch_id, "numbering": how[0]},
     )
+
+
+def _naming_shape(session: Session, batch_id: int) -> str | None:
+    """The shape of the refusal that named this suspect: the family's last refusal naming
+    records (``numbers``) before the suspect went out alone."""
+    root = store.family_root(session, batch_id)
+    naming = [
+        d["refusal"]
+        for _, b, d in store.family_events(session, root, "refusal")
+        if b != batch_id and d.get("numbers") and isinstance(d.get("refusal"), str)
+    ]
+    return naming[-1] if naming else None
 
 
 def _suspect_of(session: Session, batch_id: int) -> dict[str, Any]:

@@ -271,7 +271,9 @@ class Producer:
         except (redis.RedisError, OSError) as exc:
             raise state.interrupted(f"{type(exc).__name__}: {exc}") from exc
         except KeyboardInterrupt as exc:
-            exc.add_note(str(state.interrupted("interrupted")))
+            stopped = state.interrupted("interrupted")
+            exc.add_note(str(stopped))
+            exc.receipt = stopped.receipt  # type: ignore[attr-defined]  # the refused rows too
             raise
         receipt = state.receipt()
         _log_receipt(receipt)

@@ -145,4 +145,5 @@ def test_a_second_ctrl_c_stops_a_hung_push_at_once(keys: Keys, tmp_path: Path) -
     assert (document["interrupted"], document["complete"]) == (True, False)
     assert "4 records queued for service:1001" in document["error"]
     assert "rows 6-7 may or may not be queued" in document["error"]
+    assert (document["accepted"], document["errors"]) == (4, [])  # the receipt, not just a note
     assert b"Traceback" not in stderr

@@ -163,7 +163,8 @@ def test_poison_record_named_by_livevox_is_set_apart_after_proof(sim: Sim, rt: R
     assert bad.status == "rejected" and "record 0" in (bad.reason or "")
     assert good.status == "appended"
     assert [c["records"] for c in sim.calls("append")] == [5, 1, 1, 1, 2]
-    assert rt.redis.get(rt.keys.numbering(rt.settings.livevox_client_name)) == b"zero"
+    proven = rt.redis.hvals(rt.keys.numbering(rt.settings.livevox_client_name))
+    assert proven == [b"zero"]
     rt.queue.push("service:1001", later)
     assert calls_made(rt, 2) == ["ready", "appended"]
     assert accounts_at_livevox(sim)[4:] == ["R10", "R12", "R13"]
@@ -273,3 +274,15 @@ def test_records_refused_alone_are_not_rejected_by_another_familys_204(
     assert drain_once(rt.drainer()).outcome == "appended"
     statuses = [b.status for b in batches(rt)]
     assert statuses == [BatchStatus.HELD, BatchStatus.HELD, BatchStatus.APPENDED]
+
+
+def test_a_proven_numbering_is_trusted_only_for_the_message_that_proved_it(rt: Runtime) -> None:
+    # Given the numbering "one" proven by a refusal worded "record N: invalid phone", When a
+    # refusal worded otherwise names a number, Then its numbering is not taken as proven (a
+    # message about "entries N" may count something else): its record must be proven again.
+    from appendq.poison import RedisNumbering, refusal_shape
+
+    memory = RedisNumbering(rt.redis, rt.keys.numbering("SIMCLIENT"))
+    memory.prove("one", refusal_shape("record 17: invalid phone"))
+    assert memory.get(refusal_shape("record 4: invalid phone")) == "one"
+    assert memory.get(refusal_shape("3 entries over the limit at index 2")) is None

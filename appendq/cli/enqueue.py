@@ -218,8 +218,10 @@ def _run(producer: Producer, job: _Job) -> _Outcome:
         notes = getattr(exc, "__notes__", []) or ["interrupted"]
         for note in notes:
             click.echo(f"appendq: {note}", err=True)
-        if job.as_json:  # only what the note says: the refused rows are not known here
-            document = {"target": str(job.target), "error": "; ".join(notes)}
+        if job.as_json:  # what the producer had when the second Ctrl-C came, refused rows too
+            partial = getattr(exc, "receipt", None)
+            found = partial.to_dict() if partial is not None else {"target": str(job.target)}
+            document = {**found, "error": "; ".join(notes)}
             click.echo(json.dumps({**document, **_ending(True, None, complete=False)}))
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     return _Outcome(receipt, ctrl.stopped, ctrl.last_row)
