@@ -292,20 +292,27 @@ def _reachable_install(bin_dir: Path) -> Path:
     """As root, PostgreSQL runs as ``nobody``, which must reach its binaries: when the install
     sits behind a closed directory (a venv in a private checkout), a copy of it under the
     system's temporary directory, made once, world-readable."""
-    install = bin_dir.parent
+    install = bin_dir.parent  # .../site-packages/pgserver/pginstall
     if _blocked(bin_dir) is None:
         return bin_dir
-    digest = hashlib.sha1(str(install.resolve()).encode()).hexdigest()[:12]
+    package = install.parent
+    # The wheel's binaries find their bundled libraries by a relative RPATH
+    # ($ORIGIN/../../../pgserver.libs): the copy keeps that layout.
+    libs = package.parent / f"{package.name}.libs"
+    digest = hashlib.sha1(f"v2:{install.resolve()}".encode()).hexdigest()[:12]
     copy = Path(tempfile.gettempdir()) / f"appendq-postgres-{digest}"
     if not (copy / ".complete").exists():
         staging = copy.with_name(f"{copy.name}.{os.getpid()}")
-        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
-        os.chmod(staging, 0o755)
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for folder in (staging, staging / package.name):
+            os.chmod(folder, 0o755)
         shutil.rmtree(copy, ignore_errors=True)
         staging.rename(copy)
         (copy / ".complete").touch()
         log.info("PostgreSQL binaries copied to %s (reachable by %s)", copy, ROOT_PG_USER)
-    return copy / bin_dir.name
+    return copy / package.name / install.name / bin_dir.name
 
 
 def _reachable_data(data_dir: Path) -> Path:
