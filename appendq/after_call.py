@@ -5,9 +5,12 @@ records that ended rejected."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.orm import Session
 
 from appendq import dedupe, halt, set_aside, store
 from appendq.db.models import BatchStatus
@@ -19,6 +22,18 @@ from appendq.store import BatchView
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Written:
+    """What recording an answer wrote: the batch's new status and reason, the batches whose
+    records ended rejected (their dedupe keys are released after the commit), and whether the
+    isolation budget was spent (the target is set aside)."""
+
+    status: BatchStatus
+    reason: str | None
+    rejected_in: list[int] = field(default_factory=list)
+    spent: bool = False
+
+
 def record_outcome(
     d: Drainer,
     batch: BatchView,
@@ -27,109 +42,133 @@ def record_outcome(
     elapsed: float | None,
     records: int,
 ) -> DrainReport:
+    """Write what the answer means for the batch (fenced on the version it was sent at), then do
+    what follows once that committed."""
+    _account_signals(d, campaign_id, outcome)
+    columns = {
+        "http_status": outcome.http_status,
+        "call_ms": int(elapsed * 1000) if elapsed is not None else None,
+    }
+    with d.sessions() as session, session.begin():
+        written = _write(d, session, batch, campaign_id, outcome, records, columns)
+    if written is None:  # another drainer owns the batch now: this answer is stale
+        status = outcome.status
+        reason = (
+            f"answer not recorded ({status}): the batch changed meanwhile (another drainer owns "
+            "it; this drainer's knowledge was stale)"
+        )
+        log.warning("batch %s: %s", batch.id, reason, extra={"batch": batch.id, "status": "fenced"})
+        return _report("fenced", batch, campaign_id, records, outcome, reason)
+    _after_commit(d, batch, written)
+    log.debug(
+        "batch %s: %d records to campaign %s -> %s%s",
+        batch.id,
+        records,
+        campaign_id,
+        written.status,
+        f" ({written.reason})" if written.reason else "",
+        extra={
+            "batch": batch.id,
+            "target": batch.target,
+            "campaign": campaign_id,
+            "records": records,
+            "status": str(written.status),
+            "http_status": outcome.http_status,
+        },
+    )
+    return _report(str(written.status), batch, campaign_id, records, outcome, written.reason)
+
+
+def _account_signals(d: Drainer, campaign_id: int, outcome: Outcome) -> None:
+    """What the answer says beyond the batch: pause the rate limit, skip the campaign, halt."""
     if outcome.pause_rate:
         d.limiter.pause()
     if outcome.refuse_campaign:
         d.resolver.refuse(campaign_id, outcome.reason or "refused")
     if outcome.halt:
         halt.halt(d.redis, d.keys, outcome.reason or "configuration error", d.settings.halt_s)
-    columns = {
-        "http_status": outcome.http_status,
-        "call_ms": int(elapsed * 1000) if elapsed is not None else None,
-    }
-    status, reason = outcome.status, outcome.reason
+
+
+def _write(
+    d: Drainer,
+    session: Session,
+    batch: BatchView,
+    campaign_id: int,
+    outcome: Outcome,
+    records: int,
+    columns: dict[str, Any],
+) -> _Written | None:
+    """The batch's transition (a content refusal: isolation), in the caller's transaction; None
+    when fenced off."""
     memory = RedisNumbering(d.redis, d.keys.numbering(d.settings.livevox_client_name))
-    rejected_in: list[int] = []  # batches where records ended rejected: release after commit
-    spent = False
-    with d.sessions() as session, session.begin():
-        if status == BatchStatus.REJECTED:
-            found = isolate(
-                session,
-                batch,
-                reason or "refused",
-                actor=d.actor,
-                named=outcome.named,
-                memory=memory,
-                max_calls=d.settings.isolation_max_calls,
-                **columns,
-            )
-            if found.fenced:
-                return _fenced(batch, campaign_id, records, outcome, BatchStatus.REJECTED)
-            status, reason = found.status, found.note
-            rejected_in += [batch.id] if found.rejected else []
-            if found.campaign_refused:
-                d.resolver.refuse(campaign_id, found.note)
-            spent = found.budget_spent
-        else:
-            moved = store.transition(
-                session,
-                batch.id,
-                status,
-                actor=d.actor,
-                reason=reason,
-                expect=[BatchStatus.SENDING],
-                version=batch.version,
-                error_kind=outcome.error_kind,
-                error_message=reason,
-                next_attempt_at=(
-                    func.now() + timedelta(seconds=outcome.retry_after_s)
-                    if outcome.retry_after_s is not None
-                    else None
-                ),
-                detail={"campaign": campaign_id, "records": records},
-                **columns,
-            )
-            if moved is None:  # another drainer owns the batch now: this answer is stale
-                return _fenced(batch, campaign_id, records, outcome, status)
-        if status == BatchStatus.APPENDED:  # the campaign takes appends: suspects are proven bad
-            rejected_in += confirm_suspects(session, campaign_id, actor=d.actor, memory=memory)
-        if status == BatchStatus.HELD:
-            store.set_target_state(session, batch.target, campaign_id=None, hold_reason=reason)
-    for rejected in rejected_in:
+    if outcome.status == BatchStatus.REJECTED:
+        found = isolate(
+            session,
+            batch,
+            outcome.reason or "refused",
+            actor=d.actor,
+            named=outcome.named,
+            memory=memory,
+            max_calls=d.settings.isolation_max_calls,
+            **columns,
+        )
+        if found.fenced:
+            return None
+        if found.campaign_refused:
+            d.resolver.refuse(campaign_id, found.note)
+        rejected = [batch.id] if found.rejected else []
+        written = _Written(found.status, found.note, rejected, found.budget_spent)
+    else:
+        moved = store.transition(
+            session,
+            batch.id,
+            outcome.status,
+            actor=d.actor,
+            reason=outcome.reason,
+            expect=[BatchStatus.SENDING],
+            version=batch.version,
+            error_kind=outcome.error_kind,
+            error_message=outcome.reason,
+            next_attempt_at=_due(outcome),
+            detail={"campaign": campaign_id, "records": records},
+            **columns,
+        )
+        if moved is None:
+            return None
+        written = _Written(outcome.status, outcome.reason)
+    if written.status == BatchStatus.APPENDED:  # the campaign takes appends: suspects proven bad
+        written.rejected_in += confirm_suspects(session, campaign_id, actor=d.actor, memory=memory)
+    if written.status == BatchStatus.HELD:
+        store.set_target_state(session, batch.target, campaign_id=None, hold_reason=written.reason)
+    return written
+
+
+def _due(outcome: Outcome) -> Any:
+    if outcome.retry_after_s is None:
+        return None
+    return func.now() + timedelta(seconds=outcome.retry_after_s)
+
+
+def _after_commit(d: Drainer, batch: BatchView, written: _Written) -> None:
+    for rejected in written.rejected_in:
         release_dedupe(d, rejected)
-    if spent:  # LiveVox keeps refusing this target's records: stop spending the account's calls
-        reason = f"LiveVox keeps refusing its records: batch {batch.id} {reason}"
+    if written.spent:  # LiveVox keeps refusing this target's records: stop spending its calls
+        reason = f"LiveVox keeps refusing its records: batch {batch.id} {written.reason}"
         set_aside.set_aside(
             d.redis, d.keys, d.sessions, batch.target, kind="refused", reason=reason, actor=d.actor
         )
-    log.debug(
-        "batch %s: %d records to campaign %s -> %s%s",
-        batch.id,
-        records,
-        campaign_id,
-        status,
-        f" ({reason})" if reason else "",
-        extra={
-            "batch": batch.id,
-            "target": batch.target,
-            "campaign": campaign_id,
-            "records": records,
-            "status": str(status),
-            "http_status": outcome.http_status,
-        },
-    )
-    return DrainReport(
-        str(status),
-        batch.target,
-        batch.id,
-        records,
-        campaign_id,
-        outcome.http_status,
-        reason,
-        called=True,
-    )
 
 
-def _fenced(
-    batch: BatchView, campaign_id: int, records: int, outcome: Outcome, status: BatchStatus
+def _report(
+    outcome_name: str,
+    batch: BatchView,
+    campaign_id: int,
+    records: int,
+    outcome: Outcome,
+    reason: str | None,
 ) -> DrainReport:
-    reason = (
-        f"answer not recorded ({status}): the batch changed meanwhile (another drainer owns it; "
-        "this drainer's knowledge was stale)"
-    )
-    log.warning("batch %s: %s", batch.id, reason, extra={"batch": batch.id, "status": "fenced"})
     return DrainReport(
-        "fenced",
+        outcome_name,
         batch.target,
         batch.id,
         records,

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from appendq import store
 from appendq.db.models import Batch, BatchStatus, RecordStatus
 from appendq.errors import Named
+from appendq.history import family_accepted_since, family_events, family_root, held_suspects
 from appendq.livevox_errors import canonical_phone
 from appendq.records import Target
 from appendq.split import set_record_apart, split_at, split_batch
@@ -140,8 +141,8 @@ def isolate(
         return Isolation(BatchStatus.SENDING, "the batch changed meanwhile", fenced=True)
     named = named or Named()
     records = store.batch_records(session, batch.id)
-    root = store.family_root(session, batch.id)
-    history = store.family_events(session, root, "refusal")
+    root = family_root(session, batch.id)
+    history = family_events(session, root, "refusal")
     shape = refusal_shape(reason)
     mark = {"refusal": shape, "records": len(records), "numbers": list(named.numbers[:5])}
     if len(history) + 1 > max_calls:
@@ -224,7 +225,7 @@ def _single(
     """A record refused alone: rejected if something of the campaign was accepted since its
     family's first refusal (the refusal is about it), else held as a suspect."""
     first = history[0][0] if history else None
-    proven = first is not None and store.family_accepted_since(session, root, first)
+    proven = first is not None and family_accepted_since(session, root, first)
     if proven:
         _learn(session, batch.id, memory)
         note = f"rejected by LiveVox: {reason} (refused alone while the rest was accepted)"
@@ -248,7 +249,7 @@ def _alike(
     recent = singles[-(ALIKE_SINGLES - 1) :]
     if len(recent) < ALIKE_SINGLES - 1 or any(d.get("refusal") != shape for _, d in recent):
         return False
-    return not store.family_accepted_since(session, root, recent[0][0])
+    return not family_accepted_since(session, root, recent[0][0])
 
 
 def _campaign_refusal(
@@ -268,7 +269,7 @@ def _campaign_refusal(
         f"{ALIKE_SINGLES} single records refused alike ({reason}) and nothing accepted between: "
         f"the refusal is campaign {batch.campaign_id}'s, not the records'; no record rejected"
     )
-    for suspect in store.held_suspects(session, batch.campaign_id, root):
+    for suspect in held_suspects(session, batch.campaign_id, root):
         view = store.batch_view(session, suspect)
         if view is not None:
             store.transition(
@@ -296,7 +297,7 @@ def confirm_suspects(
     refused everything a while, in words not recognised as a campaign refusal): it stays held for
     an operator. Returns the batches rejected."""
     rejected: list[int] = []
-    for batch_id in store.held_suspects(session, campaign_id):
+    for batch_id in held_suspects(session, campaign_id):
         view = store.batch_view(session, batch_id)
         if view is None or not _family_accepted_after_refusal(session, batch_id):
             continue
@@ -318,9 +319,9 @@ def confirm_suspects(
 
 
 def _family_accepted_after_refusal(session: Session, batch_id: int) -> bool:
-    root = store.family_root(session, batch_id)
-    own = [e for e, b, _ in store.family_events(session, root, "refusal") if b == batch_id]
-    return bool(own) and store.family_accepted_since(session, root, own[-1])
+    root = family_root(session, batch_id)
+    own = [e for e, b, _ in family_events(session, root, "refusal") if b == batch_id]
+    return bool(own) and family_accepted_since(session, root, own[-1])
 
 
 def _learn(session: Session, batch_id: int, memory: NumberingMemory | None) -> None:
@@ -343,10 +344,10 @@ def _learn(session: Session, batch_id: int, memory: NumberingMemory | None) -> N
 def _naming_shape(session: Session, batch_id: int) -> str | None:
     """The shape of the refusal that named this suspect: the family's last refusal naming
     records (``numbers``) before the suspect went out alone."""
-    root = store.family_root(session, batch_id)
+    root = family_root(session, batch_id)
     naming = [
         d["refusal"]
-        for _, b, d in store.family_events(session, root, "refusal")
+        for _, b, d in family_events(session, root, "refusal")
         if b != batch_id and d.get("numbers") and isinstance(d.get("refusal"), str)
     ]
     return naming[-1] if naming else None
@@ -354,8 +355,8 @@ def _naming_shape(session: Session, batch_id: int) -> str | None:
 
 def _suspect_of(session: Session, batch_id: int) -> dict[str, Any]:
     """The numberings that named this batch's record when it was cut out as a suspect."""
-    root = store.family_root(session, batch_id)
-    for _, ident, detail in store.family_events(session, root, "split_suspect"):
+    root = family_root(session, batch_id)
+    for _, ident, detail in family_events(session, root, "split_suspect"):
         if ident == batch_id and isinstance(detail["split_suspect"], list):
             return {"numberings": list(detail["split_suspect"])}
     return {"numberings": []}

@@ -56,9 +56,10 @@ from typing import Protocol
 
 from appendq import store
 from appendq.db.models import BatchStatus
+from appendq.history import Calibration, KnownRecord
 from appendq.livevox import Transaction
 from appendq.livevox_errors import canonical_phone
-from appendq.store import BatchView, Calibration, KnownRecord, RecordRef
+from appendq.store import BatchView, RecordRef
 
 __all__ = [
     "Evidence",

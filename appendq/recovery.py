@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import func, update
 from sqlalchemy.exc import DataError
 
-from appendq import set_aside, store
+from appendq import history, set_aside, store
 from appendq.db.models import Batch, BatchStatus
 from appendq.drainer import Drainer
 from appendq.errors import Configuration, LiveVoxError
@@ -127,11 +127,11 @@ def _evidence(d: Drainer, batch: BatchView, campaign_id: int) -> Evidence:
     campaign that share its phones and the calibration batch (see ``appendq.reconcile``)."""
     with d.sessions() as session:
         records = store.batch_records(session, batch.id)
-        calibration = store.calibration_batch(session, campaign_id, batch.id)
+        calibration = history.calibration_batch(session, campaign_id, batch.id)
         cal_records = store.batch_records(session, calibration.batch_id) if calibration else []
         phones = [r.phone1 for r in records] + [r.phone1 for r in cal_records]
-        known = store.known_records(session, campaign_id, phones, exclude_batch=batch.id)
-        answer_age = store.seconds_since_answer(session, batch.id)
+        known = history.known_records(session, campaign_id, phones, exclude_batch=batch.id)
+        answer_age = history.seconds_since_answer(session, batch.id)
     cal = (calibration, cal_records) if calibration is not None else None
     evidence = gather(d.client, campaign_id, records, known, cal)
     lag = _lag_bound(d, evidence) if evidence.calibrated else None

@@ -23,13 +23,14 @@ from appendq.errors import (
     RateLimited,
     Rejected,
 )
+from appendq.history import Calibration, KnownRecord
 from appendq.livevox import Campaign, LiveVoxClient, read_phones
 from appendq.livevox_errors import classify, named_in
 from appendq.outcome import in_doubt_wait_s
 from appendq.poison import refusal_shape, suspects
 from appendq.reconcile import Evidence, ListCounts, match, verdict
 from appendq.settings import Settings
-from appendq.store import BatchView, Calibration, KnownRecord, RecordRef
+from appendq.store import BatchView, RecordRef
 
 
 @pytest.mark.parametrize(
@@ -296,9 +297,10 @@ def test_records_with_accounts_are_never_missing_when_their_phones_are_shown() -
     from datetime import UTC, datetime
 
     from appendq.db.models import BatchStatus
+    from appendq.history import Calibration, KnownRecord
     from appendq.livevox import Transaction
     from appendq.reconcile import gather, verdict
-    from appendq.store import BatchView, Calibration, KnownRecord, RecordRef
+    from appendq.store import BatchView, RecordRef
 
     class Client:
         def __init__(self, txs: list[Transaction]) -> None:
