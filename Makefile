@@ -1,5 +1,6 @@
 # appendq developer commands. Everything runs from the project's own virtualenv (.venv).
 #   make test     the test suite (what CI runs)      make check   lint, format check, types
+#   make test-fast  the fast lane (under a minute)   make mutate  mutation testing of the policies
 #   make run      the whole thing locally            make bench   throughput benchmark
 #   make chaos    fault-injection runs               make lock    refresh constraints.txt
 
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed.stamp
 
-.PHONY: venv test check run bench chaos lock clean distclean
+.PHONY: venv test test-fast mutate check run bench chaos lock clean distclean
 
 venv: $(STAMP)
 
@@ -22,6 +23,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: venv
 	$(BIN)/pytest -q
+
+# The pure policies, table-driven, and the quick integration tests (tests/conftest.py FAST_MODULES).
+test-fast: venv
+	$(BIN)/pytest -q -m fast
+
+# Mutants of settle, the backoff, classification, reconciliation, the rate limiter and dedupe
+# (their Lua too), each run against its fast tests in a copy of the tree; fails below 90 % killed.
+mutate: venv
+	$(BIN)/python tools/mutate.py
 
 check: venv
 	$(BIN)/ruff check .

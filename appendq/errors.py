@@ -15,12 +15,18 @@ AppendqError
     │   └── SearchDeferred      a campaign search not in the account's budget: no call made
     ├── SessionExpired          401 on an ordinary call: log in again, repeat once
     ├── Rejected                4xx about the content of the batch: reject, don't retry as is
+    ├── CampaignUnavailable     404 campaign, or it refuses appends (state, type, allow-append),
+    │                           whatever the status (400/403/404/409), recognised by meaning:
+    │                           skip that campaign a while, the batch waits for another one
     └── Configuration           no retry will fix it: operator must act
         ├── LoginDenied         bad access token or credentials
         ├── Forbidden           403: role may not append
-        ├── TargetRefused       403 on the campaign search of one service: set that target aside
-        └── CampaignUnavailable 404 campaign, or it refuses appends (state, type, allow-append),
-                                whatever the status (400/403/404/409), recognised by meaning
+        └── TargetRefused       403 on the campaign search of one service: set that target aside
+
+``CampaignUnavailable`` is neither transient (the same call to the same campaign would fail the
+same way) nor configuration (nothing is wrong with the account): the Append is retried on another
+campaign, or later on the same one (held while a pinned campaign refuses). Code that treats a
+refused *read* about a campaign like a configuration error names both classes.
 """
 
 from __future__ import annotations
@@ -169,6 +175,13 @@ class Rejected(LiveVoxError):
     kind = "rejected"
 
 
+class CampaignUnavailable(LiveVoxError):
+    """The campaign refuses appends, or is gone: about that campaign, not the records nor the
+    account (see the module docstring)."""
+
+    kind = "campaign_unavailable"
+
+
 class Configuration(LiveVoxError):
     kind = "configuration"
 
@@ -186,7 +199,3 @@ class TargetRefused(Configuration):
     target aside), not about the account."""
 
     kind = "target_refused"
-
-
-class CampaignUnavailable(Configuration):
-    kind = "campaign_unavailable"

@@ -31,7 +31,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appendq import audit, set_aside
+from appendq.audit import timeline
 from appendq.db.models import (
     RECORD_STATUS_OF_BATCH,
     Batch,
@@ -40,6 +40,7 @@ from appendq.db.models import (
     RecordStatus,
     TargetState,
 )
+from appendq.drain import set_aside
 from appendq.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class AppendqCollector:
         for target in queue.targets():
             depth.add_metric([target], queue.depth(target))
             head = queue.oldest(target)
-            age.add_metric([target], audit.age_s(head.enqueued_at) if head else 0.0)
+            age.add_metric([target], timeline.age_s(head.enqueued_at) if head else 0.0)
         budget = GaugeMetricFamily(
             "appendq_rate_budget_remaining",
             "Append calls allowed right now in the rolling rate window",

@@ -10,15 +10,15 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from appendq.campaigns import CampaignResolver
+from appendq.clock import utcnow
 from appendq.db.engine import make_engine, make_sessionmaker
-from appendq.drainer import Drainer
+from appendq.drain.context import Drainer
 from appendq.keys import Keys
-from appendq.livevox import LiveVoxClient
-from appendq.queue import RecordQueue
-from appendq.ratelimit import RateLimiter
+from appendq.livevox.campaigns import CampaignResolver
+from appendq.livevox.client import LiveVoxClient
+from appendq.livevox.ratelimit import RateLimiter
+from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
-from appendq.store import utcnow
 
 
 @dataclass

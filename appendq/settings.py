@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.exc import ArgumentError
 
+from appendq.db.engine import psycopg_url
 from appendq.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ class Settings(BaseSettings):
     #: with a reason.
     campaign_searches_per_minute: int = 60
     #: A content refusal is isolated in at most this many refused Append calls per batch; past
-    #: it the batch is held for an operator with the evidence.
+    #: it the batch is operator_hold, with the evidence.
     isolation_max_calls: int = 40
     #: A 5xx *answer* (500, 503) ends the call: reconcile it after this settle, not after the
     #: whole call deadline (kept for timeouts, dropped connections and 502/504).
@@ -118,10 +120,11 @@ class Settings(BaseSettings):
     @classmethod
     def _psycopg_driver(cls, value: str) -> str:
         """Accept ``postgresql://user@host/db`` as users write it; use psycopg 3 underneath."""
-        for plain in ("postgresql://", "postgres://"):
-            if value.startswith(plain):
-                return "postgresql+psycopg://" + value[len(plain) :]
-        return value
+        try:
+            return psycopg_url(value)
+        except ArgumentError:
+            # Not echoed: a database URL may hold a password.
+            raise ValueError("not a database URL (postgresql://user@host:5432/name)") from None
 
     @field_validator("api_tokens", mode="before")
     @classmethod

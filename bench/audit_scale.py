@@ -1,5 +1,6 @@
 """Audit lookups at scale: 10 million record rows in a scratch PostgreSQL database, filled on the
-server with ``INSERT ... SELECT generate_series(...)``, then ``appendq.audit.find_records`` timed
+server with ``INSERT ... SELECT generate_series(...)``, then
+``appendq.audit.timeline.find_records`` timed
 by phone, account, record id, batch, service + time, campaign + status + time, and status alone.
 
 Baseline column: the same lookup once with index scans turned off (what the lookup would cost
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,9 +29,10 @@ import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from appendq import audit, prune
+from appendq.audit import timeline
+from appendq.batches import prune
 from appendq.db.engine import psycopg_url
-from appendq.records import normalise_phone
+from appendq.leads import normalise_phone
 from bench.common import median, row, scratch_database
 
 BATCH = 10_000
@@ -226,7 +228,6 @@ def _samples(conn: psycopg.Connection[Any], repeat: int) -> dict[str, list[dict[
     picked = pick(f"SELECT id FROM records TABLESAMPLE SYSTEM (0.1) LIMIT {repeat * 4}")
     rng = random.Random(7)
     rng.shuffle(picked)
-    ids = [str(i) for i in picked[:repeat]]
     phones = [
         p
         for p in pick(f"SELECT phone1 FROM records TABLESAMPLE SYSTEM (0.1) LIMIT {repeat * 2}")
@@ -236,6 +237,17 @@ def _samples(conn: psycopg.Connection[Any], repeat: int) -> dict[str, list[dict[
         "SELECT account FROM records TABLESAMPLE SYSTEM (0.1) WHERE account IS NOT NULL "
         f"LIMIT {repeat}"
     )
+    samples: dict[str, list[dict[str, Any]]] = {
+        "phone": [{"phone": p} for p in phones],
+        "account": [{"account": a} for a in accounts],
+        "record id": [{"record_id": str(i)} for i in picked[:repeat]],
+    }
+    return samples | _batch_samples(conn, pick, repeat)
+
+
+def _batch_samples(
+    conn: psycopg.Connection[Any], pick: Callable[[str], list[Any]], repeat: int
+) -> dict[str, list[dict[str, Any]]]:
     batches = pick(f"SELECT id FROM batches ORDER BY random() LIMIT {repeat}")
     campaigns = pick(f"SELECT campaign_id FROM batches ORDER BY random() LIMIT {repeat}")
     windows = conn.execute(
@@ -243,9 +255,6 @@ def _samples(conn: psycopg.Connection[Any], repeat: int) -> dict[str, list[dict[
         f"FROM batches b ORDER BY random() LIMIT {repeat}"
     ).fetchall()
     return {
-        "phone": [{"phone": p} for p in phones],
-        "account": [{"account": a} for a in accounts],
-        "record id": [{"record_id": i} for i in ids],
         "batch (first 1,000 records)": [{"batch_id": b} for b in batches],
         "service + 1 h window": [
             {"service_id": s, "since": a, "until": z} for _, s, a, z in windows
@@ -278,10 +287,10 @@ def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int) -> None
     for name, cases in _samples(conn, repeat).items():
         times, found = [], 0
         with sessions() as session:
-            audit.find_records(session, **cases[0])  # warm the connection and the plan cache
+            timeline.find_records(session, **cases[0])  # warm the connection and the plan cache
             for kwargs in cases:
                 t0 = time.perf_counter()
-                found += len(audit.find_records(session, **kwargs))
+                found += len(timeline.find_records(session, **kwargs))
                 times.append(time.perf_counter() - t0)
             session.rollback()
             plan = _plan_indexes(engine, session, cases[0])
@@ -299,7 +308,7 @@ def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int) -> None
 def _plan_indexes(engine: Engine, session: Session, kwargs: dict[str, Any]) -> list[str]:
     """The index names in the plan of the records query find_records runs."""
     with _captured(engine) as seen:
-        audit.find_records(session, **kwargs)
+        timeline.find_records(session, **kwargs)
     statement, parameters = next(s for s in seen if "FROM records" in s[0])
     plan = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
     names: list[str] = []
@@ -322,7 +331,7 @@ def _without_indexes(session: Session, kwargs: dict[str, Any]) -> float:
     conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
     conn.exec_driver_sql("SET LOCAL enable_indexonlyscan = off")
     t0 = time.perf_counter()
-    audit.find_records(session, **kwargs)
+    timeline.find_records(session, **kwargs)
     elapsed = time.perf_counter() - t0
     session.rollback()
     return elapsed

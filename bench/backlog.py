@@ -35,7 +35,7 @@ import httpx
 import redis
 
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
+from appendq.queue.record_queue import RecordQueue
 from bench.common import (
     REDIS_URL,
     queued,
@@ -44,7 +44,7 @@ from bench.common import (
     scratch_prefix,
     scratch_simulator,
 )
-from tests.procs import process
+from tests.support.procs import process
 
 TARGET = "service:1001"
 CAMPAIGN = 5001
@@ -125,8 +125,6 @@ def report(
 ) -> None:
     took, grown, usage = memory
     calls = [c for c in run["calls"] if c["kind"] == "append"]
-    sizes = Counter(c["records"] for c in calls)
-    ok = all(c["status"] == 204 for c in calls)
     text = log.read_text()
     ticks = Counter(_TICK.findall(text))
     wasted = sum(n for outcome, n in ticks.items() if outcome not in ("appended", "rate_limited"))
@@ -143,13 +141,7 @@ def report(
     show("enqueue (RecordQueue.push, records/s)", f"{records / took:,.0f}")
     show("Redis used_memory growth per record", f"{grown / records:,.0f} B")
     show("  MEMORY USAGE of the list per record", f"{usage / records:,.0f} B")
-    show(
-        "Append calls" + ("" if ok else " (NOT all 204)"),
-        f"{len(calls)}",
-        f"{-(-records // BATCH)}",
-    )
-    for size, n in sorted(sizes.items()):
-        show(f"  calls of {size:,} records", f"{n}")
+    show_calls(records, calls)
     show("tick reports without a call: rate_limited", f"{ticks['rate_limited']}")
     show("tick reports without a call: other (wasted)", f"{wasted}", "0")
     for outcome, n in sorted(ticks.items()):
@@ -168,6 +160,18 @@ def report(
     show("records per second through LiveVox", f"{records / run['elapsed']:,.0f}")
     show("elapsed, worker start to all appended", f"{run['elapsed']:.1f} s")
     show("worker peak RSS (VmHWM)", f"{run['rss_kb'] / 1024:,.0f} MiB")
+
+
+def show_calls(records: int, calls: list[dict[str, Any]]) -> None:
+    """How many Append calls (all 204?) against the least possible, and of which sizes."""
+    ok = all(c["status"] == 204 for c in calls)
+    show(
+        "Append calls" + ("" if ok else " (NOT all 204)"),
+        f"{len(calls)}",
+        f"{-(-records // BATCH)}",
+    )
+    for size, n in sorted(Counter(c["records"] for c in calls).items()):
+        show(f"  calls of {size:,} records", f"{n}")
 
 
 def show(name: str, value: str, bound: str = "") -> None:

@@ -42,38 +42,22 @@ logs; ``--seed S --only N`` replays its plan.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
-import redis
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
-from appendq.db.engine import psycopg_url
-from appendq.db.models import BatchStatus
 from appendq.faults import POINTS
-from appendq.keys import Keys
-from appendq.operator import BatchSummary, RetryFilter, preview_retry, retry
 from appendq.simulator.dialect import DIALECTS, Dialect
-from bench.chaos_books import Books, Lead, Row, Seen, add_up, count, print_dialects, print_figures
+from bench.chaos_books import Books, Lead, add_up, print_dialects, print_figures
 from bench.chaos_plan import (
-    CAMPAIGN,
     FENCE_KINDS,
     MAX_CALLS,
     PINNED,
-    STOP_POINTS,
     TARGET,
     WINDOW_S,
     FencePlan,
@@ -81,35 +65,15 @@ from bench.chaos_plan import (
     OperatorRace,
     Plan,
     faults,
-    lease_ttl_s,
     settings_from_env,
     worker_env,
 )
 from bench.chaos_procs import Scraper, Worker, Workers
-from bench.common import scratch_database, scratch_simulator
+from bench.chaos_races import Races
+from bench.chaos_world import Settling, World, world
 from producer.api import connect
-from tests.procs import RedisServer
 
-OPEN = ["ready", "retry_wait", "sending", "in_doubt"]
-RETRYABLE = (BatchStatus.HELD, BatchStatus.IN_DOUBT, BatchStatus.FAILED)
-SETTLE_S = 40.0
 FAULT_GRACE_S = 5.0
-#: How long an armed freeze waits for a drain to hold the lock before freezing anyway.
-FREEZE_WAIT_S = 2.0
-#: How long a worker armed to stop itself at a drain step may take to reach it.
-POINT_WAIT_S = 8.0
-
-
-@dataclass
-class World:
-    """What the whole run shares: the database, the simulator and the dedicated Redis."""
-
-    database_url: str
-    engine: Engine
-    sim: httpx.Client
-    sim_url: str
-    redis: RedisServer
-    run_dir: Path
 
 
 def draw_dialect(seed: int, number: int, only: str | None = None) -> str:
@@ -123,7 +87,7 @@ def phone_of(serial: int) -> str:
     return f"212{3000000 + serial:07d}"
 
 
-class Trial:
+class Trial(Races, Settling):
     def __init__(
         self,
         world: World,
@@ -346,265 +310,8 @@ class Trial:
         how = "processed, then stalled" if stall.apply else "stalled, then landing late"
         self.books.figures[f"long calls: stalls injected ({how})"] += 1
 
-    # -- freeze: the drain lease expires under a frozen worker ------------------------------------
 
-    def _arm_freeze(self, freeze: tuple[float, str], workers: Workers) -> None:
-        """From now on, freeze a worker as soon as a drain holds the lock ("lock"), as soon as
-        an Append stalled for it is in flight ("mid-call"), or start a worker that stops itself
-        at that step of the drain (a STOP_POINT); a standby drains meanwhile (started if
-        needed: it boots while the victim still holds the lock)."""
-        extra_s, mode = freeze
-        if mode in STOP_POINTS:  # the victim starts once some batch was appended (below)
-            self.point_freeze = (self._now(), extra_s, mode, None)
-            return
-        if mode == "mid-call":
-            stall = round(self.fence.read_timeout_s * 0.8, 2)
-            self._push_fault({"stall_s": stall, "apply": True}, 1)
-        self.freeze_armed = (self._now(), extra_s, mode == "mid-call", self._standby(workers))
-
-    def _standby(self, workers: Workers, besides: Worker | None = None) -> Worker | None:
-        """A worker started to drain while the victim is frozen, unless one is awake already."""
-        if len([w for w in workers.awake if w is not besides]) >= (1 if besides else 2):
-            return None
-        self.books.figures["freeze: standby workers started"] += 1
-        return workers.start()
-
-    def _try_freeze(self, workers: Workers) -> None:
-        self._watch_point_freeze(workers)
-        if self.freeze_armed is None:
-            return
-        armed_at, extra_s, mid_call, standby = self.freeze_armed
-        ready = self._stalled_call() if mid_call else self._lock_held()
-        if not ready and self._now() - armed_at < FREEZE_WAIT_S * (2 if mid_call else 1):
-            return
-        if len(workers.awake) < 2:  # the victim or the standby died meanwhile: arm again
-            self.freeze_armed = (self._now(), extra_s, False, self._standby(workers))
-            return
-        self.freeze_armed = None
-        victim = self.fence_rng.choice([w for w in workers.awake if w is not standby])
-        workers.freeze(victim)
-        f = self.books.figures
-        f["freeze: frozen while a drain held the lock"] += self._lock_held()
-        f["freeze: frozen with an Append in flight"] += mid_call and ready
-        self._frozen(victim, extra_s)
-
-    def _frozen(self, victim: Worker, extra_s: float) -> None:
-        self.books.figures["freeze: workers frozen past the lease TTL"] += 1
-        self._later(self._now() + lease_ttl_s(self.settings) + extra_s, "thaw", victim)
-
-    def _watch_point_freeze(self, workers: Workers) -> None:
-        """A freeze at a drain step. Once a batch was appended (so that reconciliation can
-        conclude "nothing landed" while the victim is frozen), start the victim, which stops
-        itself at the step, and a standby; once it stopped, thaw it later. If it died or did not
-        reach its step within POINT_WAIT_S, give up."""
-        if self.point_freeze is None:
-            return
-        armed_at, extra_s, mode, victim = self.point_freeze
-        f = self.books.figures
-        if victim is None:
-            if self._appended_once():
-                victim = workers.start(stop_at=mode)
-                self._standby(workers, besides=victim)
-                self.point_freeze = (self._now(), extra_s, mode, victim)
-        elif victim.stopped():
-            self.point_freeze = None
-            victim.frozen = True
-            f[f"freeze: stopped itself {mode}"] += 1
-            self._frozen(victim, extra_s)
-            return
-        if self.point_freeze and (
-            (victim is not None and victim not in workers.running)
-            or self._now() - armed_at > POINT_WAIT_S
-        ):
-            self.point_freeze = None
-            f["freeze: never reached its step"] += 1
-
-    def _appended_once(self) -> bool:
-        with self.world.engine.connect() as conn:
-            return bool(
-                conn.scalar(text("SELECT 1 FROM batches WHERE status = 'appended' LIMIT 1"))
-            )
-
-    def _stalled_call(self) -> bool:
-        """An Append call with a stall fault is in flight (not answered yet)."""
-        calls = self.world.sim.get("/_admin/calls").json()
-        return any(
-            c["kind"] == "append" and c["status"] is None and (c.get("fault") or {}).get("stall_s")
-            for c in calls[-50:]
-        )
-
-    def _lock_held(self) -> bool:
-        client = self._redis()
-        try:
-            return bool(client.exists(Keys(self.prefix).drain_lock))
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    # -- operator: preview, a wait while ticks run, confirmation ----------------------------------
-
-    def _operator_preview(self) -> None:
-        """The next due operator previews the retryable batches; if any, it confirms after its
-        wait (an event, so ticks run meanwhile)."""
-        if not self.operator_due:
-            return
-        with Session(self.world.engine) as session:
-            shown = preview_retry(session, RetryFilter(statuses=RETRYABLE))
-        if not shown:
-            return
-        race = self.operator_due.pop(0)
-        f = self.books.figures
-        f["operator: previews"] += 1
-        f["operator: batches previewed"] += len(shown)
-        self._later(self._now() + race.wait_s, "confirm", (shown,))
-
-    def _operator_confirm(self, shown: list[BatchSummary]) -> None:
-        """Retry exactly what the preview showed, as it showed it. The records of a moved batch
-        that the preview warned about (may send twice) are the only allowed duplicates."""
-        f = self.books.figures
-        with Session(self.world.engine) as session, session.begin():
-            result = retry(
-                session,
-                RetryFilter(statuses=RETRYABLE),
-                reason="chaos: operator confirms the previewed batches",
-                actor="operator:chaos",
-                only={b.id: b.seen() for b in shown},
-            )
-            warned = {b.id: b.status for b in result.moved if b.may_duplicate}
-            rows = session.execute(
-                text(
-                    "SELECT id::text, batch_id FROM records"
-                    " WHERE batch_id = ANY(:b) AND status IS NULL"
-                ),
-                {"b": list(warned)},
-            ).all()
-        for rid, batch_id in rows:
-            self.resent.setdefault(rid, []).append(warned[batch_id])
-        f["operator: batches moved"] += len(result.moved)
-        for moved in result.moved:
-            f[f"operator: moved from {moved.status}"] += 1
-        f["operator: batches left alone (changed since the preview)"] += len(result.left)
-
-    # -- settling and counting ----------------------------------------------------------------
-
-    def _settle(self, workers: Workers) -> bool:
-        """Clear the faults, leave one clean worker, and wait until nothing is open."""
-        self.world.sim.delete("/_admin/faults").raise_for_status()
-        for worker in list(workers.running):
-            workers.thaw(worker)  # none should be left frozen; be sure
-            if worker.crash_at:
-                workers.kill9(worker)
-                workers.killed -= 1  # not chaos: the settle phase wants no crash point
-        workers.reap()
-        if not workers.running:
-            workers.start()
-        deadline = time.monotonic() + SETTLE_S
-        quiet = 0
-        while time.monotonic() < deadline:
-            if workers.reap() or not workers.running:
-                workers.start()
-            quiet = quiet + 1 if self._nothing_open() else 0
-            if quiet >= 3:
-                return True
-            time.sleep(0.2)
-        return False
-
-    def _redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.world.redis.url, socket_timeout=5)
-
-    def _queued_ids(self) -> set[str]:
-        """Record ids still queued or claimed, of every target of the trial."""
-        keys = Keys(self.prefix)
-        client = self._redis()
-        try:
-            items = []
-            for target in (TARGET, PINNED):
-                items += client.lrange(keys.queue(target), 0, -1)
-                items += client.lrange(keys.inflight(target), 0, -1)
-        finally:
-            client.close()
-        return {json.loads(item)["id"] for item in items}
-
-    def _nothing_open(self) -> bool:
-        with self.world.engine.connect() as conn:
-            open_batches = conn.scalar(
-                text("SELECT count(*) FROM batches WHERE status = ANY(:s)"), {"s": OPEN}
-            )
-        return not open_batches and not self._queued_ids()
-
-    def _rows(self) -> dict[str, Row]:
-        with self.world.engine.connect() as conn:
-            rows = {
-                rid: Row(status, bool(hold))
-                for rid, status, hold in conn.execute(
-                    text(
-                        "SELECT r.id::text, coalesce(r.status::text, b.status::text),"
-                        " r.status IS NULL AND b.status = 'held' AND b.error_kind = 'operator'"
-                        " FROM records r JOIN batches b ON b.id = r.batch_id"
-                    )
-                )
-            }
-            for to, n in conn.execute(
-                text(
-                    "SELECT to_status, count(*) FROM events"
-                    " WHERE from_status = 'sending' GROUP BY to_status"
-                )
-            ):
-                self.books.figures[f"batch sending -> {to}"] += n
-        return rows
-
-    def _count(self, settled: bool) -> None:
-        sim = self.world.sim
-        seen = Seen(
-            accepted=self.accepted,
-            rows=self._rows(),
-            queued=self._queued_ids(),
-            at_sim=sim.get(f"/_admin/campaigns/{CAMPAIGN}/records").json(),
-            calls=sim.get("/_admin/calls").json(),
-            resent=self.resent,
-        )
-        count(
-            self.books,
-            seen,
-            window_s=WINDOW_S,
-            max_calls=MAX_CALLS,
-            rate_status=self.dialect.rate_limit_status,
-        )
-        if not settled:
-            self.books.anomalies.append("did not settle")
-
-    def _forget_keys(self) -> None:
-        client = self._redis()
-        try:
-            keys = list(client.scan_iter(match=f"{self.prefix}:*", count=1000))
-            for i in range(0, len(keys), 500):
-                client.delete(*keys[i : i + 500])
-        finally:
-            client.close()
-
-
-@contextmanager
-def world() -> Iterator[World]:
-    run_dir = Path(tempfile.mkdtemp(prefix="appendq-chaos-"))
-    server = RedisServer(run_dir / "redis")
-    server.start()
-    try:
-        with (
-            scratch_database() as database_url,
-            scratch_simulator("--rate-window-s", str(WINDOW_S)) as sim_url,
-            httpx.Client(base_url=sim_url, timeout=30) as sim,
-        ):
-            engine = create_engine(psycopg_url(database_url), poolclass=NullPool)
-            try:
-                yield World(database_url, engine, sim, sim_url, server, run_dir)
-            finally:
-                engine.dispose()
-    finally:
-        server.kill9()
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
@@ -622,7 +329,11 @@ def main() -> None:
         help="play this fault of issue 8 in every trial (repeatable) [default: drawn per trial]",
     )
     parser.add_argument("--keep", action="store_true", help="keep every trial's logs")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     numbers = [args.only] if args.only is not None else list(range(args.trials))
     total = Counter[str]()
     by_dialect: dict[str, Counter[str]] = {}

@@ -29,6 +29,7 @@ LOST = (
 ALLOWED_TWICE = {
     "in_doubt": "sent twice via re-sent in_doubt",
     "held": "sent twice via re-sent held (warned at the preview)",
+    "operator_hold": "sent twice via re-sent held (warned at the preview)",
 }
 SETTLED = ("appended", "held", "rejected", "in_doubt", "failed")
 
@@ -256,6 +257,7 @@ FENCE_FIGURES = (
     "operator: batches moved",
     "operator: moved from in_doubt",
     "operator: moved from held",
+    "operator: moved from operator_hold",
     "operator: moved from failed",
     "operator: batches left alone (changed since the preview)",
     "two targets: trials",

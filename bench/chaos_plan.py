@@ -94,7 +94,8 @@ def settings_from_env(env: dict[str, str]) -> Settings:
 
 
 def lease_ttl_s(settings: Settings) -> float:
-    """``appendq.drain.lease_ttl_s`` for these settings: 2 x call deadline + interval, <= 60 s."""
+    """``appendq.drain.tick.lease_ttl_s`` for these settings: 2 x call deadline + interval, <= 60
+    s."""
     return min(settings.call_deadline_s * 2 + settings.drain_interval_s, 60.0)
 
 

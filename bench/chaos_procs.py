@@ -14,10 +14,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from appendq import status
+from appendq.ops import status
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from tests.procs import APPENDQ, ROOT, env_for
+from tests.support.procs import APPENDQ, ROOT, env_for
 
 #: ``appendq`` with the drain's crash points patched: at the point named by CHAOS_STOP_AT the
 #: process SIGSTOPs itself, once (a freeze at an exact step of the drain, every thread with it).
@@ -26,14 +26,14 @@ STOPPING_APPENDQ = [
     "-c",
     """
 import os, signal
-import appendq.drain as drain
-point, real, done = os.environ.pop("CHAOS_STOP_AT"), drain.crashpoint, []
+import appendq.faults as faults
+point, real, done = os.environ.pop("CHAOS_STOP_AT"), faults.crashpoint, []
 def crashpoint(name):
     if name == point and not done:
         done.append(name)
         os.kill(os.getpid(), signal.SIGSTOP)
     real(name)
-drain.crashpoint = crashpoint
+faults.crashpoint = crashpoint
 from appendq.cli import main
 main(prog_name="appendq")
 """,

@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from appendq.db.engine import migrate, psycopg_url
-from appendq.records import QueuedRecord, new_record_id
-from tests.procs import simulator
+from appendq.queue.item import QueuedRecord, new_record_id
+from tests.support.procs import simulator
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"

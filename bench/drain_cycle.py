@@ -12,8 +12,8 @@ import psycopg
 import redis
 
 from appendq.db.engine import psycopg_url
-from appendq.drain import drain_once
-from appendq.livevox import LiveVoxClient
+from appendq.drain.tick import drain_once
+from appendq.livevox.client import LiveVoxClient
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from bench.common import (

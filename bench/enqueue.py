@@ -12,8 +12,8 @@ import redis
 from celery import Celery
 
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
-from appendq.records import validate_record
+from appendq.leads import validate_record
+from appendq.queue.record_queue import RecordQueue
 from bench.common import REDIS_URL, lead, queued, row, scratch_prefix
 from producer import Producer
 

@@ -16,11 +16,11 @@ import httpx
 import redis
 
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
+from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
 from bench.common import REDIS_URL, lead, row, scratch_prefix
 from producer import connect
-from tests.procs import free_port, http_process
+from tests.support.procs import free_port, http_process
 
 TOKEN = "bench-intake-token"
 PER_POST = 5_000

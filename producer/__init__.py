@@ -10,17 +10,10 @@ APPENDQ_MAX_TARGETS) and ``PhoneBudgetExceeded`` (past APPENDQ_INTAKE_MAX_PHONES
 
 from __future__ import annotations
 
-from producer.api import (
-    DEFAULT_CHUNK,
-    EnqueueInterrupted,
-    Producer,
-    Receipt,
-    StreamItem,
-    check_phone_budget,
-    connect,
-    parse_target,
-)
+from producer.api import DEFAULT_CHUNK, Producer, StreamItem, connect
+from producer.door import check_phone_budget, parse_target
 from producer.files import FILE_LEVEL, format_for, iter_records, read_records
+from producer.receipt import EnqueueInterrupted, Receipt
 
 __all__ = [
     "DEFAULT_CHUNK",

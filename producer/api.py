@@ -6,9 +6,9 @@ file-sized stream and pushes it chunk by chunk so memory stays flat; should Redi
 ``EnqueueInterrupted`` says exactly which rows were queued. Bad records never block good ones: each
 gets ``FieldError``s naming its index, file row and field.
 
-Dedupe (``appendq.dedupe``; APPENDQ_DEDUPE, phone1 by default): a good record whose phone1 (or
-account) was already accepted for the same target today, in APPENDQ_TIMEZONE, earlier in the same
-submission included, is a duplicate. The choice made here: a duplicate is neither accepted nor
+Dedupe (``appendq.queue.dedupe``; APPENDQ_DEDUPE, phone1 by default): a good record whose phone1
+(or account) was already accepted for the same target today, in APPENDQ_TIMEZONE, earlier in the
+same submission included, is a duplicate. The choice made here: a duplicate is neither accepted nor
 rejected. It gets a record id and is queued marked ``duplicate_of`` the first record, so the drain
 writes it to the audit (status ``duplicate``) and never sends it; the receipt lists it under
 ``duplicates`` and does not count it in ``accepted``, which counts only records queued to be sent
@@ -21,29 +21,32 @@ Bounds at the door, before any record is validated: the target's id must fit the
 it is stored in (``Target``; ``InvalidValue`` naming service/campaign); one ``enqueue`` call holds
 at most ``max_phones`` phone numbers (``PhoneBudgetExceeded``; the HTTP intake passes
 APPENDQ_INTAKE_MAX_PHONES to ``connect``); and a new target is created only while fewer than
-``max_targets`` exist (``TooManyTargets``; APPENDQ_MAX_TARGETS, ``appendq.target_quota``).
+``max_targets`` exist (``TooManyTargets``; APPENDQ_MAX_TARGETS, ``appendq.queue.quota``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
 
-from appendq.dedupe import MODES, TTL_S, Mode, day_of, dedupe_key
-from appendq.errors import AppendqError, FieldError
+from appendq.clock import utcnow
+from appendq.errors import FieldError
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
-from appendq.records import QueuedRecord, Target, new_record_id, validate_record
+from appendq.leads import validate_record
+from appendq.queue.dedupe import TTL_S, Mode, check_mode, day_of, dedupe_key
+from appendq.queue.item import QueuedRecord, new_record_id
+from appendq.queue.quota import TargetQuota
+from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
-from appendq.target_quota import TargetQuota
-from producer.door import check_phone_budget as check_phone_budget  # re-exported
-from producer.door import parse_target as parse_target  # re-exported
+from appendq.target import Target
+from producer.door import check_phone_budget, parse_target
+from producer.receipt import Duplicate, EnqueueInterrupted, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -55,105 +58,9 @@ StreamItem = tuple[int | None, Mapping[str, Any] | FieldError]
 _Numbered = tuple[int, int | None, Mapping[str, Any] | FieldError]
 
 #: The producer's time zone unless told otherwise (Settings.timezone's default).
-DEFAULT_TZ = ZoneInfo("America/New_York")
+DEFAULT_TZ = ZoneInfo(Settings.model_fields["timezone"].default)
 #: Targets that may exist at once unless told otherwise (Settings.max_targets's default).
-DEFAULT_MAX_TARGETS = 200
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    """A good record not sent because the same phone1 (or account) was accepted earlier today for
-    the same target: record ``index`` (file ``row``) got ``record_id`` and repeats
-    ``duplicate_of``."""
-
-    index: int
-    row: int | None
-    record_id: str
-    duplicate_of: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "row": self.row,
-            "record_id": self.record_id,
-            "duplicate_of": self.duplicate_of,
-        }
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What happened to one submission: ids of the records queued to be sent (``accepted`` of
-    them), the duplicates (queued for the audit only, never sent), errors of the refused ones.
-
-    ``errors`` may also hold errors about the submission as a whole (``index`` -1, e.g. an unknown
-    CSV column that was ignored); those refuse no record and are not counted in ``rejected``.
-    """
-
-    target: str
-    accepted: int
-    record_ids: list[str]
-    errors: list[FieldError]
-    duplicates: list[Duplicate] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        """Number of records refused (a record with three bad fields counts once)."""
-        return len({error.index for error in self.errors if error.index >= 0})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "accepted": self.accepted,
-            "duplicate": len(self.duplicates),
-            "rejected": self.rejected,
-            "record_ids": list(self.record_ids),
-            "duplicates": [d.to_dict() for d in self.duplicates],
-            "errors": [
-                {"index": e.index, "row": e.row, "field": e.field, "message": e.message}
-                for e in self.errors
-            ],
-        }
-
-
-class EnqueueInterrupted(AppendqError):
-    """``enqueue_stream`` stopped half way: Redis failed, or reading the input failed.
-
-    ``receipt`` covers the chunks Redis confirmed (input through row ``last_row``). ``in_doubt``
-    gives ``(index, row)`` of the first and last record of the chunk being pushed when Redis
-    failed, if any: Redis may have applied it before the answer was lost, so it may or may not be
-    queued. Nothing after it was queued.
-    """
-
-    def __init__(
-        self,
-        receipt: Receipt,
-        cause: str,
-        *,
-        last_row: int | None = None,
-        in_doubt: Sequence[_Numbered] = (),
-    ) -> None:
-        self.receipt = receipt
-        self.cause = cause
-        self.last_row = last_row
-        self.in_doubt: tuple[tuple[int, int | None], tuple[int, int | None]] | None = None
-        if in_doubt:
-            self.in_doubt = (in_doubt[0][:2], in_doubt[-1][:2])
-        super().__init__(self._explain())
-
-    def _explain(self) -> str:
-        done = f"{self.receipt.accepted} records queued for {self.receipt.target}"
-        if self.receipt.duplicates:
-            done += f" (and {len(self.receipt.duplicates)} duplicates)"
-        if self.last_row is not None:
-            done += f" (input through row {self.last_row})"
-        doubt = ""
-        if self.in_doubt is not None:
-            (first, first_row), (last, last_row) = self.in_doubt
-            span = f"records {first}-{last}"
-            if first_row is not None and last_row is not None:
-                span = f"rows {first_row}-{last_row}"
-            doubt = f"; {span} may or may not be queued"
-        return f"stopped ({self.cause}): {done}{doubt}; nothing after that was queued"
+DEFAULT_MAX_TARGETS: int = Settings.model_fields["max_targets"].default
 
 
 @dataclass(frozen=True)
@@ -175,10 +82,6 @@ class _Pushed:
     duplicates: list[Duplicate]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Producer:
     """Validates, dedupes (``dedupe``: phone1, account or off; per target and per day in ``tz``)
     and queues records. ``clock`` gives the current instant: it stamps records and picks the day.
@@ -193,15 +96,13 @@ class Producer:
         region: str = "US",
         dedupe: Mode = "phone1",
         tz: ZoneInfo = DEFAULT_TZ,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         max_phones: int | None = None,
         max_targets: int = DEFAULT_MAX_TARGETS,
     ) -> None:
-        if dedupe not in MODES:
-            raise ValueError(f"unknown dedupe mode {dedupe!r}: use one of {', '.join(MODES)}")
         self.queue = queue
         self.region = region
-        self.dedupe: Mode = dedupe
+        self.dedupe: Mode = check_mode(dedupe)
         self.tz = tz
         self.clock = clock
         self.max_phones = max_phones

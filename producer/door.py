@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from appendq.errors import InvalidValue, PhoneBudgetExceeded
-from appendq.records import Target, check_id, count_phones, parse_id
+from appendq.leads import count_phones
+from appendq.target import Target, check_id, parse_id
 
 
 def parse_target(value: Target | str | int) -> Target:

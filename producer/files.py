@@ -2,7 +2,7 @@
 
 ``read_records`` yields ``(row, record)`` pairs where ``row`` is the 1-based line on which the row
 STARTS and ``record`` is either a mapping of LiveVox field names to raw values (validated later by
-``appendq.records``) or the ``FieldError`` that made the row unreadable. Nothing reads the whole
+``appendq.leads``) or the ``FieldError`` that made the row unreadable. Nothing reads the whole
 file: text is decoded as it comes (``producer.filetext``), a line or CSV row longer than
 ``max_line_bytes`` is read past and refused, never held.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from appendq.errors import FieldError
-from appendq.records import LEAD_FIELDS, formula_problem
+from appendq.leads import LEAD_FIELDS, formula_problem
 from producer.filetext import (
     MAX_LINE_BYTES,
     FileRefused,

@@ -11,6 +11,7 @@ against the real services on this machine, and a real HTTP LiveVox simulator.
   fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
 - ``prefix``: a unique Redis key prefix per test (Celery's keys included), deleted afterwards.
 - ``sim``: the simulator serving on an ephemeral port in a thread, reset for each test.
+- ``FAST_MODULES``: which tests make the fast lane (marked ``fast``).
 
 And what many tests share on top: ``redis_client``/``keys``/``queued`` for the test's Redis keys,
 ``rt`` (a ``Runtime`` on ``settings``), ``settings_env`` (those settings as ``APPENDQ_*`` for a
@@ -42,7 +43,7 @@ from appendq import embedded
 from appendq.db.engine import migrate, psycopg_url
 from appendq.db.models import Batch
 from appendq.keys import Keys
-from appendq.records import QueuedRecord
+from appendq.queue.item import QueuedRecord
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 
@@ -92,6 +93,47 @@ PG_SERVER, REDIS_URL = _test_stores()
 
 def pytest_report_header() -> str:
     return f"stores: {os.environ['APPENDQ_TEST_STORES']}"
+
+
+#: The fast lane (``make test-fast``, ``pytest -m fast``; under a minute): the pure policies'
+#: tables and the quick in-process integration tests, on the same real Redis, PostgreSQL and
+#: simulator. A test of these modules marked ``slow`` stays out. Everything else (worker and
+#: beat processes, crash and fault scenarios, fuzzing, the state machine) runs in ``make test``,
+#: which runs every test.
+FAST_MODULES = frozenset(
+    {
+        "test_policies_table.py",
+        "test_classify_table.py",
+        "test_reconcile_table.py",
+        "test_choose_table.py",
+        "test_corners_policies.py",
+        "test_ratelimit_lua.py",
+        "test_dedupe_lua.py",
+        "test_chaos_books.py",
+        "test_dedupe.py",
+        "test_campaigns.py",
+        "test_livevox_client.py",
+        "test_files_reading.py",
+        "test_validation_records.py",
+        "test_producer.py",
+        "test_simulator.py",
+        "test_audit.py",
+        "test_operator_race.py",
+        "test_policies.py",
+        "test_drain.py",
+        "test_metrics.py",
+        "test_intake.py",
+        "test_enqueue_cli.py",
+        "test_dry_run.py",
+        "test_infra.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in FAST_MODULES and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
 
 
 RUN_ID = uuid.uuid4().hex[:8]

@@ -9,12 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from appendq import audit, operator, poison, prune, store
+from appendq.audit import timeline
+from appendq.batches import prune, reads
+from appendq.batches.store import BatchStore
+from appendq.clock import utcnow
 from appendq.db.models import Batch, BatchStatus, Event, Record, RecordStatus
-from appendq.drain import drain_once
-from appendq.records import QueuedRecord, new_record_id
+from appendq.drain.tick import drain_once
+from appendq.ops import retry
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from tests.conftest import Sim, phone
+from tests.support.batches import move, persist_claim
 
 CAMPAIGN = 5001
 #: How each test batch reaches its status, through the store's own transitions.
@@ -52,7 +57,7 @@ def make_batch(
     rt.queue.push(target, records)
     claim = rt.queue.claim(target, 10_000)
     with rt.sessions() as session:
-        batch = store.persist_claim(session, claim, actor="worker@test")
+        batch = persist_claim(session, claim, actor="worker@test")
     rt.queue.ack(claim)
     assert batch is not None
     with rt.sessions() as session, session.begin():
@@ -62,9 +67,7 @@ def make_batch(
                 columns.update(campaign_id=campaign, attempts=1)
             if step not in (BatchStatus.SENDING, BatchStatus.APPENDED):
                 columns["error_message"] = f"test says {step}"
-            store.transition(
-                session, batch.id, step, actor="worker@test", reason=f"test: {step}", **columns
-            )
+            move(session, batch.id, step, actor="worker@test", reason=f"test: {step}", **columns)
     return batch.id
 
 
@@ -77,14 +80,14 @@ def batch_status(rt: Runtime, batch_id: int) -> BatchStatus:
 
 def age(rt: Runtime, batch_id: int, days: float) -> None:
     """Make a batch look as if it was created and last changed ``days`` ago."""
-    then = store.utcnow() - timedelta(days=days)
+    then = utcnow() - timedelta(days=days)
     with rt.sessions() as session, session.begin():
         session.execute(
             update(Batch).where(Batch.id == batch_id).values(created_at=then, updated_at=then)
         )
 
 
-def ids(found: list[audit.RecordAudit]) -> list[str]:
+def ids(found: list[timeline.RecordAudit]) -> list[str]:
     return [r.record_id for r in found]
 
 
@@ -100,21 +103,21 @@ def test_each_filter_finds_exactly_its_records(rt: Runtime) -> None:
     make_batch(rt, BatchStatus.HELD, c, target="service:1002")
     with rt.sessions() as s:
         assert ids(
-            audit.find_records(s, phone=f"({phone(1)[:3]}) {phone(1)[3:6]}-{phone(1)[6:]}")
+            timeline.find_records(s, phone=f"({phone(1)[:3]}) {phone(1)[3:6]}-{phone(1)[6:]}")
         ) == [a[1].id]
-        assert ids(audit.find_records(s, account="A11")) == [b[1].id]
-        assert ids(audit.find_records(s, record_id=c[0].id)) == [c[0].id]
-        assert ids(audit.find_records(s, batch_id=batch_b)) == [r.id for r in b]
-        assert ids(audit.find_records(s, campaign_id=CAMPAIGN)) == [r.id for r in a]
-        assert ids(audit.find_records(s, service_id=1002)) == [r.id for r in b + c]
-        assert ids(audit.find_records(s, status="failed")) == [r.id for r in b]
-        assert ids(audit.find_records(s, status=["held", "appended"])) == [r.id for r in a + c]
-        window = audit.find_records(
+        assert ids(timeline.find_records(s, account="A11")) == [b[1].id]
+        assert ids(timeline.find_records(s, record_id=c[0].id)) == [c[0].id]
+        assert ids(timeline.find_records(s, batch_id=batch_b)) == [r.id for r in b]
+        assert ids(timeline.find_records(s, campaign_id=CAMPAIGN)) == [r.id for r in a]
+        assert ids(timeline.find_records(s, service_id=1002)) == [r.id for r in b + c]
+        assert ids(timeline.find_records(s, status="failed")) == [r.id for r in b]
+        assert ids(timeline.find_records(s, status=["held", "appended"])) == [r.id for r in a + c]
+        window = timeline.find_records(
             s, since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2)
         )
         assert ids(window) == [r.id for r in b]
-        assert ids(audit.find_records(s, service_id=1002, status="held", limit=1)) == [c[0].id]
-        assert audit.find_records(s, batch_id=batch_a, status="failed") == []
+        assert ids(timeline.find_records(s, service_id=1002, status="held", limit=1)) == [c[0].id]
+        assert timeline.find_records(s, batch_id=batch_a, status="failed") == []
 
 
 def test_audit_shows_status_campaign_and_masked_phone(sim: Sim, rt: Runtime) -> None:
@@ -124,7 +127,7 @@ def test_audit_shows_status_campaign_and_masked_phone(sim: Sim, rt: Runtime) -> 
     rt.queue.push("service:1001", queued)
     assert drain_once(rt.drainer()).outcome == "appended"
     with rt.sessions() as s:
-        (rec,) = audit.find_records(s, phone=phone(5))
+        (rec,) = timeline.find_records(s, phone=phone(5))
     assert (rec.status, rec.campaign_id, rec.batch_status) == ("appended", CAMPAIGN, "appended")
     assert rec.phone1 == "******0005" and phone(5) not in str(rec.to_dict())
     assert [t.step for t in rec.timeline] == ["queued", "batched", "sent", "appended"]
@@ -136,13 +139,13 @@ def test_timeline_shows_operator_retry_with_who_and_why(sim: Sim, rt: Runtime) -
     # record's timeline reads queued, batched, sent, failed, retried (who, why), sent, appended.
     batch_id = make_batch(rt, BatchStatus.FAILED, leads(2))
     with rt.sessions() as s, s.begin():
-        moved = operator.retry_batches(
-            s, operator.RetryFilter(batch_id=batch_id), reason="LiveVox fixed", actor="operator:ann"
-        )
+        moved = retry.retry(
+            s, retry.RetryFilter(batch_id=batch_id), reason="LiveVox fixed", actor="operator:ann"
+        ).moved
     assert [m.id for m in moved] == [batch_id]
     assert drain_once(rt.drainer()).outcome == "appended"
     with rt.sessions() as s:
-        rec = audit.find_records(s, batch_id=batch_id)[0]
+        rec = timeline.find_records(s, batch_id=batch_id)[0]
     steps = [t.step for t in rec.timeline]
     assert steps == ["queued", "batched", "sent", "failed", "retried", "sent", "appended"]
     retried = rec.timeline[4]
@@ -157,8 +160,8 @@ def test_a_duplicate_shows_its_own_status_and_is_never_sent(rt: Runtime) -> None
     copy = QueuedRecord(copy.id, copy.enqueued_at, first.payload, duplicate_of=first.id)
     make_batch(rt, BatchStatus.APPENDED, [first, copy])
     with rt.sessions() as s:
-        (dup,) = audit.find_records(s, status="duplicate")
-        (sent,) = audit.find_records(s, status="appended")
+        (dup,) = timeline.find_records(s, status="duplicate")
+        (sent,) = timeline.find_records(s, status="appended")
     assert (dup.record_id, sent.record_id) == (copy.id, first.id)
     assert [t.step for t in dup.timeline] == ["queued", "batched", "duplicate"]
     assert dup.reason == f"duplicate of {first.id}"
@@ -171,18 +174,16 @@ def test_record_events_join_the_timeline_and_end_it_once_set_apart(rt: Runtime) 
     # its own "rejected" event and the other's goes on to appended.
     batch = make_batch(rt, BatchStatus.READY, leads(2))
     with rt.sessions() as s, s.begin():
-        store.transition(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
-        refused = store.batch_records(s, batch)[1]
-        poison.set_record_apart(
-            s, batch, refused.id, RecordStatus.REJECTED, actor="w", reason="bad phone"
-        )
-        store.transition(s, batch, BatchStatus.READY, actor="w", reason="record 1 set apart")
+        move(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
+        refused = reads.batch_records(s, batch)[1]
+        BatchStore(s, "w").set_record_apart(batch, refused.id, RecordStatus.REJECTED, "bad phone")
+        move(s, batch, BatchStatus.READY, actor="w", reason="record 1 set apart")
     with rt.sessions() as s, s.begin():
-        store.transition(s, batch, BatchStatus.SENDING, actor="w")
-        store.transition(s, batch, BatchStatus.APPENDED, actor="w")
+        move(s, batch, BatchStatus.SENDING, actor="w")
+        move(s, batch, BatchStatus.APPENDED, actor="w")
     with rt.sessions() as s:
-        (bad,) = audit.find_records(s, status="rejected")
-        (good,) = audit.find_records(s, batch_id=batch, status="appended")
+        (bad,) = timeline.find_records(s, status="rejected")
+        (good,) = timeline.find_records(s, batch_id=batch, status="appended")
     assert bad.record_id == str(refused.id) and bad.reason == "bad phone"
     assert [(t.step, t.scope) for t in bad.timeline][-1] == ("rejected", "record")
     assert [t.step for t in bad.timeline] == ["queued", "batched", "sent", "rejected"]
@@ -195,14 +196,12 @@ def test_records_split_into_a_new_batch_keep_their_history(rt: Runtime) -> None:
     # split, and goes on in the new one.
     batch = make_batch(rt, BatchStatus.READY, leads(4))
     with rt.sessions() as s, s.begin():
-        sent = store.transition(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
+        sent = move(s, batch, BatchStatus.SENDING, actor="w", campaign_id=CAMPAIGN)
         assert sent is not None
-        child = poison.split_batch(
-            s, sent, store.batch_records(s, batch), actor="w", reason="bisect"
-        )
-        store.transition(s, batch, BatchStatus.READY, actor="w", reason="split")
+        child = BatchStore(s, "w").split_batch(sent, reads.batch_records(s, batch), "bisect")
+        move(s, batch, BatchStatus.READY, actor="w", reason="split")
     with rt.sessions() as s:
-        moved = audit.find_records(s, account="A3")[0]
+        moved = timeline.find_records(s, account="A3")[0]
     assert moved.batch_id == child
     assert [(t.step, t.batch_id) for t in moved.timeline] == [
         ("queued", None),
@@ -218,12 +217,12 @@ def test_bad_questions_are_refused(rt: Runtime) -> None:
     # Then it raises ValueError with a message instead of scanning everything.
     with rt.sessions() as s:
         with pytest.raises(ValueError, match="at least one filter"):
-            audit.find_records(s)
+            timeline.find_records(s)
         with pytest.raises(ValueError, match="not a record id"):
-            audit.find_records(s, record_id="nope")
+            timeline.find_records(s, record_id="nope")
         with pytest.raises(ValueError, match="unknown 'sent'"):
-            audit.find_records(s, status="sent")
-        assert audit.find_records(s, record_id=str(uuid.uuid4())) == []
+            timeline.find_records(s, status="sent")
+        assert timeline.find_records(s, record_id=str(uuid.uuid4())) == []
 
 
 def test_prune_deletes_only_old_finished_batches_in_chunks(rt: Runtime) -> None:

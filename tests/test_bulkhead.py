@@ -12,14 +12,15 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from appendq import set_aside
-from appendq.drain import drain_once
+from appendq.drain import set_aside
+from appendq.drain.tick import drain_once
 from appendq.metrics import registry_for
-from appendq.records import QueuedRecord, new_record_id
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim
-from tests.procs import process, run_cli, simulator, wait_until, worker_env
+from tests.support.poll import wait_until
+from tests.support.procs import process, run_cli, simulator, worker_env
 
 
 def poisoned(phone1: str, age_s: float) -> list[QueuedRecord]:
@@ -50,14 +51,8 @@ def test_poisoned_targets_are_set_aside_and_the_healthy_one_drains(
         run_cli(["migrate"], env)
         rt = Runtime.build(_settings(env))
         try:
-            rt.queue.push("campaign:5001", poisoned("2" * 40, 300))  # too long for its column
-            rt.queue.push("service:abc", poisoned("2125550100", 200))
-            rt.queue.push("service:1003", poisoned("2125550101", 100))
-            rt.queue.push("service:1001", healthy(30))
+            _queue_poisoned_then_healthy(rt, url)
             admin = httpx.Client(base_url=url, timeout=10)
-            admin.post(
-                "/_admin/faults", json={"kind": "search", "fault": {"status": 403}, "times": 1}
-            ).raise_for_status()
             with process(["worker"], env, tmp_path / "worker.log"):
                 wait_until(
                     lambda: len(admin.get("/_admin/campaigns/5001/records").json()) >= 30,
@@ -74,23 +69,47 @@ def test_poisoned_targets_are_set_aside_and_the_healthy_one_drains(
                 "service:1003": "search",
             }
             assert "403" in aside["service:1003"].reason
-            status = json.loads(run_cli(["status", "--json"], env).stdout)
-            assert status["halt"] is None
-            shown = {r["target"]: r["set_aside"] for r in status["targets"] if r["set_aside"]}
-            assert set(shown) == set(aside)
-            metrics = generate_latest(registry_for(rt)).decode()
-            assert 'appendq_target_set_aside{kind="search",target="service:1003"} 1.0' in metrics
-            run_cli(
-                ["targets", "clear", "service:1003", "--reason", "service fixed", "--actor", "ops"],
-                env,
-            )
-            assert "service:1003" not in set_aside.current(rt.redis, rt.keys)
-            history = json.loads(run_cli(["targets", "history", "--json"], env).stdout)
-            assert history[0]["action"] == "cleared" and history[0]["actor"] == "ops"
-            assert history[0]["reason"] == "service fixed"
-            assert {h["target"] for h in history if h["action"] == "set_aside"} == set(aside)
+            _shown_everywhere(rt, env, set(aside))
+            _cleared_by_an_operator(rt, env, set(aside))
         finally:
             rt.close()
+
+
+def _queue_poisoned_then_healthy(rt: Runtime, sim_url: str) -> None:
+    """The three poisoned targets (oldest first), then 30 healthy records of service:1001; the
+    simulator refuses the next campaign search (service:1003's) with a 403."""
+    rt.queue.push("campaign:5001", poisoned("2" * 40, 300))  # too long for its column
+    rt.queue.push("service:abc", poisoned("2125550100", 200))
+    rt.queue.push("service:1003", poisoned("2125550101", 100))
+    rt.queue.push("service:1001", healthy(30))
+    httpx.post(
+        f"{sim_url}/_admin/faults",
+        json={"kind": "search", "fault": {"status": 403}, "times": 1},
+        timeout=10,
+    ).raise_for_status()
+
+
+def _shown_everywhere(rt: Runtime, env: dict[str, str], aside: set[str]) -> None:
+    """`appendq status` shows the targets set aside (and no halt), /metrics the search one."""
+    status = json.loads(run_cli(["status", "--json"], env).stdout)
+    assert status["halt"] is None
+    shown = {r["target"]: r["set_aside"] for r in status["targets"] if r["set_aside"]}
+    assert set(shown) == aside
+    metrics = generate_latest(registry_for(rt)).decode()
+    assert 'appendq_target_set_aside{kind="search",target="service:1003"} 1.0' in metrics
+
+
+def _cleared_by_an_operator(rt: Runtime, env: dict[str, str], aside: set[str]) -> None:
+    """`appendq targets clear` puts service:1003 back; the history says who and why."""
+    run_cli(
+        ["targets", "clear", "service:1003", "--reason", "service fixed", "--actor", "ops"],
+        env,
+    )
+    assert "service:1003" not in set_aside.current(rt.redis, rt.keys)
+    history = json.loads(run_cli(["targets", "history", "--json"], env).stdout)
+    assert history[0]["action"] == "cleared" and history[0]["actor"] == "ops"
+    assert history[0]["reason"] == "service fixed"
+    assert {h["target"] for h in history if h["action"] == "set_aside"} == aside
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -132,7 +151,7 @@ def test_a_target_whose_records_keep_being_refused_is_set_aside(sim: Sim, rt: Ru
         tight.queue.push("service:1001", records)
         for _ in range(12):
             drain_once(tight.drainer())
-            if set_aside.is_set_aside(tight.redis, tight.keys, "service:1001"):
+            if "service:1001" in set_aside.current(tight.redis, tight.keys):
                 break
         aside = set_aside.current(tight.redis, tight.keys)
         assert aside["service:1001"].kind == "refused"

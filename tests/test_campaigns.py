@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from appendq.campaigns import CampaignResolver
 from appendq.keys import Keys
-from appendq.livevox import Campaign, LiveVoxClient
-from appendq.records import Target
+from appendq.livevox.campaigns import CampaignResolver
+from appendq.livevox.client import Campaign, LiveVoxClient
+from appendq.target import Target
 
 SERVICE = Target("service", 700)
 PINNED = Target("campaign", 9001)

@@ -12,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from appendq.campaigns import choose
+from appendq.batches.history import Calibration, KnownRecord
+from appendq.batches.store import BatchView, RecordRef
 from appendq.db.models import BatchStatus
+from appendq.drain.isolate import refusal_shape, suspects
+from appendq.drain.reconcile import Evidence, ListCounts, match, verdict
+from appendq.drain.settle import in_doubt_wait_s
 from appendq.errors import (
     AnswerLost,
     CampaignUnavailable,
@@ -23,14 +27,10 @@ from appendq.errors import (
     RateLimited,
     Rejected,
 )
-from appendq.history import Calibration, KnownRecord
-from appendq.livevox import Campaign, LiveVoxClient, read_phones
-from appendq.livevox_errors import classify, named_in
-from appendq.outcome import in_doubt_wait_s
-from appendq.poison import refusal_shape, suspects
-from appendq.reconcile import Evidence, ListCounts, match, verdict
+from appendq.livevox.campaigns import choose
+from appendq.livevox.classify import classify, named_in
+from appendq.livevox.client import Campaign, LiveVoxClient, read_phones
 from appendq.settings import Settings
-from appendq.store import BatchView, RecordRef
 
 
 @pytest.mark.parametrize(
@@ -182,10 +182,10 @@ def none_found(cal: Calibration | None, shown: bool) -> Evidence:
 @pytest.mark.parametrize(
     ("cal", "shown", "status", "says"),
     [
-        (None, False, BatchStatus.HELD, "no batch of this campaign answered 204"),
+        (None, False, BatchStatus.OPERATOR_HOLD, "no batch of this campaign answered 204"),
         (Calibration(3, 40.0, False), True, BatchStatus.READY, "sending again"),
         (Calibration(3, 40.0, True), True, BatchStatus.READY, "sent after this one"),
-        (Calibration(3, 400.0, False), False, BatchStatus.HELD, "does not show batch 3"),
+        (Calibration(3, 400.0, False), False, BatchStatus.OPERATOR_HOLD, "does not show batch 3"),
         (Calibration(3, 2.0, False), False, None, "looking again"),
     ],
 )
@@ -296,11 +296,11 @@ def test_records_with_accounts_are_never_missing_when_their_phones_are_shown() -
     import uuid
     from datetime import UTC, datetime
 
+    from appendq.batches.history import Calibration, KnownRecord
+    from appendq.batches.store import BatchView, RecordRef
     from appendq.db.models import BatchStatus
-    from appendq.history import Calibration, KnownRecord
-    from appendq.livevox import Transaction
-    from appendq.reconcile import gather, verdict
-    from appendq.store import BatchView, RecordRef
+    from appendq.drain.reconcile import gather, verdict
+    from appendq.livevox.client import Transaction
 
     class Client:
         def __init__(self, txs: list[Transaction]) -> None:
@@ -317,4 +317,4 @@ def test_records_with_accounts_are_never_missing_when_their_phones_are_shown() -
         evidence = gather(Client(txs), 5001, mine, known, (Calibration(1, 100.0, False), cal))
         assert evidence.missing == [] and len(evidence.ambiguous) == 2
         batch = BatchView(2, "service:1001", BatchStatus.IN_DOUBT, 1, 2, 5001, datetime.now(UTC))
-        assert verdict(batch, evidence, wait_s=70).status == BatchStatus.HELD
+        assert verdict(batch, evidence, wait_s=70).status == BatchStatus.OPERATOR_HOLD

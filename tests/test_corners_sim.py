@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from appendq.db.models import Batch, BatchStatus
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, batches
-from tests.invariants import all_final, enqueue, load_rows, make_leads
+from tests.support.invariants import all_final, enqueue, load_rows, make_leads
 
 CAMPAIGN = 5001
 SERVICE = "service:1001"
@@ -197,7 +197,7 @@ def test_nothing_landed_is_held_when_the_list_never_shows_appends(sim: Sim, buil
     doubt = enqueue(rt.settings, make_leads(2, start=2), SERVICE)
     drain_until(rt, lambda: all_final(rt.settings.database_url, doubt, {"held"}), 15, "held")
     with rt.sessions() as session:
-        held = session.scalars(select(Batch).where(Batch.status == BatchStatus.HELD)).one()
+        held = session.scalars(select(Batch).where(Batch.status == BatchStatus.OPERATOR_HOLD)).one()
     assert "does not show batch" in (held.error_message or ""), held.error_message
     assert len(sim.calls("append")) == 2
 

@@ -3,7 +3,8 @@
 ``APPENDQ_CRASH_AT=<point>`` makes the worker SIGKILL itself there (``appendq.faults``); a
 separate ``appendq beat`` keeps ticking throughout, as in production, and a second worker without
 the variable picks up what the first left behind. The simulator runs in the test process (so the
-test can read and script it); every scenario ends with the invariants of ``tests.invariants``.
+test can read and script it); every scenario ends with the invariants of
+``tests.support.invariants``.
 
 Dialects (issue 9) in a rotation, not a product: real processes and the call deadline make each
 crash case cost 10-17 s, so every case under every preset (7 x 7) would add some 10 minutes to
@@ -34,24 +35,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from appendq.db.engine import psycopg_url
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.keys import Keys
-from appendq.livevox import LiveVoxClient
-from appendq.records import QueuedRecord
+from appendq.livevox.client import LiveVoxClient
+from appendq.queue.item import QueuedRecord
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import REDIS_URL, Sim
-from tests.invariants import (
-    all_final,
-    client_env,
-    client_overrides,
-    enqueue,
-    held_because,
-    list_settles,
-    make_leads,
-    wait_for,
-)
-from tests.scene import Scene, staged
+from tests.support.dialects import client_env, client_overrides, held_because, list_settles
+from tests.support.invariants import all_final, enqueue, make_leads, wait_for
+from tests.support.scene import Scene, staged
 
 pytestmark = pytest.mark.slow
 
@@ -201,10 +194,25 @@ def _path(scene: CrashScene, batch_id: int) -> list[str]:
 
 
 def _held(scene: CrashScene, batch_id: int) -> tuple[str, dict[str, Any]]:
-    """(reason, evidence) of the event that held batch ``batch_id``."""
-    query = "SELECT reason, detail FROM events WHERE batch_id = :b AND to_status = 'held'"
+    """(reason, evidence) of the event that held batch ``batch_id`` for an operator."""
+    query = "SELECT reason, detail FROM events WHERE batch_id = :b AND to_status = 'operator_hold'"
     (reason, detail) = scene.sql(query, b=batch_id)[0]
     return str(reason or ""), dict(detail)
+
+
+def _reaped_after_the_deadline(scene: CrashScene, batch_id: int) -> None:
+    """The batch went ready, sending, in_doubt, and in_doubt no sooner than the call deadline
+    after sending."""
+    path = _path(scene, batch_id)
+    assert path[:3] == ["ready", "sending", "in_doubt"], path
+    times = dict(
+        scene.sql(
+            "SELECT to_status, min(extract(epoch FROM at)) FROM events WHERE batch_id = :b "
+            "GROUP BY to_status",
+            b=batch_id,
+        )
+    )
+    assert times["in_doubt"] - times["sending"] >= CALL_DEADLINE_S, "reaped before the deadline"
 
 
 @pytest.mark.parametrize(
@@ -232,15 +240,7 @@ def test_kill_after_sending_in_doubt_is_reconciled(
     wait_for(
         lambda: all_final(scene.database_url, ids, {final}), 40, f"batch {final}", scene.cluster
     )
-    path = _path(scene, 2)
-    assert path[:3] == ["ready", "sending", "in_doubt"], path
-    times = dict(
-        scene.sql(
-            "SELECT to_status, min(extract(epoch FROM at)) FROM events WHERE batch_id = 2 "
-            "GROUP BY to_status"
-        )
-    )
-    assert times["in_doubt"] - times["sending"] >= CALL_DEADLINE_S, "reaped before the deadline"
+    _reaped_after_the_deadline(scene, 2)
     if final == "held":
         time.sleep(2)  # a few more ticks: a held batch must not go out again by itself
         reason, detail = _held(scene, 2)
@@ -277,5 +277,6 @@ def test_kill_after_the_204_before_recording_it_is_reconciled_not_resent(
         assert held_because(dialect) in _held(scene, 1)[0]
     summary = scene.check(ids, expect={final})
     assert len(summary.append_calls) == 1
-    assert _path(scene, 1) == ["ready", "sending", "in_doubt", final]
+    batch_final = "appended" if final == "appended" else "operator_hold"  # records: "held"
+    assert _path(scene, 1) == ["ready", "sending", "in_doubt", batch_final]
     assert [r["account"] for r in scene.sim.records(CAMPAIGN)] == [f"A{i}" for i in range(8)]

@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from appendq import audit
-from appendq.dedupe import TTL_S, day_of, dedupe_key
-from appendq.drain import drain_once
+from appendq.audit import timeline
+from appendq.drain.tick import drain_once
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
-from appendq.records import QueuedRecord, new_record_id
+from appendq.queue.dedupe import TTL_S, day_of, dedupe_key, reservations
+from appendq.queue.record_queue import RecordQueue
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer import Producer, StreamItem, connect
@@ -55,14 +54,54 @@ def make_producer(redis_client: redis.Redis, keys: Keys) -> Callable[..., Produc
 # --- the policy ------------------------------------------------------------------------------
 
 
-def test_dedupe_key_per_mode() -> None:
-    # Given one payload / When keyed in each mode / Then phone1 or account (tagged with the mode),
-    # and no key when off or when account mode meets a record without an account
-    payload = {"phone1": "2125551234", "account": "A17"}
-    assert dedupe_key(payload, "phone1") == "phone1:2125551234"
-    assert dedupe_key(payload, "account") == "account:A17"
-    assert dedupe_key(payload, "off") is None
-    assert dedupe_key({"phone1": "2125551234"}, "account") is None
+@pytest.mark.parametrize(
+    ("payload", "mode", "key"),
+    [
+        ({"phone1": "2125551234", "account": "A17"}, "phone1", "phone1:2125551234"),
+        ({"phone1": "2125551234", "account": "A17"}, "account", "account:A17"),
+        ({"phone1": "2125551234", "account": "A17"}, "off", None),
+        ({"phone1": "2125551234"}, "account", None),
+        ({"phone1": "2125551234", "account": ""}, "account", None),
+        ({"phone1": "2125551234", "account": None}, "phone1", "phone1:2125551234"),
+    ],
+)
+def test_dedupe_key_per_mode(payload: dict[str, Any], mode: Any, key: str | None) -> None:
+    # Given a payload / When keyed in a mode / Then phone1 or account (tagged with the mode), and
+    # no key when off or when account mode meets a record without an account
+    assert dedupe_key(payload, mode) == key
+
+
+@pytest.mark.parametrize("mode", ["phone", "PHONE1", "", "none"])
+def test_dedupe_key_refuses_an_unknown_mode(mode: Any) -> None:
+    # Given a mode that is none of phone1/account/off / When a record is keyed / Then refused,
+    # naming the modes (never a silent "no key": every record would go out)
+    with pytest.raises(
+        ValueError, match=r"unknown dedupe mode .*: use one of phone1, account, off"
+    ):
+        dedupe_key({"phone1": "2125551234", "account": "A17"}, mode)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        ({"phone1": "2125551234", "account": "A17"}, ["account:A17", "phone1:2125551234"]),
+        ({"phone1": "2125551234"}, ["phone1:2125551234"]),
+        ({"phone1": "2125551234", "account": ""}, ["phone1:2125551234"]),
+    ],
+)
+def test_reservations_are_every_key_a_record_may_hold(
+    payload: dict[str, Any], fields: list[str]
+) -> None:
+    # Given a record accepted under some mode (not stored) / When its reservations are listed /
+    # Then the key of every mode that gives one, with its target, day and id
+    got = reservations(payload, target=TARGET, day="2025-03-10", record_id="r1")
+    assert got == [(TARGET, "2025-03-10", f, "r1") for f in fields]
+
+
+def test_a_day_hash_outlives_its_day_and_is_gone_within_two() -> None:
+    # Given the dedupe hash's lifetime / Then longer than the longest local day (25 h, when
+    # clocks go back) with a margin for records pushed near midnight, and at most two days
+    assert 25 * 3600 + 3600 <= TTL_S <= 2 * 24 * 3600
 
 
 def test_day_is_taken_in_the_client_time_zone() -> None:
@@ -247,39 +286,6 @@ def test_two_submissions_at_the_same_moment_let_each_phone_through_once(
             assert dup.duplicate_of == accepted_of[dup.index]
 
 
-def test_retried_push_skips_records_it_already_queued(
-    redis_client: redis.Redis, keys: Keys
-) -> None:
-    # Given a push_deduped call applied by Redis whose answer was lost / When the same call is
-    # made again (redis-py retries it) / Then its records are not duplicates of themselves and no
-    # record to send is queued twice
-    queue = RecordQueue(redis_client, keys)
-    records = [QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(i)}) for i in range(3)]
-    fields = [dedupe_key(r.payload, "phone1") for r in records]
-
-    first = queue.push_deduped(TARGET, "2025-03-10", records, fields, TTL_S)
-    again = queue.push_deduped(TARGET, "2025-03-10", records, fields, TTL_S)
-
-    assert first == again == [None, None, None]
-    assert [r.id for r in queued(redis_client, keys)] == [r.id for r in records]
-
-
-def test_push_deduped_spans_chunks_in_one_step(redis_client: redis.Redis, keys: Keys) -> None:
-    # Given 12,000 records where record 11,000 repeats record 10 / When pushed in one call (three
-    # Lua chunks) / Then only that one is a duplicate, of record 10, and order is kept
-    records = [QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(i)}) for i in range(12_000)]
-    records[11_000] = QueuedRecord(new_record_id(), 1.7e9, {"phone1": phone(10)})
-    fields = [dedupe_key(r.payload, "phone1") for r in records]
-
-    found = RecordQueue(redis_client, keys).push_deduped(TARGET, "d", records, fields, TTL_S)
-
-    assert [i for i, f in enumerate(found) if f is not None] == [11_000]
-    assert found[11_000] == records[10].id
-    stored = queued(redis_client, keys)
-    assert [r.id for r in stored] == [r.id for r in records]
-    assert stored[11_000].duplicate_of == records[10].id
-
-
 # --- through the drain -----------------------------------------------------------------------
 
 
@@ -301,7 +307,7 @@ def test_duplicate_is_audited_and_never_sent(sim: Sim, rt: Runtime, settings: Se
     assert (report.outcome, report.records) == ("appended", 2)
     assert [r["account"] for r in sim.records(CAMPAIGN)] == ["A0", "A1"]
     with rt.sessions() as session:
-        found = audit.find_records(session, phone=phone(0))
+        found = timeline.find_records(session, phone=phone(0))
     found.sort(key=lambda f: f.account or "")
     assert [(f.account, f.status) for f in found] == [("A0", "appended"), ("A2", "duplicate")]
     assert found[1].record_id == receipt.duplicates[0].record_id
@@ -325,7 +331,7 @@ def test_batch_of_only_duplicates_closes_without_a_call(
     assert [c["records"] for c in sim.calls("append")] == [2]
     assert len(sim.records(CAMPAIGN)) == 2
     with rt.sessions() as session:
-        found = audit.find_records(session, batch_id=report.batch_id)
+        found = timeline.find_records(session, batch_id=report.batch_id)
     got = {f.record_id: (f.status, f.reason) for f in found}
     assert got == {
         again.duplicates[0].record_id: ("duplicate", f"duplicate of {first.record_ids[1]}"),

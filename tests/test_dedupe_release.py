@@ -4,7 +4,7 @@ Real Redis, PostgreSQL and the simulator over HTTP."""
 
 from __future__ import annotations
 
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from producer import Producer
 from tests.conftest import Sim

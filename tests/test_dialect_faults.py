@@ -3,40 +3,33 @@ every dialect preset of ``appendq.simulator.dialect`` (issue 9): lost answers an
 (phone key, list visibility and lag), LiveVox's rate-limit answer (its status), session expiry
 (versioned paths or not), a campaign stopped then a Built one (refusal status, status words,
 malformed search entries) and a poison record (numbering, unknown fields). Drained in-process like
-``tests.test_faults`` (whose helpers they use) against real Redis, PostgreSQL and the simulator
+``tests.test_faults`` (``tests.support.drive``) against real Redis, PostgreSQL and the simulator
 over HTTP.
 
-The invariants of ``tests.invariants`` hold in every preset: nothing lost, no record at LiveVox
-twice, no good record rejected, no rate window over the limit. The outcome is the dialect's: a
-lost answer is settled by the list where it can (``list_settles``), else held for an operator and
-never sent again; every other scenario ends as under the default dialect. Each case costs a few
-seconds (a 2 s settle and call grace where the list does not lag, a 1.5 s rate window where only
-its passing matters), so all 7 presets run: about 100 s in all.
+The invariants of ``tests.support.invariants`` hold in every preset: nothing lost, no record at
+LiveVox twice, no good record rejected, no rate window over the limit. The outcome is the
+dialect's: a lost answer is settled by the list where it can (``list_settles``), else held for an
+operator and never sent again; every other scenario ends as under the default dialect. Each case
+costs a few seconds (a 2 s settle and call grace where the list does not lag, a 1.5 s rate window
+where only its passing matters), so all 7 presets run: about 100 s in all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from appendq.db.models import BatchStatus
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.simulator.dialect import DIALECTS
 from tests.conftest import Sim, batches
-from tests.invariants import (
-    PRESETS,
-    client_overrides,
-    enqueue,
-    held_because,
-    list_settles,
-    make_leads,
-)
-from tests.test_faults import (
+from tests.support.dialects import PRESETS, client_overrides, held_because, list_settles
+from tests.support.drive import (
     CAMPAIGN,
     SERVICE,
     WINDOW_S,
@@ -46,6 +39,7 @@ from tests.test_faults import (
     path_of,
     runtime,
 )
+from tests.support.invariants import enqueue, make_leads
 
 
 @pytest.fixture
@@ -89,6 +83,28 @@ ANSWER_LOST: tuple[tuple[str, dict[str, Any], bool], ...] = (
 )
 
 
+def five_services(sim: Sim, dialect: str) -> None:
+    """The simulator in ``dialect`` with services 1001.. and their campaigns 5001.., one per way
+    of losing the answer, and the short rate window."""
+    sim.reset(
+        rate_window_s=SHORT_WINDOW_S,
+        services=[{"id": 1001 + k, "name": f"S{k}"} for k in range(len(ANSWER_LOST))],
+        campaigns=[
+            {"id": CAMPAIGN + k, "serviceId": 1001 + k, "name": f"C{k}"}
+            for k in range(len(ANSWER_LOST))
+        ],
+        dialect={"preset": dialect},
+    )
+
+
+def enqueue_each(rt: Runtime, leads: Callable[[int], list[dict[str, Any]]]) -> list[str]:
+    """``leads(k)`` queued for service 1001 + k, for each of the five; the ids, in order."""
+    ids: list[str] = []
+    for k in range(len(ANSWER_LOST)):
+        ids += enqueue(rt.settings, leads(k), f"service:{1001 + k}")
+    return ids
+
+
 @pytest.mark.parametrize("dialect", PRESETS)
 def test_an_answer_lost_after_the_body_was_sent_is_reconciled(
     sim: Sim, client: Settings, dialect: str
@@ -102,25 +118,11 @@ def test_an_answer_lost_after_the_body_was_sent_is_reconciled(
     # call deadline and 2 s settle, 7 s and 5 s under quiet's 5 s lag.)
     # Each campaign first took one batch answered 204: the transaction list is calibrated, so
     # "none landed" is believed where the list shows it (without it: test_recovery).
-    sim.reset(
-        rate_window_s=SHORT_WINDOW_S,
-        services=[{"id": 1001 + k, "name": f"S{k}"} for k in range(len(ANSWER_LOST))],
-        campaigns=[
-            {"id": CAMPAIGN + k, "serviceId": 1001 + k, "name": f"C{k}"}
-            for k in range(len(ANSWER_LOST))
-        ],
-        dialect={"preset": dialect},
-    )
+    five_services(sim, dialect)
     settles = list_settles(dialect)
     timing = quick_settle(dialect)
     with runtime(fast_settings(client, rate_window_s=SHORT_WINDOW_S, **timing)) as rt:
-        ids: list[str] = []
-        for k in range(len(ANSWER_LOST)):
-            ids += enqueue(
-                rt.settings,
-                [{"phone1": f"312555{k:04d}", "account": f"CAL{k}"}],
-                f"service:{1001 + k}",
-            )
+        ids = enqueue_each(rt, lambda k: [{"phone1": f"312555{k:04d}", "account": f"CAL{k}"}])
         drain_until(rt, ids, {"appended"}, 15, "calibration batches")
         time.sleep(SHORT_WINDOW_S + 0.5)  # a fresh rate window for the faulted calls
         for k, (_, fault, _) in enumerate(ANSWER_LOST):

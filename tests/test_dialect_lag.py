@@ -2,7 +2,8 @@
 what calibrated reconciliation proves, and what it does not.
 
 "None present" is believed when the same read shows every record of the campaign's youngest batch
-answered 204 (``appendq.reconcile``). When that batch is *older* than the in-doubt one, seeing it
+answered 204 (``appendq.drain.tick.reconcile``). When that batch is *older* than the in-doubt one,
+seeing it
 proves only that the list's lag is shorter than its age when first seen, not shorter than the
 in-doubt batch's age: so "none present" waits until the in-doubt batch's answer is at least that
 old (the lag bound), then reads again. The lag of the real LiveVox is unconfirmed (issue 9,
@@ -15,11 +16,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim
-from tests.invariants import all_final, check, enqueue, make_leads
+from tests.support.invariants import all_final, check, enqueue, make_leads
 
 CAMPAIGN = 5001
 SERVICE = "service:1001"

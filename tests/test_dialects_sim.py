@@ -24,7 +24,7 @@ from appendq.simulator.dialect import (
     parse_dialect_option,
 )
 from tests.conftest import Sim
-from tests.test_simulator import LV, FakeClock, day_range_ms, rec
+from tests.support.sim_http import LV, FakeClock, day_range_ms, rec
 
 TX = "/campaign/v6.0/campaigns/5001/transactionList?count=100&offset=0"
 

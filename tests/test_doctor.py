@@ -24,12 +24,12 @@ from appendq.simulator.dialect import DIALECTS, dialect_from_contract
 from appendq.simulator.server import SimServer
 from appendq.simulator.state import SimulatorState
 from tests.conftest import Sim, make_settings
-from tests.test_simulator import ROOT
 
 PASSWORD = "simulator-password"
 TOKEN = "simulator-token"
 #: The phones of the initial records the simulator lists (555 + 7 digits).
 INITIAL_PHONES = [f"555{i:07d}" for i in range(3)]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def seed(sim: Sim, **dialect: Any) -> None:

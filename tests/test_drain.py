@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from appendq import audit, store
+from appendq.audit import timeline
+from appendq.batches import reads
+from appendq.clock import utcnow
 from appendq.db.models import Batch, BatchStatus
-from appendq.drain import drain_once, take_tick
-from appendq.records import QueuedRecord, new_record_id
+from appendq.drain.tick import drain_once, take_tick
+from appendq.ops.retry import RetryFilter, retry
+from appendq.ops.status import collect
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from appendq.status import collect
 from tests.conftest import Sim, make_settings
+from tests.support.batches import move, persist_claim
 
 CAMPAIGN = 5001
 
@@ -32,7 +36,7 @@ def leads(n: int, start: int = 0) -> list[QueuedRecord]:
 
 def statuses(rt: Runtime) -> dict[str, int]:
     with rt.sessions() as session:
-        return store.count_by_status(session)
+        return reads.count_by_status(session)
 
 
 def test_batches_go_out_in_fifo_order_within_the_batch_cap(
@@ -61,7 +65,7 @@ def test_audit_shows_each_record_appended_with_its_batch(sim: Sim, rt: Runtime) 
     rt.queue.push("service:1001", queued)
     report = drain_once(rt.drainer())
     with rt.sessions() as session:
-        found = audit.find_records(session, phone="(212) 200-0001")
+        found = timeline.find_records(session, phone="(212) 200-0001")
     assert len(found) == 1
     rec = found[0]
     assert (rec.status, rec.batch_id, rec.campaign_id) == ("appended", report.batch_id, CAMPAIGN)
@@ -83,7 +87,7 @@ def test_no_appendable_campaign_holds_then_sends_to_the_new_one(sim: Sim, rt: Ru
     row = next(t for t in info["targets"] if t["target"] == "service:1001")
     assert "no appendable campaign" in row["hold_reason"]
     with rt.sessions() as session:
-        held = audit.find_records(session, account="A2")[0]
+        held = timeline.find_records(session, account="A2")[0]
     assert held.status == "held" and "no appendable campaign" in (held.reason or "")
     assert drain_once(rt.drainer()).outcome == "held"  # still none: stays held, nothing sent
     sim.create_second_campaign()
@@ -152,7 +156,7 @@ def test_a_claim_persisted_but_not_acked_is_not_batched_twice(sim: Sim, rt: Runt
     rt.queue.push("service:1001", leads(3))
     claim = rt.queue.claim("service:1001", 10)
     with rt.sessions() as session:
-        assert store.persist_claim(session, claim, actor="test") is not None
+        assert persist_claim(session, claim, actor="test") is not None
     drain_once(rt.drainer())
     assert statuses(rt) == {"appended": 1}
     assert len(sim.records(CAMPAIGN)) == 3
@@ -164,16 +168,16 @@ def test_a_batch_left_sending_becomes_in_doubt(sim: Sim, rt: Runtime) -> None:
     rt.queue.push("service:1001", leads(2))
     claim = rt.queue.claim("service:1001", 10)
     with rt.sessions() as session:
-        batch = store.persist_claim(session, claim, actor="test")
+        batch = persist_claim(session, claim, actor="test")
     rt.queue.ack(claim)
     assert batch is not None
     with rt.sessions() as session, session.begin():
-        store.transition(
+        move(
             session,
             batch.id,
             BatchStatus.SENDING,
             actor="test",
-            sent_at=store.utcnow() - timedelta(hours=1),
+            sent_at=utcnow() - timedelta(hours=1),
         )
     drain_once(rt.drainer())
     with rt.sessions() as session:
@@ -189,18 +193,20 @@ def test_operator_retry_sends_a_failed_batch_again(sim: Sim, rt: Runtime) -> Non
     rt.queue.push("service:1001", leads(2))
     claim = rt.queue.claim("service:1001", 10)
     with rt.sessions() as session:
-        batch = store.persist_claim(session, claim, actor="test")
+        batch = persist_claim(session, claim, actor="test")
     rt.queue.ack(claim)
     assert batch is not None
     with rt.sessions() as session, session.begin():
-        session.execute(update(Batch).values(status=BatchStatus.FAILED))
+        move(session, batch.id, BatchStatus.SENDING)
+        move(session, batch.id, BatchStatus.FAILED)
     assert drain_once(rt.drainer()).outcome == "idle"
     with rt.sessions() as session:
-        assert audit.retry_batch(session, batch.id, reason="LiveVox fixed", actor="op:ann")
+        where = RetryFilter(batch_id=batch.id)
+        assert retry(session, where, reason="LiveVox fixed", actor="op:ann").moved
         session.commit()
     assert drain_once(rt.drainer()).outcome == "appended"
     with rt.sessions() as session:
-        rec = audit.find_records(session, batch_id=batch.id)[0]
+        rec = timeline.find_records(session, batch_id=batch.id)[0]
     assert any(t.actor == "op:ann" and t.reason == "LiveVox fixed" for t in rec.timeline)
 
 

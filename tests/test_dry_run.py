@@ -3,10 +3,10 @@ Append call. Real Redis, PostgreSQL and the simulator over HTTP."""
 
 from __future__ import annotations
 
-from appendq import operator, status
 from appendq.db.models import BatchStatus
-from appendq.drain import drain_once
-from appendq.records import QueuedRecord, new_record_id
+from appendq.drain.tick import drain_once
+from appendq.ops import retry, status
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from tests.conftest import Sim, batches
 
@@ -36,12 +36,12 @@ def test_a_dry_run_resolves_and_audits_but_never_appends(sim: Sim, rt: Runtime) 
     finally:
         dry.close()
     with rt.sessions() as session, session.begin():
-        moved = operator.retry_batches(
+        moved = retry.retry(
             session,
-            operator.RetryFilter(statuses=(BatchStatus.DRY_RUN,)),
+            retry.RetryFilter(statuses=(BatchStatus.DRY_RUN,)),
             reason="going live",
             actor="operator:test",
-        )
+        ).moved
     assert len(moved) == 1
     assert drain_once(rt.drainer()).outcome == "appended"
     assert len(sim.records(5001)) == 12

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from appendq.errors import ConfigError
 from appendq.logs import JsonFormatter, Scrubber
 from appendq.settings import Settings
-from tests.procs import run_cli
+from tests.support.procs import run_cli
 
 SECRET = "tok-9f8e7d6c5b4a"
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from appendq import embedded
 from appendq.runtime import Runtime
-from tests.procs import ROOT, free_port, process, run_cli, wait_until
+from tests.support.procs import ROOT, free_port, process, run_cli, wait_until
 
 EXAMPLE = ROOT / "examples" / "leads.csv"
 PHONES = ["(212) 555-1000", "(212) 555-1019"]  # the example file's first and last phone1
@@ -113,6 +113,28 @@ def test_up_runs_on_embedded_stores_stops_clean_and_keeps_the_data(state_dir: Pa
     stores = [embedded.Address("127.0.0.1", p) for p in ports[:2]]
     assert not any(embedded.listens(a) for a in stores)
     log = state_dir / "up-1.log"
+    got, tree, returncode = _up_takes_the_example_then_ctrl_c(env, log)
+    text_log = log.read_text()
+    assert returncode == 0, text_log
+    assert sorted(str(r["account"]) for r in got) == [f"DEMO{i:04d}" for i in range(20)]
+    assert "Redis: nothing listened at 127.0.0.1:" in text_log
+    assert "PostgreSQL: nothing listened at 127.0.0.1:" in text_log
+    assert len(tree) >= 4, tree  # redis-server, postgres (+ its workers), simulator, beat
+    assert [p for p in tree if _alive(*p)] == []
+    assert not any(embedded.listens(a) for a in stores)
+    assert not (state_dir / "postgres" / "data" / "postmaster.pid").exists()  # clean shutdown
+    log2 = state_dir / "up-2.log"
+    tree2, returncode = _up_again_audits_the_example_then_sigterm(env, log2)
+    assert returncode == 0, log2.read_text()
+    assert [p for p in tree2 if _alive(*p)] == []
+    assert not any(embedded.listens(a) for a in stores)
+
+
+def _up_takes_the_example_then_ctrl_c(
+    env: dict[str, str], log: Path
+) -> tuple[list[dict[str, object]], set[tuple[int, str]], int | None]:
+    """`appendq up`; enqueue the example file; wait for its 20 leads at the simulator; Ctrl-C.
+    The leads, the processes up had started, and up's exit status."""
     with process(["up"], env, log) as up:
         _wait_up(env, up, log)
         enqueued = json.loads(
@@ -129,19 +151,16 @@ def test_up_runs_on_embedded_stores_stops_clean_and_keeps_the_data(state_dir: Pa
         wait_until(appended, 30, "the 20 example leads at the simulator", interval=0.3)
         tree = _proc_tree(up.pid)
         _ctrl_c(up)
-    text_log = log.read_text()
-    assert up.returncode == 0, text_log
-    assert sorted(str(r["account"]) for r in got) == [f"DEMO{i:04d}" for i in range(20)]
-    assert "Redis: nothing listened at 127.0.0.1:" in text_log
-    assert "PostgreSQL: nothing listened at 127.0.0.1:" in text_log
-    assert len(tree) >= 4, tree  # redis-server, postgres (+ its workers), simulator, beat
-    assert [p for p in tree if _alive(*p)] == []
-    assert not any(embedded.listens(a) for a in stores)
-    assert not (state_dir / "postgres" / "data" / "postmaster.pid").exists()  # clean shutdown
+    return got, tree, up.returncode
 
-    log2 = state_dir / "up-2.log"
-    with process(["up"], env, log2) as up2:
-        _wait_up(env, up2, log2)
+
+def _up_again_audits_the_example_then_sigterm(
+    env: dict[str, str], log: Path
+) -> tuple[set[tuple[int, str]], int | None]:
+    """`appendq up` again: the audit shows each example lead appended, enqueuing the file again
+    takes none; then SIGTERM. The processes up had started, and up's exit status."""
+    with process(["up"], env, log) as up:
+        _wait_up(env, up, log)
         for phone in PHONES:
             doc = json.loads(run_cli(["audit", "--phone", phone, "--json"], env).stdout)
             assert [f["status"] for f in doc["records"]] == ["appended"], doc
@@ -149,11 +168,9 @@ def test_up_runs_on_embedded_stores_stops_clean_and_keeps_the_data(state_dir: Pa
             run_cli(["enqueue", str(EXAMPLE), "--service", "1001", "--json"], env).stdout
         )
         assert again["accepted"] == 0
-        tree2 = _proc_tree(up2.pid)
-        _sigterm(up2)
-    assert up2.returncode == 0, log2.read_text()
-    assert [p for p in tree2 if _alive(*p)] == []
-    assert not any(embedded.listens(a) for a in stores)
+        tree = _proc_tree(up.pid)
+        _sigterm(up)
+    return tree, up.returncode
 
 
 def test_up_refuses_a_non_local_store_that_does_not_answer(state_dir: Path) -> None:

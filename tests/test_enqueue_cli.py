@@ -14,6 +14,7 @@ import appendq.cli.enqueue  # noqa: F401  (registers the command)
 from appendq.cli.app import main
 from appendq.keys import Keys
 from tests.conftest import REDIS_URL, phone, queued
+from tests.test_files_rows import BAD_CSV, BAD_CSV_ERRORS
 
 pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
@@ -36,20 +37,6 @@ def run(keys: Keys) -> Run:
 
 def error_lines(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith(("row ", "... and"))]
-
-
-BAD_CSV = (
-    b"phone1,phone2,firstName,account\n"
-    + f"{phone(1)},,Ann,A1\n".encode()
-    + b",,Bob,A2\n"
-    + f"{phone(3)},{';'.join(phone(100 + i) for i in range(30))},Cy,A3\n".encode()
-    + b"21255501O4,,Di,A4\n"
-    + f"{phone(5)},,{'x' * 51},A5\n".encode()
-    + b"\n"
-    + phone(7).encode()
-    + b",,G\xe9rard,A7\n"
-    + f"{phone(9)},,Ivy,A9\n".encode()
-)
 
 
 def test_bad_input_csv_lists_each_error_and_queues_the_good_rows(
@@ -94,14 +81,7 @@ def test_json_output_is_one_object_matching_redis(
     receipt = json.loads(result.stdout)
     assert (receipt["target"], receipt["accepted"], receipt["rejected"]) == ("campaign:77", 2, 6)
     assert receipt["record_ids"] == [r.id for r in queued(redis_client, keys, "campaign:77")]
-    assert [(e["row"], e["field"]) for e in receipt["errors"]] == [
-        (3, "phone1"),
-        (4, "phone2"),
-        (5, "phone1"),
-        (6, "firstName"),
-        (7, "record"),
-        (8, "firstName"),
-    ]
+    assert [(e["row"], e["field"]) for e in receipt["errors"]] == BAD_CSV_ERRORS
     assert receipt["errors"][0] == {
         "index": 1,
         "row": 3,

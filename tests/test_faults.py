@@ -1,11 +1,11 @@
 """LiveVox misbehaving: a 403, LiveVox down entirely, a refusal naming no record. The drain runs
 in-process (``drain_once``) against real Redis, real PostgreSQL and the simulator over HTTP; every
-scenario ends with the invariants of ``tests.invariants``.
+scenario ends with the invariants of ``tests.support.invariants``.
 
 Dialects (issue 9): the fault scenarios whose outcome depends on how LiveVox answers its
 unconfirmed corners (lost answers, its rate-limit answer, 401, a stopped campaign, a poison record)
-run under every preset in ``tests.test_dialect_faults``, on the helpers of this module. The ones
-here play a scripted fault whose answer no dialect changes: the 403 also runs where a 403 means
+run under every preset in ``tests.test_dialect_faults`` (helpers: ``tests.support.drive``). The
+ones here play a scripted fault whose answer no dialect changes: the 403 also runs where a 403 means
 something else too (strict: a campaign refusal; legacy: the rate limit, and unversioned paths),
 the others under the default dialect only.
 """
@@ -18,57 +18,33 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from appendq.db.models import BatchStatus, Event
-from appendq.drain import DrainReport, drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.simulator.config import SimConfig
 from appendq.simulator.server import SimServer
 from appendq.simulator.state import SimulatorState
 from tests.conftest import Sim, batches, make_settings, settings_env
-from tests.invariants import (
-    all_final,
-    check,
-    client_env,
-    client_overrides,
-    enqueue,
-    make_leads,
+from tests.support.dialects import client_env, client_overrides
+from tests.support.drive import (
+    CAMPAIGN,
+    SERVICE,
+    WINDOW_S,
+    drain_until,
+    fast_settings,
+    invariants,
+    runtime,
 )
-from tests.procs import free_port, run_cli
-
-CAMPAIGN = 5001
-SERVICE = "service:1001"
-WINDOW_S = 3.0
-
-
-def fast_settings(base: Settings, **overrides: Any) -> Settings:
-    """1 s connect and read timeouts (call deadline 7 s), batches of 10, short backoff."""
-    values: dict[str, Any] = {
-        "livevox_connect_timeout_s": 1.0,
-        "livevox_read_timeout_s": 1.0,
-        "batch_max": 10,
-        "retry_base_s": 0.3,
-        "retry_cap_s": 1.0,
-        "rate_window_s": WINDOW_S,
-        "rate_margin_s": 0.2,
-    }
-    values.update(overrides)
-    return base.model_copy(update=values)
-
-
-@contextlib.contextmanager
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.build(settings)
-    try:
-        yield rt
-    finally:
-        rt.close()
+from tests.support.invariants import enqueue, make_leads
+from tests.support.procs import free_port, run_cli
 
 
 @pytest.fixture
@@ -94,50 +70,6 @@ def client(settings: Settings, dialect: str) -> Settings:
 def rt(sim3: Sim, client: Settings) -> Iterator[Runtime]:
     with runtime(fast_settings(client)) as built:
         yield built
-
-
-def drain_until(
-    rt: Runtime,
-    ids: list[str],
-    expect: Collection[str],
-    timeout: float,
-    what: str,
-    pause: float = 0.1,
-) -> list[DrainReport]:
-    """Run ticks (like beat would, every ``pause`` s) until every one of ``ids`` is in
-    PostgreSQL with one of the ``expect`` statuses; the reports."""
-    reports: list[DrainReport] = []
-    deadline = time.monotonic() + timeout
-    while not all_final(rt.settings.database_url, ids, expect):
-        if time.monotonic() > deadline:
-            outcomes = [(r.outcome, r.reason) for r in reports[-5:]]
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; {outcomes}")
-        reports.append(drain_once(rt.drainer()))
-        time.sleep(pause)
-    return reports
-
-
-def path_of(rt: Runtime, batch_id: int) -> list[str]:
-    """The statuses a batch went through, in order."""
-    with rt.sessions() as session:
-        events = session.scalars(
-            select(Event).where(Event.batch_id == batch_id).order_by(Event.at, Event.id)
-        )
-        return [e.to_status for e in events]
-
-
-def invariants(rt: Runtime, sim_url: str, ids: list[str], **kwargs: Any) -> Any:
-    s = rt.settings
-    return check(
-        database_url=s.database_url,
-        sim_url=sim_url,
-        accepted=ids,
-        prefix=s.redis_prefix,
-        redis_url=s.redis_url,
-        rate_max_calls=s.rate_max_calls,
-        rate_window_s=s.rate_window_s,
-        **kwargs,
-    )
 
 
 @pytest.mark.parametrize("dialect", ["default", "strict", "legacy"])
@@ -220,6 +152,26 @@ def outage() -> Iterator[Outage]:
     handle.down()
 
 
+def tick_for(rt: Runtime, seconds: float) -> None:
+    """Tick every 0.05 s for ``seconds`` (the retry wait runs on PostgreSQL's clock)."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        drain_once(rt.drainer())
+        time.sleep(0.05)
+
+
+def sent_at(rt: Runtime, batch_id: int) -> list[datetime]:
+    """When the batch went ``sending``, each time, in order."""
+    with rt.sessions() as session:
+        return list(
+            session.scalars(
+                select(Event.at)
+                .where(Event.batch_id == batch_id, Event.to_status == "sending")
+                .order_by(Event.at)
+            )
+        )
+
+
 def test_livevox_down_the_batch_waits_with_backoff_then_is_appended(
     outage: Outage, database_url: str, prefix: str, tmp_path: Any
 ) -> None:
@@ -242,22 +194,11 @@ def test_livevox_down_the_batch_waits_with_backoff_then_is_appended(
         outage.down()
         ids += enqueue(settings, make_leads(3, start=3), SERVICE)
         assert drain_once(rt.drainer()).outcome == "retry_wait"
-        down_until = time.monotonic() + 3.5
-        while time.monotonic() < down_until:
-            drain_once(rt.drainer())
-            time.sleep(0.05)
+        tick_for(rt, 3.5)
         waiting = batches(rt)[1]
         assert waiting.status == BatchStatus.RETRY_WAIT, waiting.status
         assert waiting.attempts >= 2, waiting.attempts
-        with rt.sessions() as session:
-            sends = list(
-                session.scalars(
-                    select(Event.at)
-                    .where(Event.batch_id == waiting.id, Event.to_status == "sending")
-                    .order_by(Event.at)
-                )
-            )
-        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sends)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sent_at(rt, waiting.id))]
         assert gaps and min(gaps) >= 0.45, f"attempts not backed off: {gaps}"
         outage.up()
         invariants(rt, outage.url, ids, settled=False)

@@ -12,16 +12,16 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from appendq import store
 from appendq.db.models import Batch, BatchStatus, Event
-from appendq.drain import DrainReport, drain_once
+from appendq.drain.lease import DrainLease, LeaseLost
+from appendq.drain.tick import DrainReport, drain_once
 from appendq.keys import Keys
-from appendq.lease import DrainLease, LeaseLost
-from appendq.ratelimit import RateLimiter
-from appendq.records import QueuedRecord, new_record_id
+from appendq.livevox.ratelimit import RateLimiter
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, batches
+from tests.support.batches import move, persist_claim
 
 CAMPAIGN = 5001
 
@@ -57,6 +57,18 @@ def two(slow_reads: Settings) -> Iterator[tuple[Runtime, Runtime]]:
     b.close()
 
 
+def in_doubt_after_a_calibrating_batch(rt: Runtime, sim: Sim) -> Batch:
+    """Batch W appended with a 204 (it calibrates the list), then batch X in_doubt: its answer
+    was lost and nothing landed. Returns X."""
+    target = "service:1001"
+    rt.queue.push(target, leads(2, 0))  # W
+    assert drain_once(rt.drainer()).outcome == "appended"
+    rt.queue.push(target, leads(3, 10))  # X
+    sim.fault("append", {"drop": True, "apply": False})
+    assert drain_once(rt.drainer()).outcome == "in_doubt"
+    return batches(rt)[-1]
+
+
 def test_a_drainer_that_lost_its_lease_cannot_apply_a_stale_verdict(
     sim: Sim, two: tuple[Runtime, Runtime]
 ) -> None:
@@ -65,13 +77,7 @@ def test_a_drainer_that_lost_its_lease_cannot_apply_a_stale_verdict(
     # it (it lands, the answer is lost again: X in_doubt again), Then A's stale "none landed" is
     # fenced off: X is never moved to ready by A, and LiveVox holds X's records exactly once.
     a, b = two
-    target = "service:1001"
-    a.queue.push(target, leads(2, 0))  # W: appended with a 204, calibrates the list
-    assert drain_once(a.drainer()).outcome == "appended"
-    a.queue.push(target, leads(3, 10))  # X
-    sim.fault("append", {"drop": True, "apply": False})
-    assert drain_once(a.drainer()).outcome == "in_doubt"
-    x = batches(a)[-1]
+    x = in_doubt_after_a_calibrating_batch(a, sim)
     time.sleep(3.7)  # past X's call deadline: due for reconciliation
     sim.fault("transactions", {"stall_s": 2.8, "apply": True})  # A reads "none", slowly
     result: dict[str, DrainReport] = {}
@@ -116,19 +122,15 @@ def test_a_stale_writer_is_fenced_by_the_batch_version(rt: Runtime) -> None:
     rt.queue.push("service:1001", leads(1, 40))
     claim = rt.queue.claim("service:1001", 10)
     with rt.sessions() as session:
-        view = store.persist_claim(session, claim, actor="t")
+        view = persist_claim(session, claim, actor="t")
     assert view is not None
     with rt.sessions() as session, session.begin():
         for to in (BatchStatus.HELD, BatchStatus.READY):
-            store.transition(session, view.id, to, actor="other")
+            move(session, view.id, to, actor="other")
     with rt.sessions() as session, session.begin():
-        stale = store.transition(
-            session, view.id, BatchStatus.SENDING, actor="stale", version=view.version
-        )
+        stale = move(session, view.id, BatchStatus.SENDING, actor="stale", version=view.version)
         assert stale is None
-        fresh = store.transition(
-            session, view.id, BatchStatus.SENDING, actor="fresh", version=view.version + 2
-        )
+        fresh = move(session, view.id, BatchStatus.SENDING, actor="fresh", version=view.version + 2)
         assert fresh is not None and fresh.version == view.version + 3
 
 
@@ -206,19 +208,20 @@ def test_a_fenced_off_refusal_splits_and_rejects_nothing(rt: Runtime) -> None:
     # Given batch X sent by drainer A at version N, then reaped by drainer B (in_doubt, N+1),
     # When A records its stale 400 naming record 2, Then nothing is split or set apart, the
     # report says "fenced", and X is still B's in_doubt batch with all its records.
-    from appendq.after_call import record_outcome
-    from appendq.drain import _claim, _mark_sending
+    from appendq.drain.result import record_outcome
+    from appendq.drain.settle import Outcome
+    from appendq.drain.target import _claim
     from appendq.errors import Named
-    from appendq.outcome import Outcome
 
     rt.queue.push("service:1001", leads(6, 60))
     d = rt.drainer()
     batch = _claim(d, "service:1001")
     assert batch is not None
-    sent = _mark_sending(d, batch, 5001, "test", 6)
+    with d.store() as store:
+        sent = store.mark_sending(batch, 5001, "test", 6)
     assert sent is not None
     with rt.sessions() as session, session.begin():
-        reaped = store.transition(
+        reaped = move(
             session,
             sent.id,
             BatchStatus.IN_DOUBT,

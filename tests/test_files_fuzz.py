@@ -33,10 +33,10 @@ import appendq.cli.enqueue  # noqa: F401  (registers the command)
 from appendq.cli.app import main
 from appendq.errors import FieldError
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
-from appendq.records import normalise_phone, validate_record
+from appendq.leads import formula_problem, normalise_phone, validate_record
+from appendq.queue.record_queue import RecordQueue
 from producer import Producer, read_records
-from producer.files import FILE_LEVEL, STOPPED, formula_problem
+from producer.files import FILE_LEVEL, STOPPED
 from tests.conftest import REDIS_URL, phone
 
 pytestmark = pytest.mark.usefixtures("keep_root_logging")

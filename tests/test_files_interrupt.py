@@ -16,7 +16,7 @@ import redis
 
 from appendq.keys import Keys
 from tests.conftest import REDIS_URL, phone
-from tests.procs import APPENDQ, ROOT, RedisServer, env_for, wait_until
+from tests.support.procs import APPENDQ, ROOT, RedisServer, env_for, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -10,41 +10,29 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 
-from appendq.drain import drain_once
-from appendq.operator import REASON_MAX
-from appendq.records import ID_MAX
+from appendq.drain.tick import drain_once
+from appendq.http.validation import MAX_DEPTH
+from appendq.ops.retry import REASON_MAX
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from producer.http_validation import MAX_DEPTH
+from appendq.target import ID_MAX
 from tests.conftest import Sim, phone
-from tests.test_intake import AUTH, TARGET, TOKEN, body, leads, post, serving
+from tests.test_intake import AUTH, TARGET, TOKEN, body, leads, post, serving, with_tokens
 
 BIG = ID_MAX + 1  # 9223372036854775808
 
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"api_tokens": [SecretStr(TOKEN)]})
+    return with_tokens(settings, TOKEN)
 
 
 @pytest.fixture
 def api(api_settings: Settings) -> Iterator[httpx.Client]:
     with serving(api_settings) as client:
         yield client
-
-
-@pytest.fixture
-def rt(api_settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(api_settings)
-    yield runtime
-    runtime.close()
-
-
-def total_queued(rt: Runtime) -> int:
-    return sum(rt.queue.depth(t) for t in rt.queue.targets())
 
 
 def raw_body(records: str, target: str = '"service": 1001') -> bytes:
@@ -92,7 +80,7 @@ def test_deep_nesting_is_400_in_the_body_or_inside_a_field(api: httpx.Client, rt
     assert ok.status_code == 202
     assert ok.json()["accepted"] == 1
     assert [(e["index"], e["field"]) for e in ok.json()["errors"]] == [(0, "extra1")]
-    assert total_queued(rt) == 1
+    assert rt.queue.depth() == 1
 
 
 def test_special_numbers_are_refused_per_record_naming_the_field(
@@ -138,7 +126,7 @@ def test_duplicate_keys_are_ambiguous(api: httpx.Client, rt: Runtime) -> None:
     twice = raw_body(f'[{{"phone1": "{phone(5)}"}}], "records": []')
     refused = post(api, twice)
     assert refused.status_code == 422 and refused.json()["field"] == "records"
-    assert total_queued(rt) == 1
+    assert rt.queue.depth() == 1
 
 
 def test_only_utf8_json_is_taken(api: httpx.Client, rt: Runtime) -> None:
@@ -155,7 +143,7 @@ def test_only_utf8_json_is_taken(api: httpx.Client, rt: Runtime) -> None:
     plain = post(api, good.encode(), **{"Content-Type": "text/plain"})
     assert plain.status_code == 415
     assert post(api, b"\xff" + good.encode()).status_code == 400
-    assert total_queued(rt) == 0
+    assert rt.queue.depth() == 0
     bom = post(
         api, b"\xef\xbb\xbf" + good.encode(), **{"Content-Type": "application/json; charset=utf-8"}
     )
@@ -174,7 +162,7 @@ def test_unencodable_text_is_refused_and_echoed_safely(api: httpx.Client, rt: Ru
     assert [e["index"] for e in reply.json()["errors"]] == [0, 1]
     assert reply.json()["errors"][0]["field"] == "firstName"
     assert reply.content.isascii()
-    assert total_queued(rt) == 0
+    assert rt.queue.depth() == 0
 
 
 def test_phone_budget_is_413_before_validation(api_settings: Settings, rt: Runtime) -> None:
@@ -193,9 +181,9 @@ def test_phone_budget_is_413_before_validation(api_settings: Settings, rt: Runti
         assert (
             refused.status_code == 413 and "APPENDQ_INTAKE_MAX_PHONES" in refused.json()["detail"]
         )
-        assert total_queued(rt) == 0
+        assert rt.queue.depth() == 0
         assert post(api, body(records(3))).status_code == 202
-    assert total_queued(rt) == 3
+    assert rt.queue.depth() == 3
 
 
 def test_audit_and_retry_parameters_past_bigint_or_with_nul_are_4xx(
@@ -261,7 +249,7 @@ def test_database_error_that_validation_missed_is_json_and_logged_without_data(
     # Given a route that sends a NUL to PostgreSQL (a real DataError, as a missed validation
     # would), When called, Then 422 JSON without the SQL or the value, and one ERROR line naming
     # the error class and route only; a route raising anything else is a JSON 500 alike.
-    from producer.http import create_app
+    from appendq.http.app import create_app
 
     secret_value = "2125550123\x00"
     app = create_app(api_settings)

@@ -33,10 +33,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from appendq.keys import Keys
-from appendq.records import ID_MAX, LEAD_FIELDS
+from appendq.leads import LEAD_FIELDS
 from appendq.settings import Settings
+from appendq.target import ID_MAX
 from tests.conftest import phone
-from tests.procs import free_port, http_process
+from tests.test_intake import serve_process
 
 FUZZ_BODIES = 10_000
 HYPOTHESIS_EXAMPLES = 150
@@ -319,29 +320,14 @@ settings_for_fuzz = hypothesis_settings(
 @pytest.fixture
 def serve(settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]:
     """A real ``appendq serve`` process on the test's Redis prefix and database."""
-    port = free_port()
-    env = {
-        "APPENDQ_REDIS_URL": settings.redis_url,
-        "APPENDQ_REDIS_PREFIX": settings.redis_prefix,
-        "APPENDQ_DATABASE_URL": settings.database_url,
-        "APPENDQ_API_TOKENS": TOKEN,
-        "APPENDQ_LOG_LEVEL": "WARNING",
-    }
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
     with (
-        http_process(
-            ["serve", "--port", str(port)],
-            env,
-            tmp_path / "serve.log",
-            f"{url}/healthz",
-            "appendq serve",
-            30,
-        ),
+        serve_process(settings, log, TOKEN, APPENDQ_LOG_LEVEL="WARNING") as (url, _),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         yield client
-    log = (tmp_path / "serve.log").read_text()
-    assert "Traceback" not in log and "request failed" not in log, log[-3000:]
+    text = log.read_text()
+    assert "Traceback" not in text and "request failed" not in text, text[-3000:]
 
 
 @pytest.mark.timeout(300)

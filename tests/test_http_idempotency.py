@@ -15,55 +15,44 @@ import httpx
 import pytest
 
 from appendq.keys import Keys
-from appendq.records import QueuedRecord
+from appendq.queue.item import QueuedRecord
 from appendq.settings import Settings
-from tests.conftest import phone
-from tests.procs import free_port, http_process
+from tests.conftest import phone, queued
+from tests.test_intake import serve_process
 
 TOKEN = "idem-token-0123456789abcdef"
+TARGET = "service:1001"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextmanager
 def serve(settings: Settings, log: Path, **extra: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        "APPENDQ_REDIS_URL": settings.redis_url,
-        "APPENDQ_REDIS_PREFIX": settings.redis_prefix,
-        "APPENDQ_DATABASE_URL": settings.database_url,
-        "APPENDQ_API_TOKENS": TOKEN,
-        **extra,
-    }
-    url = f"http://127.0.0.1:{port}"
-    args = ["serve", "--port", str(port)]
-    with http_process(args, env, log, f"{url}/healthz", "appendq serve", 30) as proc:
+    with serve_process(settings, log, TOKEN, **extra) as (url, proc):
         yield url
         if "APPENDQ_CRASH_AT" in extra:
             assert proc.wait(10) == -9, "the intake did not die at its crashpoint"
 
 
-def queued(settings: Settings, redis_client: Any, target: str) -> list[QueuedRecord]:
-    keys = Keys(settings.redis_prefix)
-    return [QueuedRecord.loads(raw) for raw in redis_client.lrange(keys.queue(target), 0, -1)]
+#: A body with a bad record (index 1) and, in phone1 mode, a duplicate (index 3 repeats index 0).
+RECORDS: list[Any] = [
+    {"phone1": phone(1)},
+    {"phone1": "not a phone"},
+    {"phone1": phone(2)},
+    {"phone1": phone(1), "account": "copy"},
+    {"phone1": phone(3)},
+]
 
 
 @pytest.mark.parametrize("dedupe", ["phone1", "off"])
 def test_retry_after_the_intake_died_past_its_push_queues_nothing_twice(
-    settings: Settings, redis_client: Any, tmp_path: Path, dedupe: str
+    settings: Settings, redis_client: Any, keys: Keys, tmp_path: Path, dedupe: str
 ) -> None:
     # Given an intake that dies (kill -9) right after pushing 4 good records (one a duplicate of
     # another in phone1 mode) and before storing the receipt, When the client retries the same
     # body with the same Idempotency-Key on a fresh intake, Then 202 replayed, whose ids are
     # exactly the records queued, with the same duplicates and per-record errors; the queue
     # holds one copy; the same key with another body is still 422.
-    records: list[Any] = [
-        {"phone1": phone(1)},
-        {"phone1": "not a phone"},
-        {"phone1": phone(2)},
-        {"phone1": phone(1), "account": "copy"},
-        {"phone1": phone(3)},
-    ]
-    content = json.dumps({"service": 1001, "records": records}).encode()
+    content = json.dumps({"service": 1001, "records": RECORDS}).encode()
     headers = {**AUTH, "Idempotency-Key": "order-7"}
     env = {"APPENDQ_DEDUPE": dedupe}
     with (
@@ -71,31 +60,35 @@ def test_retry_after_the_intake_died_past_its_push_queues_nothing_twice(
         pytest.raises(httpx.TransportError),
     ):
         httpx.post(f"{url}/v1/leads", content=content, headers=headers, timeout=10)
-    first = queued(settings, redis_client, "service:1001")
+    first = queued(redis_client, keys, TARGET)
     assert len(first) == 4
     with serve(settings, tmp_path / "fresh.log", **env) as url:
         retry = httpx.post(f"{url}/v1/leads", content=content, headers=headers)
         again = httpx.post(f"{url}/v1/leads", content=content, headers=headers)
-        other = json.dumps({"service": 1001, "records": records[:1]}).encode()
+        other = json.dumps({"service": 1001, "records": RECORDS[:1]}).encode()
         changed = httpx.post(f"{url}/v1/leads", content=other, headers=headers)
     assert retry.status_code == 202 and retry.headers["idempotent-replayed"] == "true"
     assert again.json() == retry.json()
     assert changed.status_code == 422
-    assert queued(settings, redis_client, "service:1001") == first  # nothing more
-    receipt = retry.json()
-    assert receipt["record_ids"] == [r.id for r in first if r.duplicate_of is None]
+    assert queued(redis_client, keys, TARGET) == first  # nothing more
+    assert_receipt_of(retry.json(), first, dedupe)
+
+
+def assert_receipt_of(receipt: dict[str, Any], pushed: list[QueuedRecord], dedupe: str) -> None:
+    """``receipt`` is the one of the push that queued ``pushed`` (RECORDS, in ``dedupe`` mode)."""
+    assert receipt["record_ids"] == [r.id for r in pushed if r.duplicate_of is None]
     assert [(e["index"], e["field"]) for e in receipt["errors"]] == [(1, "phone1")]
     if dedupe == "phone1":
         assert receipt["accepted"] == 3
         assert receipt["duplicates"] == [
-            {"index": 3, "row": None, "record_id": first[2].id, "duplicate_of": first[0].id}
+            {"index": 3, "row": None, "record_id": pushed[2].id, "duplicate_of": pushed[0].id}
         ]
     else:
         assert (receipt["accepted"], receipt["duplicates"]) == (4, [])
 
 
 def test_the_receipt_stored_after_the_push_is_replayed_as_first_answered(
-    settings: Settings, redis_client: Any, tmp_path: Path
+    settings: Settings, redis_client: Any, keys: Keys, tmp_path: Path
 ) -> None:
     # Given a request with an Idempotency-Key answered normally (dupes and errors included),
     # When it is retried, Then the replay equals the first answer exactly and nothing is queued;
@@ -113,4 +106,4 @@ def test_the_receipt_stored_after_the_push_is_replayed_as_first_answered(
         assert httpx.post(f"{url}/v1/leads", content=fixed, headers=key).status_code == 202
     assert first.status_code == 202 and replay.json() == first.json()
     assert (first.json()["accepted"], first.json()["duplicate"]) == (1, 1)
-    assert len(queued(settings, redis_client, "service:1001")) == 2
+    assert len(queued(redis_client, keys, TARGET)) == 2

@@ -2,7 +2,7 @@
 connections killed mid-tick, two beats and two workers at once, a worker whose clock is 30 s off,
 beat ticking while no worker runs. Real ``appendq`` processes against real Redis and PostgreSQL and
 the simulator (in the test process); every scenario ends with the invariants of
-``tests.invariants``."""
+``tests.support.invariants``."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from sqlalchemy.pool import NullPool
 
 from appendq.db.engine import psycopg_url
 from tests.conftest import PG_SERVER, REDIS_URL, Sim
-from tests.invariants import enqueue, make_leads, max_calls_in_window, wait_for
-from tests.procs import ROOT, RedisServer, run_cli
-from tests.scene import Scene, staged
+from tests.support.invariants import enqueue, make_leads, max_calls_in_window, wait_for
+from tests.support.procs import ROOT, RedisServer, run_cli
+from tests.support.scene import Scene, staged
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,13 @@
-"""The HTTP intake over real HTTP (uvicorn on a free port, in a thread or as ``appendq serve``),
-against real Redis, a real PostgreSQL database and the simulator."""
+"""``POST /v1/leads`` over real HTTP (uvicorn on a free port, in a thread), against real Redis, a
+real PostgreSQL database and the simulator: tokens, bad bodies, per-record errors, Idempotency-Key,
+backpressure. The helpers here (``serving``, ``with_tokens``, ...) serve every HTTP test; the ops
+endpoints are tested in ``test_http_ops``, the server itself in ``test_http_serve``."""
 
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,16 +20,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from appendq.db.models import BatchStatus, Event
-from appendq.drain import drain_once
-from appendq.errors import ConfigError
+from appendq.drain.tick import drain_once
+from appendq.http.app import create_app
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from producer.http import create_app
 from tests.conftest import Sim, phone
-from tests.procs import free_port, http_process, run_cli, wait_until
+from tests.support.procs import free_port, http_process, wait_until
 
 TOKEN = "intake-token-0123456789"
 OTHER_TOKEN = "second-token-9876543210"
@@ -65,22 +65,41 @@ def serving(
         thread.join(15)
 
 
+@contextmanager
+def serve_process(
+    settings: Settings, log: Path, tokens: str = TOKEN, **extra: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``appendq serve`` as a real process on the test's Redis prefix and database, taking
+    ``tokens`` (comma-separated), with ``extra`` ``APPENDQ_*`` variables: its URL and process."""
+    port = free_port()
+    env = {
+        "APPENDQ_REDIS_URL": settings.redis_url,
+        "APPENDQ_REDIS_PREFIX": settings.redis_prefix,
+        "APPENDQ_DATABASE_URL": settings.database_url,
+        "APPENDQ_API_TOKENS": tokens,
+        **extra,
+    }
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", "--port", str(port)]
+    with http_process(args, env, log, f"{url}/healthz", "appendq serve", 30) as proc:
+        yield url, proc
+
+
+def with_tokens(settings: Settings, *tokens: str) -> Settings:
+    """``settings`` with these API tokens (TOKEN and OTHER_TOKEN unless told)."""
+    chosen = tokens or (TOKEN, OTHER_TOKEN)
+    return settings.model_copy(update={"api_tokens": [SecretStr(t) for t in chosen]})
+
+
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"api_tokens": [SecretStr(TOKEN), SecretStr(OTHER_TOKEN)]})
+    return with_tokens(settings)
 
 
 @pytest.fixture
 def api(api_settings: Settings) -> Iterator[httpx.Client]:
     with serving(api_settings) as client:
         yield client
-
-
-@pytest.fixture
-def rt(api_settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(api_settings)
-    yield runtime
-    runtime.close()
 
 
 def depth(rt: Runtime, target: str = TARGET) -> int:
@@ -211,7 +230,7 @@ def test_mixed_records_queue_only_the_good_ones_with_per_record_errors(
     claim = rt.queue.claim(TARGET, 100)
     assert [r.id for r in claim.records] == receipt["record_ids"]
     assert [r.payload["account"] for r in claim.records] == ["H0", "H1", "H2"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "producer.http"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "appendq.http"]
     assert len(lines) == 1 and "accepted 3, rejected 3, duplicates 0" in lines[0]
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert phone(0) not in logged and TOKEN not in logged
@@ -283,185 +302,3 @@ def test_backpressure_503_until_drained_then_accepts(
         accepted = post(api, more, **{"Idempotency-Key": "later"})
         assert accepted.status_code == 202 and accepted.json()["accepted"] == 2
     assert depth(rt) == 2
-
-
-def test_lead_lookup_shows_status_and_timeline_after_a_drain(
-    api: httpx.Client, rt: Runtime, sim: Sim
-) -> None:
-    # Given an accepted record, When looked up before any drain, Then "queued" with its target,
-    # age and the target's depth (issue 7, defect 13); When a drain appended it, Then its status
-    # is appended with the timeline and masked phone.
-    record_id = post(api, body(leads(2))).json()["record_ids"][1]
-    queued = api.get(f"/v1/leads/{record_id}", headers=AUTH)
-    assert queued.status_code == 200
-    assert {k: queued.json()[k] for k in ("record_id", "status", "target", "target_depth")} == {
-        "record_id": record_id,
-        "status": "queued",
-        "target": TARGET,
-        "target_depth": 2,
-    }
-    assert 0 <= queued.json()["age_s"] < 60
-    assert api.get("/v1/leads/nonsense", headers=AUTH).status_code == 404
-    assert drain_once(rt.drainer()).outcome == "appended"
-    found = api.get(f"/v1/leads/{record_id}", headers=AUTH)
-    assert found.status_code == 200
-    data = found.json()
-    assert (data["record_id"], data["status"], data["campaign_id"]) == (
-        record_id,
-        "appended",
-        CAMPAIGN,
-    )
-    assert [t["status"] for t in data["timeline"]] == ["queued", "ready", "sending", "appended"]
-    assert data["phone1"] == "******0001"
-    by_phone = api.get("/v1/audit", params={"phone": "(212) 200-0001"}, headers=AUTH)
-    assert [r["record_id"] for r in by_phone.json()] == [record_id]
-    assert api.get("/v1/audit", headers=AUTH).status_code == 422
-
-
-def test_retry_preview_changes_nothing_and_retry_is_audited(
-    api: httpx.Client, rt: Runtime, sim: Sim
-) -> None:
-    # Given a held batch (campaign stopped), When the retry is previewed, Then it is listed and
-    # nothing changes; When retried over HTTP with a reason, Then it is ready again and the
-    # audit shows the reason and the caller (api:<hash prefix>, never the token).
-    sim.patch_campaign(CAMPAIGN, status="STOPPED")
-    ids = post(api, body(leads(3))).json()["record_ids"]
-    report = drain_once(rt.drainer())
-    assert report.outcome == "held"
-    with rt.sessions() as session:
-        events_before = len(session.scalars(select(Event)).all())
-    preview = api.get(
-        "/v1/batches/retry-preview", params={"status": "held", "target": "1001"}, headers=AUTH
-    )
-    assert preview.status_code == 200
-    assert [(b["id"], b["status"]) for b in preview.json()["batches"]] == [
-        (report.batch_id, "held")
-    ]
-    with rt.sessions() as session:
-        assert len(session.scalars(select(Event)).all()) == events_before
-    no_reason = api.post("/v1/batches/retry", json={"batch": report.batch_id}, headers=AUTH)
-    assert no_reason.status_code == 422
-    blank = {"batch": report.batch_id, "reason": "  "}
-    assert api.post("/v1/batches/retry", json=blank, headers=AUTH).status_code == 422
-    unknown = {"status": ["appended"], "reason": "x"}
-    assert api.post("/v1/batches/retry", json=unknown, headers=AUTH).status_code == 422
-    retried = api.post(
-        "/v1/batches/retry",
-        json={"batch": report.batch_id, "reason": "campaign restarted"},
-        headers=AUTH,
-    )
-    assert retried.status_code == 200
-    assert retried.json()["count"] == 1
-    actor = retried.json()["actor"]
-    assert actor.startswith("api:") and TOKEN not in actor
-    timeline = api.get(f"/v1/leads/{ids[0]}", headers=AUTH).json()["timeline"]
-    assert (timeline[-1]["status"], timeline[-1]["actor"]) == (BatchStatus.READY, actor)
-    assert timeline[-1]["reason"] == "campaign restarted"
-
-
-def test_status_endpoint_reports_queue_depth(api: httpx.Client) -> None:
-    # Given 4 queued records, When /v1/status is read, Then the target shows 4 queued.
-    post(api, body(leads(4)))
-    status = api.get("/v1/status", headers=AUTH).json()
-    assert {t["target"]: t["queued"] for t in status["targets"]} == {TARGET: 4}
-
-
-def test_healthz_answers_503_when_redis_is_unreachable(api_settings: Settings) -> None:
-    # Given an intake whose Redis is unreachable, When /healthz is asked, Then 503 naming
-    # redis (postgres ok); with both up, 200.
-    with serving(api_settings) as api:
-        assert api.get("/healthz").json() == {"redis": "ok", "postgres": "ok"}
-    broken = api_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
-    with serving(broken) as api:
-        reply = api.get("/healthz")
-        assert reply.status_code == 503
-        assert reply.json()["postgres"] == "ok" and reply.json()["redis"] != "ok"
-        refused = post(api, body(leads(1)))
-        assert refused.status_code == 503 and "retry-after" in refused.headers
-
-
-def test_refuses_to_start_without_tokens_unless_insecure(settings: Settings) -> None:
-    # Given no API tokens, When the app is built, Then it refuses with a clear error; With the
-    # explicit insecure flag, Then it serves without a token.
-    with pytest.raises(ConfigError, match="APPENDQ_API_TOKENS"):
-        create_app(settings)
-    with serving(settings, allow_no_auth=True) as api:
-        assert api.post("/v1/leads", content=body(leads(1))).status_code == 202
-
-
-def test_openapi_documents_the_leads_body_and_receipt(api: httpx.Client) -> None:
-    # Given the running intake, When /openapi.json is read, Then POST /v1/leads documents its
-    # body (records of LiveVox fields, at most 10,000) and the receipt; /docs is served.
-    spec = api.get("/openapi.json").json()
-    post_leads = spec["paths"]["/v1/leads"]["post"]
-    schema = post_leads["requestBody"]["content"]["application/json"]["schema"]
-    assert schema["properties"]["records"]["maxItems"] == 10_000
-    assert "phone1" in schema["properties"]["records"]["items"]["properties"]
-    assert "ReceiptDoc" in json.dumps(post_leads["responses"]["202"])
-    assert api.get("/docs").status_code == 200
-
-
-def test_appendq_serve_takes_leads_over_real_http(
-    api_settings: Settings, rt: Runtime, tmp_path: Path
-) -> None:
-    # Given `appendq serve` started as a process, When a submission is posted over HTTP, Then
-    # its records are in Redis; the audit query string never reaches its log.
-    port = free_port()
-    env = {
-        "APPENDQ_REDIS_URL": api_settings.redis_url,
-        "APPENDQ_REDIS_PREFIX": api_settings.redis_prefix,
-        "APPENDQ_DATABASE_URL": api_settings.database_url,
-        "APPENDQ_API_TOKENS": f"{TOKEN},{OTHER_TOKEN}",
-    }
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    with http_process(
-        ["serve", "--port", str(port)], env, log, f"{url}/healthz", "appendq serve", 20
-    ):
-        reply = httpx.post(f"{url}/v1/leads", content=body(leads(5)), headers=AUTH)
-        assert reply.status_code == 202 and reply.json()["accepted"] == 5
-        httpx.get(f"{url}/v1/audit", params={"phone": phone(3)}, headers=AUTH)
-    assert depth(rt) == 5
-    text = log.read_text()
-    assert "POST /v1/leads" in text and "GET /v1/audit " in text
-    assert phone(3) not in text and TOKEN not in text
-
-
-def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
-    # Given no APPENDQ_API_TOKENS, When `appendq serve` starts, Then it exits with a clear error.
-    result = run_cli(["serve", "--port", str(free_port())], {}, check=False, timeout=30)
-    assert result.returncode != 0
-    assert "APPENDQ_API_TOKENS" in result.stderr and "--insecure-no-auth" in result.stderr
-
-
-def test_http_retry_acts_only_on_what_the_preview_showed(
-    api: httpx.Client, rt: Runtime, sim: Sim
-) -> None:
-    # Given a batch previewed held, When a tick re-sends it and its answer is lost (in_doubt)
-    # before the operator confirms, Then a retry naming the previewed state moves nothing and
-    # says why; a retry with no `expect` leaves the in_doubt batch alone as doubtful; naming it
-    # with its current state re-sends it (the operator's deliberate choice).
-    from appendq import store
-
-    sim.patch_campaign(CAMPAIGN, status="STOPPED")
-    post(api, body(leads(2)))
-    report = drain_once(rt.drainer())
-    assert report.outcome == "held" and report.batch_id is not None
-    seen = api.get("/v1/batches/retry-preview", params={"status": "held"}, headers=AUTH).json()
-    (shown,) = seen["batches"]
-    with rt.sessions() as session, session.begin():
-        for to in (BatchStatus.READY, BatchStatus.SENDING, BatchStatus.IN_DOUBT):
-            assert store.transition(session, report.batch_id, to, actor="tick") is not None
-    expect = [{"id": shown["id"], "status": shown["status"], "version": shown["version"]}]
-    stale = {"batch": report.batch_id, "reason": "campaign back", "expect": expect}
-    answer = api.post("/v1/batches/retry", json=stale, headers=AUTH).json()
-    assert answer["count"] == 0 and len(answer["left"]) == 1
-    blind = api.post(
-        "/v1/batches/retry", json={"batch": report.batch_id, "reason": "x"}, headers=AUTH
-    ).json()
-    assert blind["count"] == 0 and [b["id"] for b in blind["doubtful"]] == [report.batch_id]
-    now = api.get("/v1/batches/retry-preview", params={"batch": report.batch_id}, headers=AUTH)
-    (current,) = now.json()["batches"]
-    named = [{"id": current["id"], "status": "in_doubt", "version": current["version"]}]
-    chosen = {"batch": report.batch_id, "reason": "re-send, checked", "expect": named}
-    assert api.post("/v1/batches/retry", json=chosen, headers=AUTH).json()["count"] == 1

@@ -8,13 +8,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.metrics import registry_for
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer import connect
 from tests.conftest import Sim
-from tests.procs import free_port
+from tests.support.procs import free_port
 from tests.test_intake import AUTH, TOKEN, body, leads, serving
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -8,13 +8,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from appendq import operator, store
 from appendq.cli import main
 from appendq.db.models import BatchStatus, Event
-from appendq.operator import RetryFilter
+from appendq.ops import retry
+from appendq.ops.retry import RetryFilter
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import settings_env
+from tests.support.batches import move
 from tests.test_audit import batch_status, leads, make_batch
 
 pytestmark = pytest.mark.usefixtures("keep_root_logging")
@@ -27,9 +28,7 @@ def tick(rt: Runtime, batch_id: int, steps: list[BatchStatus]) -> None:
     """Move the batch as a drain would, one committed transition per step."""
     for step in steps:
         with rt.sessions() as session, session.begin():
-            moved = store.transition(
-                session, batch_id, step, actor="worker@tick", reason=f"tick: {step}"
-            )
+            moved = move(session, batch_id, step, actor="worker@tick", reason=f"tick: {step}")
             assert moved is not None
 
 
@@ -46,11 +45,11 @@ def test_a_held_batch_sent_and_lost_after_the_preview_is_left_alone(rt: Runtime)
     x = make_batch(rt, BatchStatus.HELD, leads(3))
     where = RetryFilter(batch_id=x)
     with rt.sessions() as session:
-        (shown,) = operator.preview_retry(session, where)
+        (shown,) = retry.preview_retry(session, where)
     assert (shown.status, shown.may_duplicate) == ("held", False)
     tick(rt, x, SENT_AND_LOST)
     with rt.sessions() as session, session.begin():
-        result = operator.retry(
+        result = retry.retry(
             session, where, reason="campaign is back", actor="operator:ann", only={x: shown.seen()}
         )
     assert result.moved == []
@@ -66,10 +65,10 @@ def test_a_batch_that_left_its_status_and_came_back_is_left_alone(rt: Runtime) -
     # (same status, version v+2), Then the retry leaves it alone naming both versions.
     x = make_batch(rt, BatchStatus.HELD, leads(2))
     with rt.sessions() as session:
-        (shown,) = operator.preview_retry(session, RetryFilter(batch_id=x))
+        (shown,) = retry.preview_retry(session, RetryFilter(batch_id=x))
     tick(rt, x, [BatchStatus.READY, BatchStatus.HELD])
     with rt.sessions() as session, session.begin():
-        result = operator.retry(
+        result = retry.retry(
             session,
             RetryFilter(batch_id=x),
             reason="r",
@@ -92,11 +91,11 @@ def test_unchanged_batches_move_beside_changed_ones(rt: Runtime) -> None:
     b = make_batch(rt, BatchStatus.FAILED, leads(1, 10))
     where = RetryFilter(statuses=(BatchStatus.FAILED,))
     with rt.sessions() as session:
-        preview = operator.preview_retry(session, where)
+        preview = retry.preview_retry(session, where)
     seen = {s.id: s.seen() for s in preview}
     tick(rt, b, [BatchStatus.READY, BatchStatus.SENDING])
     with rt.sessions() as session, session.begin():
-        result = operator.retry(session, where, reason="fixed", actor="operator:ann", only=seen)
+        result = retry.retry(session, where, reason="fixed", actor="operator:ann", only=seen)
     assert [m.id for m in result.moved] == [a]
     assert [(c.id, c.now) for c in result.left] == [(b, "sending")]
     assert result.left[0].why == "was failed at the preview, is sending now: preview again"
@@ -110,10 +109,10 @@ def test_a_previewed_batch_that_no_longer_exists_is_reported(rt: Runtime) -> Non
     # Then it is reported as gone and nothing else happens.
     x = make_batch(rt, BatchStatus.FAILED, leads(1))
     with rt.sessions() as session:
-        (shown,) = operator.preview_retry(session, RetryFilter(batch_id=x))
+        (shown,) = retry.preview_retry(session, RetryFilter(batch_id=x))
     gone = {x + 1000: shown.seen()}
     with rt.sessions() as session, session.begin():
-        result = operator.retry(
+        result = retry.retry(
             session, RetryFilter(statuses=(BatchStatus.FAILED,)), reason="r", only=gone
         )
     assert result.moved == []

@@ -19,11 +19,11 @@ from sqlalchemy import select as sql_select
 
 from appendq.cli import main
 from appendq.db.models import Batch, BatchStatus, Event, Record
-from appendq.drain import drain_once
+from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, phone, settings_env
-from tests.procs import APPENDQ, ROOT, env_for
+from tests.support.procs import APPENDQ, ROOT, env_for
 from tests.test_audit import CAMPAIGN, T0, age, batch_status, leads, make_batch
 
 Env = dict[str, str]

@@ -8,14 +8,18 @@ import time
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from appendq import errors, halt, operator, store
+from appendq import errors
 from appendq.db.models import Batch, BatchStatus
-from appendq.drain import drain_once
-from appendq.outcome import settle
-from appendq.records import QueuedRecord, new_record_id, validate_record
+from appendq.drain import halt
+from appendq.drain.settle import settle
+from appendq.drain.tick import drain_once
+from appendq.leads import validate_record
+from appendq.ops import retry
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, batches, make_settings
+from tests.support.batches import move, persist_claim
 
 
 def leads(n: int) -> list[QueuedRecord]:
@@ -109,7 +113,7 @@ def test_an_unreadable_transaction_list_sets_the_batch_aside(sim: Sim, settings:
         time.sleep(1.1)
         drain_once(rt.drainer())
         (batch,) = batches(rt)
-        assert batch.status == BatchStatus.HELD and batch.error_kind == store.OPERATOR_HOLD
+        assert batch.status == BatchStatus.OPERATOR_HOLD and batch.error_kind == "in_doubt"
         assert "transaction list can't be read" in (batch.error_message or "")
     finally:
         rt.close()
@@ -121,17 +125,18 @@ def test_operator_retry_gives_a_failed_batch_its_attempts_back(rt: Runtime) -> N
     rt.queue.push("service:1001", leads(1))
     claim = rt.queue.claim("service:1001", 10)
     with rt.sessions() as session:
-        view = store.persist_claim(session, claim, actor="test")
+        view = persist_claim(session, claim, actor="test")
     assert view is not None
     with rt.sessions() as session, session.begin():
-        store.transition(session, view.id, BatchStatus.FAILED, actor="test", attempts=8)
+        move(session, view.id, BatchStatus.SENDING)
+        move(session, view.id, BatchStatus.FAILED, actor="test", attempts=8)
     with rt.sessions() as session, session.begin():
-        moved = operator.retry_batches(
+        moved = retry.retry(
             session,
-            operator.RetryFilter(batch_id=view.id),
+            retry.RetryFilter(batch_id=view.id),
             reason="LiveVox is back",
             actor="operator:test",
-        )
+        ).moved
     assert [m.id for m in moved] == [view.id]
     with rt.sessions() as session:
         row = session.scalars(select(Batch)).one()

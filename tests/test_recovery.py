@@ -10,15 +10,16 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from appendq import audit, halt, store
+from appendq.audit import timeline
+from appendq.batches.store import RecordRef
 from appendq.db.models import BatchStatus, Event
-from appendq.drain import drain_once
-from appendq.livevox import LiveVoxClient, Transaction
-from appendq.reconcile import canonical_phone, gather
-from appendq.records import QueuedRecord, new_record_id
+from appendq.drain import halt
+from appendq.drain.reconcile import canonical_phone, gather
+from appendq.drain.tick import drain_once
+from appendq.livevox.client import LiveVoxClient, Transaction
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from appendq.store import RecordRef
 from tests.conftest import Sim, batches
 
 CAMPAIGN = 5001
@@ -117,7 +118,7 @@ def test_none_found_without_a_calibration_batch_is_held(sim: Sim, rt: Runtime) -
     assert drain_once(rt.drainer()).outcome == "in_doubt"
     settle_in_doubt(rt, 2)
     (batch,) = batches(rt)
-    assert batch.status == BatchStatus.HELD and batch.error_kind == store.OPERATOR_HOLD
+    assert batch.status == BatchStatus.OPERATOR_HOLD and batch.error_kind == "in_doubt"
     assert "no batch of this campaign answered 204" in (batch.error_message or "")
     assert len(sim.calls("append")) == 1 and accounts_at_livevox(sim) == []
 
@@ -135,8 +136,8 @@ def test_partly_landed_batch_is_held_for_an_operator(sim: Sim, rt: Runtime) -> N
         other.append(CAMPAIGN, [leads(1)[0].payload])  # R0 lands outside appendq
     rt.queue.push("service:1001", leads(1, start=5))
     outcomes = settle_in_doubt(rt, 2)
-    held = [b for b in batches(rt) if b.status == BatchStatus.HELD]
-    assert len(held) == 1 and held[0].error_kind == store.OPERATOR_HOLD
+    held = [b for b in batches(rt) if b.status == BatchStatus.OPERATOR_HOLD]
+    assert len(held) == 1 and held[0].error_kind == "in_doubt"
     assert "1 of 2 records found" in (held[0].error_message or "")
     assert "appended" in outcomes and "R5" in accounts_at_livevox(sim)
 
@@ -158,8 +159,8 @@ def test_poison_record_named_by_livevox_is_set_apart_after_proof(sim: Sim, rt: R
     assert outcomes == ["ready", "appended", "appended", "rejected", "appended"]
     assert accounts_at_livevox(sim) == ["R0", "R1", "R3", "R4"]
     with rt.sessions() as session:
-        bad = audit.find_records(session, account="R2")[0]
-        good = audit.find_records(session, account="R1")[0]
+        bad = timeline.find_records(session, account="R2")[0]
+        good = timeline.find_records(session, account="R1")[0]
     assert bad.status == "rejected" and "record 0" in (bad.reason or "")
     assert good.status == "appended"
     assert [c["records"] for c in sim.calls("append")] == [5, 1, 1, 1, 2]
@@ -269,18 +270,18 @@ def test_records_refused_alone_are_not_rejected_by_another_familys_204(
     for n in range(2):
         rt.queue.push("service:1001", leads(1, start=100 + n))
         sim.fault("append", {"status": 400})
-        assert drain_once(rt.drainer()).outcome == "held"
+        assert drain_once(rt.drainer()).outcome == "operator_hold"
     rt.queue.push("service:1001", leads(1, start=200))
     assert drain_once(rt.drainer()).outcome == "appended"
     statuses = [b.status for b in batches(rt)]
-    assert statuses == [BatchStatus.HELD, BatchStatus.HELD, BatchStatus.APPENDED]
+    assert statuses == [BatchStatus.OPERATOR_HOLD, BatchStatus.OPERATOR_HOLD, BatchStatus.APPENDED]
 
 
 def test_a_proven_numbering_is_trusted_only_for_the_message_that_proved_it(rt: Runtime) -> None:
     # Given the numbering "one" proven by a refusal worded "record N: invalid phone", When a
     # refusal worded otherwise names a number, Then its numbering is not taken as proven (a
     # message about "entries N" may count something else): its record must be proven again.
-    from appendq.poison import RedisNumbering, refusal_shape
+    from appendq.drain.isolate import RedisNumbering, refusal_shape
 
     memory = RedisNumbering(rt.redis, rt.keys.numbering("SIMCLIENT"))
     memory.prove("one", refusal_shape("record 17: invalid phone"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import process, run_cli, simulator, wait_until, worker_env
+from tests.support.procs import process, run_cli, simulator, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
 

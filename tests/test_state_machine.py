@@ -9,20 +9,17 @@ WINDOW_S. After settling (faults cleared, deadlines past, ticks until nothing is
 accepted record is appended, rejected, held or in_doubt with a reason, a record is at LiveVox if
 and only if the audit says appended, duplicates were never sent, and LiveVox got them in FIFO order.
 
-A crash is simulated by making ``appendq.drain.crashpoint`` raise at the chosen point: the tick
+A crash is simulated by making ``appendq.faults.crashpoint`` raise at the chosen point: the tick
 stops there exactly as ``APPENDQ_CRASH_AT`` would kill it, and nothing after runs (the lock is
 released by the ``finally``, which a kill -9 would not do; ``bench.chaos`` kills real processes).
 
-The scenario tests at the end pin the bugs this machine found (reconciliation matching phone2,
-a record queued twice breaking the COPY, a slow login pushing a call out of its rate slot): each
-failed before its fix.
+The bugs this machine found are pinned by the scenarios of ``tests.test_state_machine_finds``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -42,15 +39,16 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import text
 
 from appendq.db.models import BatchStatus
-from appendq.drain import DrainReport, drain_once
+from appendq.drain.tick import DrainReport, drain_once
 from appendq.faults import POINTS
-from appendq.operator import RetryFilter, retry_batches
-from appendq.records import QueuedRecord, new_record_id
+from appendq.ops.retry import RetryFilter, retry
+from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer.api import Producer
 from tests.conftest import Sim, make_settings
-from tests.invariants import max_calls_in_window
+from tests.support.invariants import max_calls_in_window, queued_ids
+from tests.support.poll import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +69,7 @@ FAULT_CHOICES = (*sorted(FAULTS), "session_expiry")
 TIME_CHOICES = ("sleep 0.05 s", "sleep 0.3 s", "deadlines 1 s", "deadlines 10 s")
 ACTIONS = ("produce", "repush", "ticks", "fault", "crash", "time", "operator")
 OPEN = ("ready", "retry_wait", "sending", "in_doubt")
-FINAL = ("appended", "rejected", "held", "in_doubt")
+FINAL = ("appended", "rejected", "held", "operator_hold", "in_doubt")
 
 _RECORDS = text(
     "SELECT r.id::text, r.phone1, r.account, r.batch_id, coalesce(r.status, b.status),"
@@ -211,7 +209,7 @@ class DrainMachine(RuleBasedStateMachine):
             if name == point:
                 raise SimulatedCrash(name)
 
-        with patch("appendq.drain.crashpoint", crashpoint):
+        with patch("appendq.faults.crashpoint", crashpoint):
             try:
                 self._tick()
             except SimulatedCrash:
@@ -234,12 +232,12 @@ class DrainMachine(RuleBasedStateMachine):
                     " WHERE b.status = 'in_doubt' AND r.status IS NULL"
                 )
             ).all()
-            moved = retry_batches(
+            moved = retry(
                 session,
                 RetryFilter(statuses=(BatchStatus.IN_DOUBT,)),
                 reason="state machine: operator re-sends in_doubt batches",
                 actor="operator:machine",
-            )
+            ).moved
         if moved:
             self.may_repeat.update(ids)
             self.reports.append(f"operator re-sent {len(moved)}")
@@ -324,12 +322,7 @@ class DrainMachine(RuleBasedStateMachine):
             return {r[0]: Row(*r) for r in session.execute(_RECORDS).all()}
 
     def _in_redis(self) -> set[str]:
-        keys = self.rt.keys
-        items = [
-            *self.rt.redis.lrange(keys.queue(TARGET), 0, -1),
-            *self.rt.redis.lrange(keys.inflight(TARGET), 0, -1),
-        ]
-        return {QueuedRecord.loads(item).id for item in items}
+        return queued_ids(self.rt.settings.redis_url, self.rt.settings.redis_prefix)
 
     def _received(self) -> Counter[str]:
         return Counter(str(r["phone1"]) for r in self.sim.records(CAMPAIGN))
@@ -346,15 +339,20 @@ class DrainMachine(RuleBasedStateMachine):
     def _settle(self) -> None:
         """Clear the faults and tick, deadlines always past, until nothing is open twice over."""
         self.sim.admin.delete("/_admin/faults").raise_for_status()
-        deadline = time.monotonic() + 20
         quiet = 0
-        while quiet < 2:
-            assert time.monotonic() < deadline, f"did not settle: {self.reports[-20:]}"
+
+        def idle_twice() -> bool:
+            nonlocal quiet
             self._age(10.0)
             if self._tick().outcome == "rate_limited":
                 time.sleep(0.1)
             idle = self._open_batches() == 0 and self.rt.queue.depth(TARGET) == 0
             quiet = quiet + 1 if idle else 0
+            return quiet >= 2
+
+        wait_until(
+            idle_twice, 20, "the drain to settle", 0, explain=lambda: f": {self.reports[-20:]}"
+        )
 
     def _check_settled(self) -> None:
         self.books_balance()
@@ -398,113 +396,3 @@ def test_drain_keeps_its_promises_under_random_faults_and_crashes(
     # LiveVox faults, crashes, deadlines passing and operator re-sends, Then after every step
     # nothing is lost, doubled or over the rate, and once settled each record has a final status.
     run_state_machine_as_test(lambda: DrainMachine(config, sim), settings=MACHINE_SETTINGS)
-
-
-@pytest.fixture
-def rt(config: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(config)
-    yield runtime
-    runtime.close()
-
-
-def _lost_answer_then_reconcile(
-    rt: Runtime, sim: Sim, first: dict[str, Any], second: dict[str, Any]
-) -> str:
-    """Record 1 appended; record 2 answered 500 without being applied, then reconciled. Both
-    go through the producer (phone1 dedupe). Returns record 2's status in the audit."""
-    drainer = rt.drainer()
-    producer = Producer(rt.queue, dedupe="phone1", tz=rt.settings.tz)
-    assert producer.enqueue(TARGET, [first]).accepted == 1
-    assert drain_once(drainer).outcome == "appended"
-    sim.fault("append", {"status": 500})  # answered 500, nothing applied
-    (second_id,) = producer.enqueue(TARGET, [second]).record_ids
-    assert drain_once(drainer).outcome == "in_doubt"
-    for _ in range(4):
-        time.sleep(0.65)  # past the call deadline (0.3 + 0.3 + 0) and the rate window
-        drain_once(drainer)
-    with rt.sessions() as session:
-        status = session.scalar(
-            text(
-                "SELECT coalesce(r.status, b.status) FROM records r"
-                " JOIN batches b ON b.id = r.batch_id WHERE r.id = :id"
-            ),
-            {"id": second_id},
-        )
-    return str(status)
-
-
-def test_in_doubt_record_of_an_account_already_holding_its_phone_is_not_taken_for_landed(
-    rt: Runtime, sim: Sim
-) -> None:
-    # Given lead 1 (account X, phone1 home, phone2 mobile) appended, When lead 2 (account X,
-    # phone1 mobile) meets a 500 that applied nothing and is reconciled, Then it is not found at
-    # LiveVox (no transaction of X has mobile as phone1), is sent again, and LiveVox holds it.
-    first = {"phone1": "212-310-0001", "phone2": "212-310-0002", "account": "X1"}
-    second = {"phone1": "212-310-0002", "account": "X1"}
-    assert _lost_answer_then_reconcile(rt, sim, first, second) == "appended"
-    phones = [r["phone1"] for r in sim.records(CAMPAIGN)]
-    assert phones == ["2123100001", "2123100002"], "appended in the audit, not at LiveVox"
-
-
-def test_in_doubt_record_whose_phone_was_appended_as_phone2_is_not_taken_for_landed(
-    rt: Runtime, sim: Sim
-) -> None:
-    # Given record 1 (phone1 P1, phone2 P2) appended, When record 2 (phone1 P2, no account)
-    # meets a 500 that applied nothing and is reconciled, Then it is sent again.
-    first = {"phone1": "212-320-0001", "phone2": "212-320-0002", "account": "Y1"}
-    second = {"phone1": "212-320-0002"}
-    assert _lost_answer_then_reconcile(rt, sim, first, second) == "appended"
-    phones = [r["phone1"] for r in sim.records(CAMPAIGN)]
-    assert phones == ["2123200001", "2123200002"], "appended in the audit, not at LiveVox"
-
-
-def test_a_slow_login_before_the_put_does_not_squeeze_a_sixth_call_into_the_window(
-    config: Settings, sim: Sim
-) -> None:
-    # Given the campaign cached by a worker that has since stopped, When a fresh worker (no
-    # session yet) drains one-record batches and its first login takes 0.25 s (margin 0.1 s),
-    # Then LiveVox still never sees more than MAX_CALLS appends in any WINDOW_S.
-    sim.reset(rate_max_calls=MAX_CALLS, rate_window_s=WINDOW_S)
-    cached = config.model_copy(update={"campaign_cache_s": 60.0, "batch_max": 1})
-    producer_rt = Runtime.build(cached)
-    producer_rt.queue.push(TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(0))])
-    drain_once(producer_rt.drainer())  # resolves and caches campaign 5001
-    producer_rt.close()
-    time.sleep(WINDOW_S + MARGIN_S)
-    sim.admin.delete("/_admin/calls").raise_for_status()
-    rt = Runtime.build(cached)
-    try:
-        rt.queue.push(
-            TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(i)) for i in range(1, 8)]
-        )
-        sim.fault("login", {"stall_s": 0.25})  # slower than the margin, within the timeout
-        drainer, deadline = rt.drainer(), time.monotonic() + 10
-        while len(sim.calls("append")) < 6 and time.monotonic() < deadline:
-            if drain_once(drainer).outcome == "rate_limited":
-                time.sleep(0.02)
-    finally:
-        rt.close()
-    times = [c["at"] for c in sim.calls("append")]
-    assert max_calls_in_window(times, WINDOW_S) <= MAX_CALLS, [
-        round(t - times[0], 3) for t in times
-    ]
-
-
-def _lead(i: int) -> dict[str, Any]:
-    return {"phone1": f"212330{i:04d}", "account": f"Z{i}"}
-
-
-def test_a_record_queued_twice_ends_the_tick_in_a_claim_conflict(rt: Runtime, sim: Sim) -> None:
-    # Given a record appended, When the same record (same id) is queued again with a new one (a
-    # push repeated after a lost answer), Then the tick reports a claim conflict, the next one
-    # recovers the claim, and LiveVox gets the new record once and the old one never again.
-    drainer = rt.drainer()
-    old = QueuedRecord(new_record_id(), time.time(), _lead(1))
-    rt.queue.push(TARGET, [old])
-    assert drain_once(drainer).outcome == "appended"
-    rt.queue.push(TARGET, [QueuedRecord(new_record_id(), time.time(), _lead(2)), old])
-    time.sleep(WINDOW_S + MARGIN_S)
-    report = drain_once(drainer)
-    assert (report.outcome, report.reason) == ("waiting", "claim conflict")
-    assert drain_once(drainer).outcome == "appended"
-    assert [r["phone1"] for r in sim.records(CAMPAIGN)] == ["2123300001", "2123300002"]

@@ -12,14 +12,15 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from appendq import audit, operator
+from appendq.audit import timeline
 from appendq.cli import main
 from appendq.db.models import BatchStatus, Event
 from appendq.errors import InvalidValue
-from appendq.operator import REASON_MAX, RetryFilter
-from appendq.records import ID_MAX
+from appendq.ops import retry
+from appendq.ops.retry import REASON_MAX, RetryFilter
 from appendq.runtime import Runtime
 from appendq.settings import Settings
+from appendq.target import ID_MAX
 from tests.conftest import settings_env
 from tests.test_audit import batch_status, leads, make_batch
 
@@ -65,7 +66,7 @@ def test_audit_questions_postgresql_cannot_answer_are_refused(
     # Given any database, When find_records gets an id past BIGINT, NUL, a lone surrogate or an
     # impossible limit, Then InvalidValue names the parameter before any query runs.
     with rt.sessions() as session, pytest.raises(InvalidValue) as caught:
-        audit.find_records(session, **question)
+        timeline.find_records(session, **question)
     assert caught.value.field == field
     assert "\n" not in str(caught.value)
 
@@ -87,9 +88,9 @@ def test_retry_filters_past_bigint_are_refused_in_preview_and_retry(
     # InvalidValue names it (HTTP maps it to 422), and nothing is written.
     with rt.sessions() as session:
         with pytest.raises(InvalidValue) as previewed:
-            operator.preview_retry(session, where)
+            retry.preview_retry(session, where)
         with pytest.raises(InvalidValue) as retried:
-            operator.retry(session, where, reason="why", actor="operator:ann")
+            retry.retry(session, where, reason="why", actor="operator:ann")
     assert previewed.value.field == retried.value.field == field
     assert event_count(rt) == 0
 
@@ -114,7 +115,7 @@ def test_operator_text_is_bounded_and_one_line(
     batch = make_batch(rt, BatchStatus.FAILED, leads(1))
     before = event_count(rt)
     with rt.sessions() as session, pytest.raises(InvalidValue) as caught:
-        operator.retry(session, RetryFilter(batch_id=batch), reason=reason, actor=actor)
+        retry.retry(session, RetryFilter(batch_id=batch), reason=reason, actor=actor)
     assert caught.value.field == field
     assert caught.value.message.startswith(message)
     assert batch_status(rt, batch) == BatchStatus.FAILED
@@ -125,9 +126,9 @@ def test_a_reason_of_exactly_reason_max_is_taken(rt: Runtime) -> None:
     # Given a failed batch, When retried with a reason of REASON_MAX characters, Then it moves
     batch = make_batch(rt, BatchStatus.FAILED, leads(1))
     with rt.sessions() as session, session.begin():
-        moved = operator.retry_batches(
+        moved = retry.retry(
             session, RetryFilter(batch_id=batch), reason="r" * REASON_MAX, actor="operator:ann"
-        )
+        ).moved
     assert [m.id for m in moved] == [batch]
 
 
@@ -184,9 +185,7 @@ def retried_batch(rt: Runtime, reason: str) -> int:
     """A 1,000-record failed batch, then retried by an operator with ``reason``."""
     batch = make_batch(rt, BatchStatus.FAILED, leads(1000))
     with rt.sessions() as session, session.begin():
-        operator.retry_batches(
-            session, RetryFilter(batch_id=batch), reason=reason, actor="operator:ann"
-        )
+        retry.retry(session, RetryFilter(batch_id=batch), reason=reason, actor="operator:ann")
     return batch
 
 
@@ -199,10 +198,10 @@ def test_a_retry_reason_appears_once_in_a_1000_record_audit(
     reason = "R" * (REASON_MAX - 3) + "END"
     long, short = retried_batch(rt, reason), retried_batch(rt, "RRR")
     with rt.sessions() as session:
-        found = audit.find_records(session, batch_id=long)
+        found = timeline.find_records(session, batch_id=long)
     assert len(found) == 1000
     assert all(r.timeline[-1].reason == reason for r in found)  # each record's own timeline
-    assert json.dumps(audit.document(found)).count(reason) == 1
+    assert json.dumps(timeline.document(found)).count(reason) == 1
     sizes = {}
     for batch in (long, short):
         as_json = run(settings, "audit", "--batch", str(batch), "--json")

@@ -18,9 +18,11 @@ import appendq.cli.enqueue  # noqa: F401  (registers the command)
 from appendq.cli.app import main
 from appendq.errors import InvalidValue, PhoneBudgetExceeded, TooManyTargets
 from appendq.keys import Keys
-from appendq.queue import RecordQueue
-from appendq.records import ID_MAX, QueuedRecord, Target, validate_record
-from appendq.target_quota import TargetQuota
+from appendq.leads import validate_record
+from appendq.queue.item import QueuedRecord
+from appendq.queue.quota import TargetQuota
+from appendq.queue.record_queue import RecordQueue
+from appendq.target import ID_MAX, Target
 from producer import Producer, parse_target
 from tests.conftest import REDIS_URL, phone, queued
 

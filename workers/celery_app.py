@@ -1,11 +1,12 @@
 """The Celery app, built from Settings by the entry point (never at import time).
 
-- beat schedules ``appendq.drain`` every DRAIN_INTERVAL. At most one drain runs per interval,
-  whatever the number of beats or of ticks that piled up while the workers were down: the task
-  takes a Redis key with a TTL (``appendq.drain.take_tick``), timed by Redis's clock. Celery's own
-  ``expires`` is compared with the *worker's* clock, so a worker 30 s ahead would drop every tick
-  if it were shorter than the interval; it is kept long (10 intervals, at least 5 min) only to
-  bound how many stale ticks a long outage leaves in the queue;
+- beat schedules the task ``appendq.drain`` (``workers.tasks.DrainTask``) every DRAIN_INTERVAL.
+  At most one drain runs per interval, whatever the number of beats or of ticks that piled up
+  while the workers were down: the task takes a Redis key with a TTL
+  (``appendq.drain.tick.take_tick``), timed by Redis's clock. Celery's own ``expires`` is
+  compared with the *worker's* clock, so a worker 30 s ahead would drop every tick if it were
+  shorter than the interval; it is kept long (10 intervals, at least 5 min) only to bound how
+  many stale ticks a long outage leaves in the queue;
 - the worker runs the solo pool (concurrency 1, prefetch 1): one drain at a time in one process,
   and a kill -9 of that process is a kill of the drain;
 - Celery's keys in Redis share the appendq prefix (``global_keyprefix``), so several deployments or
@@ -19,8 +20,7 @@ from pathlib import Path
 from celery import Celery
 
 from appendq.settings import Settings
-
-DRAIN_TASK = "appendq.drain"
+from workers.tasks import DRAIN_TASK, DrainTask
 
 
 def create_app(settings: Settings) -> Celery:
@@ -51,8 +51,5 @@ def create_app(settings: Settings) -> Celery:
             }
         },
     )
-    app.appendq_settings = settings
-    from workers import tasks
-
-    tasks.register(app)
+    DrainTask.register(app, settings)
     return app

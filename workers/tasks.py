@@ -1,57 +1,89 @@
-"""The tick task: builds nothing itself, calls the plain ``drain_once`` with the process's runtime.
+"""The drain task: Celery's edge of the plain ``appendq.drain.tick.drain_once``.
 
-The runtime is built by Celery's per-process hooks (worker_init for the solo pool) and closed at
-shutdown.
+``DrainTask.register`` gives each Celery app (``workers.celery_app.create_app``) its drain task,
+with the Settings that app was built from. The task holds the process's Runtime: built by the
+worker_init hook (the solo pool runs the task in the worker process itself), or by the first tick
+if no hook ran, and closed by worker_shutdown. The two hooks are connected once, when this module
+is imported, and act on the drain task of the app whose worker sends them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_init, worker_shutdown
 
-from appendq.drain import DrainReport, drain_once, take_tick
+from appendq.drain.tick import Drainer, drain_once, take_tick
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from workers.celery_app import DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
-_runtime: Runtime | None = None
+#: The task beat sends every DRAIN_INTERVAL.
+DRAIN_TASK = "appendq.drain"
 
 
-def _settings(app: Celery) -> Settings:
-    settings: Settings = app.appendq_settings
-    return settings
+def run_tick(drainer: Drainer) -> dict[str, Any]:
+    """One drain, unless this interval's drain already ran (``take_tick``); its report."""
+    if not take_tick(drainer):
+        return {"outcome": "skipped", "reason": "this interval's drain already ran"}
+    report = dataclasses.asdict(drain_once(drainer))
+    if report["outcome"] not in ("idle", "locked"):
+        log.info("tick: %s", report["outcome"], extra={"report": report})
+    return report
 
 
-def runtime(app: Celery) -> Runtime:
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.build(_settings(app))
-    return _runtime
+class DrainTask(Task):  # type: ignore[misc]  # Celery has no type hints
+    """``appendq.drain``: ``run_tick`` with the process's Runtime."""
+
+    name = DRAIN_TASK
+    ignore_result = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._runtime: Runtime | None = None
+
+    @classmethod
+    def register(cls, app: Celery, settings: Settings) -> DrainTask:
+        """The drain task of ``app``, registered there. Celery binds a task's *class* to its app,
+        so each app gets a subclass of its own (as Celery's task decorator makes one)."""
+        own = type(cls.__name__, (cls,), {"__module__": cls.__module__})
+        task: DrainTask = app.register_task(own(settings))
+        return task
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime.build(self.settings)
+        return self._runtime
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    def run(self) -> dict[str, Any]:
+        return run_tick(self.runtime().drainer())
 
 
-def register(app: Celery) -> None:
-    @app.task(name=DRAIN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
-    def drain() -> dict[str, Any]:
-        drainer = runtime(app).drainer()
-        if not take_tick(drainer):
-            return {"outcome": "skipped", "reason": "this interval's drain already ran"}
-        report: DrainReport = drain_once(drainer)
-        if report.outcome not in ("idle", "locked"):
-            log.info("tick: %s", report.outcome, extra={"report": report.__dict__})
-        return report.__dict__
+def _drain_task(worker: Any) -> DrainTask | None:
+    """The drain task of the app whose worker sent a signal (None: another app's worker)."""
+    task = worker.app.tasks.get(DRAIN_TASK)
+    return task if isinstance(task, DrainTask) else None
 
-    @worker_init.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _build(**_: Any) -> None:
-        runtime(app)
 
-    @worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _close(**_: Any) -> None:
-        global _runtime
-        if _runtime is not None:
-            _runtime.close()
-            _runtime = None
+@worker_init.connect(weak=False, dispatch_uid="appendq.workers.build_runtime")  # type: ignore[untyped-decorator]
+def _build_runtime(sender: Any, **_: Any) -> None:
+    task = _drain_task(sender)
+    if task is not None:
+        task.runtime()
+
+
+@worker_shutdown.connect(weak=False, dispatch_uid="appendq.workers.close_runtime")  # type: ignore[untyped-decorator]
+def _close_runtime(sender: Any, **_: Any) -> None:
+    task = _drain_task(sender)
+    if task is not None:
+        task.close()

@@ -1,20 +1,58 @@
-"""Helpers shared by the CLI commands: settings from the environment, logging, clean errors."""
+"""Helpers shared by the CLI commands: settings from the environment, logging, the Runtime,
+clean errors, times in and out (both in APPENDQ_TIMEZONE), JSON output."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
 import click
 from pydantic import ValidationError
 
 from appendq.errors import InvalidValue
 from appendq.logs import configure_logging
-from appendq.records import ID_MAX
+from appendq.runtime import Runtime
 from appendq.settings import Settings
+from appendq.target import ID_MAX
 
 #: The click type of every id option (--service, --campaign, --batch): the BIGINT range.
 ID = click.IntRange(1, ID_MAX)
+#: How the commands print a moment (after ``astimezone(settings.tz)``).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+
+
+class IsoTime(click.ParamType[datetime]):
+    """An ISO 8601 date or date-time; a command reads one without an offset in APPENDQ_TIMEZONE
+    (``appendq.clock.in_zone``)."""
+
+    name = "ISO-TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO date or time (2026-11-28, 2026-11-28T14:30-05:00)")
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """The Runtime of one command, closed when it is done."""
+    rt = Runtime.build(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 class BadInput(click.ClickException):

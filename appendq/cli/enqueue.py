@@ -29,8 +29,8 @@ from appendq.cli.app import main
 from appendq.cli.common import ID, load_settings, refuse_bad_input
 from appendq.cli.enqueue_stop import CtrlC
 from appendq.errors import FieldError
-from appendq.records import Target
 from appendq.settings import Settings
+from appendq.target import Target
 from producer import (
     DEFAULT_CHUNK,
     EnqueueInterrupted,

@@ -1,14 +1,13 @@
-"""Operator and auditor commands: ``status``, ``audit``, ``retry``, ``prune``.
+"""Operator commands: ``status``, ``retry``, ``prune`` (``audit`` is ``appendq.cli.audit``).
 
 Each command builds its dependencies from Settings and calls plain functions
-(``appendq.status``, ``appendq.audit``, ``appendq.operator``, ``appendq.prune``). Commands that
-change something (retry, prune) show what they will do and ask first; ``--yes`` skips the
-question, and without a terminal to ask on they refuse and change nothing.
+(``appendq.ops.status``, ``appendq.ops.retry``, ``appendq.batches.prune``). Commands that change
+something (retry, prune) show what they will do and ask first; ``--yes`` skips the question, and
+without a terminal to ask on they refuse and change nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -18,45 +17,30 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from appendq import audit, operator, prune
+from appendq.audit import timeline
+from appendq.batches import prune
 from appendq.cli.app import main
-from appendq.cli.common import ID, BadInput, load_settings, refuse_bad_input
-from appendq.db.models import BatchStatus, RecordStatus
-from appendq.operator import BatchSummary, RetryFilter, RetryResult
+from appendq.cli.common import (
+    ID,
+    TIME_FORMAT,
+    IsoTime,
+    echo_json,
+    load_settings,
+    refuse_bad_input,
+    runtime,
+)
+from appendq.clock import in_zone
+from appendq.db.models import BatchStatus
+from appendq.ops import retry
+from appendq.ops.retry import BatchSummary, RetryFilter, RetryResult
+from appendq.ops.status import collect
 from appendq.runtime import Runtime
-from appendq.status import collect
+from appendq.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Preview rows printed before "... and N more".
 PREVIEW_ROWS = 50
-_TIME = "%Y-%m-%d %H:%M:%S %Z"
-
-
-def _dump(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-class IsoTime(click.ParamType[datetime]):
-    """An ISO 8601 date or date-time; without an offset it is read in APPENDQ_TIMEZONE."""
-
-    name = "ISO-TIME"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO date or time (2026-11-28, 2026-11-28T14:30-05:00)")
-
-
-def _aware(value: datetime | None, tz: tzinfo) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=tz)
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -75,13 +59,10 @@ def _confirm(question: str, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(as_json: bool) -> None:
     """Queue depth and oldest age per target, campaign, hold reason, rate budget, batches."""
-    rt = Runtime.build(load_settings(log=False))
-    try:
+    with runtime(load_settings(log=False)) as rt:
         data = collect(rt)
-    finally:
-        rt.close()
     if as_json:
-        _dump(data)
+        echo_json(data)
         return
     click.echo(f"{'target':<18} {'queued':>9} {'oldest':>9} {'campaign':>9}  hold reason")
     for row in data["targets"]:
@@ -118,98 +99,6 @@ def _why_waiting(row: dict[str, Any]) -> str:
     return str(row["hold_reason"] or "")
 
 
-# -- audit ------------------------------------------------------------------------------------
-
-
-@main.command("audit")
-@click.option("--phone", help="phone1 of the record, in full (any format).")
-@click.option("--account", help="account of the record.")
-@click.option("--record", "record_id", help="a record id from a receipt.")
-@click.option("--batch", "batch_id", type=ID, help="a batch id.")
-@click.option("--campaign", "campaign_id", type=ID, help="a LiveVox campaign id.")
-@click.option("--service", "service_id", type=ID, help="a LiveVox service id.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice([s.value for s in RecordStatus]),
-    help="effective status of the record (repeatable).",
-)
-@click.option("--since", type=IsoTime(), help="enqueued at or after (ISO; APPENDQ_TIMEZONE).")
-@click.option("--until", type=IsoTime(), help="enqueued before (ISO; APPENDQ_TIMEZONE).")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--json", "as_json", is_flag=True, help="Full detail, machine-readable.")
-def audit_cmd(
-    statuses: tuple[str, ...],
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    as_json: bool,
-    **keys: Any,
-) -> None:
-    """What happened to a lead: each matching record, its status and its timeline (queued,
-    batched, sent, outcome, operator retries with who and why). Filters combine (AND)."""
-    if not any(v is not None for v in keys.values()) and not (statuses or since or until):
-        raise click.UsageError(
-            "give at least one filter: --phone, --account, --record, --batch, --campaign, "
-            "--service, --status, --since or --until"
-        )
-    settings = load_settings(log=False)
-    tz = settings.tz
-    rt = Runtime.build(settings)
-    try:
-        with rt.sessions() as session:
-            found = audit.find_records(
-                session,
-                **keys,
-                status=statuses,
-                since=_aware(since, tz),
-                until=_aware(until, tz),
-                region=settings.default_region,
-                limit=limit,
-            )
-    except ValueError as exc:  # InvalidValue: a filter that cannot be asked (one line, exit 2)
-        raise BadInput(str(exc)) from None
-    finally:
-        rt.close()
-    if as_json:
-        _dump(audit.document(found))
-        return
-    shown: set[int] = set()
-    for rec in found:
-        _print_record(rec, tz, shown)
-    more = " (the limit: narrow the filters or raise --limit)" if len(found) == limit else ""
-    click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
-
-
-def _print_record(rec: audit.RecordAudit, tz: tzinfo, shown: set[int]) -> None:
-    """One record and its timeline; a batch event's reason is printed the first time only
-    (``shown``: the events printed so far), so that a batch's records do not repeat it."""
-    click.secho(
-        f"record {rec.record_id}  {rec.target}  phone {rec.phone1}  account {rec.account or '-'}",
-        bold=True,
-    )
-    click.echo(
-        f"  {rec.status.upper()}  batch {rec.batch_id} #{rec.position}  "
-        f"campaign {rec.campaign_id or '-'}  (batch {rec.batch_status}, "
-        f"{rec.attempts} attempt{'' if rec.attempts == 1 else 's'})"
-    )
-    if rec.reason:
-        click.echo(f"  why: {rec.reason}")
-    for t in rec.timeline:
-        where = f"batch {t.batch_id}" if t.batch_id is not None else ""
-        why = t.reason or ""
-        if t.scope == "batch" and t.event_id is not None:
-            if t.event_id in shown and why:
-                why = "(as above)"
-            shown.add(t.event_id)
-        click.echo(
-            f"    {t.at.astimezone(tz):{_TIME}}  {t.step:<10} {where:<12} {t.actor:<26} "
-            f"{why}".rstrip()
-        )
-    click.echo()
-
-
 # -- retry ------------------------------------------------------------------------------------
 
 
@@ -219,67 +108,68 @@ def _print_record(rec: audit.RecordAudit, tz: tzinfo, shown: set[int]) -> None:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice([s.value for s in operator.RETRYABLE]),
+    type=click.Choice([s.value for s in retry.RETRYABLE]),
     help="batches in this status (repeatable; default: every retryable status).",
 )
 @click.option("--service", "service_id", type=ID, help="batches of this LiveVox service.")
 @click.option("--campaign", "campaign_id", type=ID, help="batches for this LiveVox campaign.")
-@click.option("--since", type=IsoTime(), help="batches created at or after (ISO).")
-@click.option("--until", type=IsoTime(), help="batches created before (ISO).")
+@click.option(
+    "--since", type=IsoTime(), help="batches created at or after (ISO; APPENDQ_TIMEZONE)."
+)
+@click.option("--until", type=IsoTime(), help="batches created before (ISO; APPENDQ_TIMEZONE).")
 @click.option(
     "--reason",
     required=True,
-    help=f"why (recorded in the audit; one line, at most {operator.REASON_MAX} characters).",
+    help=f"why (recorded in the audit; one line, at most {retry.REASON_MAX} characters).",
 )
 @click.option("--actor", help="who, for the audit (default: operator:<login name>).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def retry_cmd(
-    statuses: tuple[str, ...],
-    since: datetime | None,
-    until: datetime | None,
-    reason: str,
-    actor: str | None,
-    yes: bool,
-    as_json: bool,
-    batch_id: int | None,
-    service_id: int | None,
-    campaign_id: int | None,
-) -> None:
-    """Send failed, held, in_doubt, rejected or retry_wait batches again: one batch, or every
-    batch matching the filters. Shows what will be re-sent and asks first; recorded in the audit
-    with who, when, why and what. Only batches still exactly as the preview showed them move: one
-    that changed meanwhile (a tick sent it, say) is left alone and named, and the exit status is
-    1 ("preview again"); 2 is a usage error."""
-    if service_id is not None and campaign_id is not None:
+def retry_cmd(reason: str, actor: str | None, yes: bool, as_json: bool, **filters: Any) -> None:
+    """Send failed, held, operator_hold, in_doubt, rejected, retry_wait or dry_run batches again:
+    one batch, or every batch matching the filters. Shows what will be re-sent and asks first;
+    recorded in the audit with who, when, why and what. Only batches still exactly as the preview
+    showed them move: one that changed meanwhile (a tick sent it, say) is left alone and named,
+    and the exit status is 1 ("preview again"); 2 is a usage error."""
+    if filters["service_id"] is not None and filters["campaign_id"] is not None:
         raise click.UsageError("give --service or --campaign, not both")
     if not reason.strip():
         raise click.UsageError("--reason must say why (it is recorded in the audit)")
     with refuse_bad_input():  # before anything is read: one line, exit 2
-        reason = operator.check_reason(reason, "--reason")
-        actor = operator.check_actor(actor or operator.default_actor(), "--actor")
+        reason = retry.check_reason(reason, "--reason")
+        actor = retry.check_actor(actor or retry.default_actor(), "--actor")
     settings = load_settings()
+    where = _retry_filter(settings, **filters)
+    with runtime(settings) as rt, refuse_bad_input():
+        result = _retry(rt, where, reason, actor, yes, as_json)
+    if result is not None and result.left:
+        raise click.exceptions.Exit(1)
+
+
+def _retry_filter(
+    settings: Settings,
+    *,
+    batch_id: int | None,
+    statuses: tuple[str, ...],
+    service_id: int | None,
+    campaign_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> RetryFilter:
     where = RetryFilter(
         batch_id=batch_id,
         statuses=tuple(BatchStatus(s) for s in statuses),
         service_id=service_id,
         campaign_id=campaign_id,
-        since=_aware(since, settings.tz),
-        until=_aware(until, settings.tz),
+        since=in_zone(since, settings.tz),
+        until=in_zone(until, settings.tz),
     )
     if where.empty:
         raise click.UsageError(
             "give a filter (--batch, --status, --service, --campaign, --since, --until): "
             "appendq never retries everything by accident"
         )
-    rt = Runtime.build(settings)
-    try:
-        with refuse_bad_input():
-            result = _retry(rt, where, reason, actor, yes, as_json)
-    finally:
-        rt.close()
-    if result is not None and result.left:
-        raise click.exceptions.Exit(1)
+    return where
 
 
 def _retry(
@@ -287,7 +177,7 @@ def _retry(
 ) -> RetryResult | None:
     """Preview, ask, then move only what is still as previewed (status and version)."""
     with rt.sessions() as session:
-        preview = operator.preview_retry(session, where)
+        preview = retry.preview_retry(session, where)
         session.rollback()  # no transaction left open while a human reads the preview
         if not preview:
             _nothing_to_retry(session, where.batch_id)
@@ -297,7 +187,7 @@ def _retry(
         _confirm(f"Send these {len(preview):,} batches ({records:,} records) again?", yes)
         seen = {b.id: b.seen() for b in preview}
         with session.begin():
-            result = operator.retry(session, where, reason=reason, actor=actor, only=seen)
+            result = retry.retry(session, where, reason=reason, actor=actor, only=seen)
     log.info(
         "operator retry by %s: %d batches moved back to ready, %d left alone (%s)",
         actor,
@@ -311,7 +201,7 @@ def _retry(
         },
     )
     if as_json:
-        _dump({"preview": [b.to_dict() for b in preview], **result.to_dict()})
+        echo_json({"preview": [b.to_dict() for b in preview], **result.to_dict()})
     else:
         _show_result(result, actor)
     return result
@@ -331,12 +221,12 @@ def _show_result(result: RetryResult, actor: str) -> None:
 
 def _nothing_to_retry(session: Session, batch_id: int | None) -> None:
     if batch_id is not None:
-        found = audit.find_records(session, batch_id=batch_id, limit=1)
+        found = timeline.find_records(session, batch_id=batch_id, limit=1)
         if not found:
             raise click.ClickException(f"no batch {batch_id}")
         raise click.ClickException(
             f"batch {batch_id} is {found[0].batch_status} (or outside the filters): only "
-            f"{', '.join(operator.RETRYABLE)} batches can be retried"
+            f"{', '.join(retry.RETRYABLE)} batches can be retried"
         )
     click.echo("no batch matches: nothing changed")
 
@@ -351,12 +241,12 @@ def _show_preview(preview: Sequence[BatchSummary], tz: tzinfo, as_json: bool) ->
         for b in preview[:PREVIEW_ROWS]:
             click.echo(
                 f"{b.id:>8}  {b.target:<18} {b.status:<10} {b.size:>8,} {b.attempts:>8}  "
-                f"{b.created_at.astimezone(tz):{_TIME}}  {(b.error or '')[:60]}"
+                f"{b.created_at.astimezone(tz):{TIME_FORMAT}}  {(b.error or '')[:60]}"
             )
         if len(preview) > PREVIEW_ROWS:
             click.echo(f"... and {len(preview) - PREVIEW_ROWS:,} more batches")
-        if len(preview) >= operator.MAX_BATCHES:
-            click.echo(f"(at most {operator.MAX_BATCHES:,} batches per retry: run again for more)")
+        if len(preview) >= retry.MAX_BATCHES:
+            click.echo(f"(at most {retry.MAX_BATCHES:,} batches per retry: run again for more)")
     if doubtful:
         click.secho(
             f"WARNING: {len(doubtful)} of these batches ({sum(b.size for b in doubtful):,} "
@@ -389,21 +279,21 @@ def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
         click.echo("retention is off (0 days): nothing pruned")
         return
     cutoff = prune.cutoff_for(days)
-    rt = Runtime.build(settings)
-    try:
+    with runtime(settings) as rt:
         with rt.sessions() as session:
             plan = prune.preview_prune(session, cutoff)
+        local = cutoff.astimezone(settings.tz)
         if plan.batches == 0:
-            click.echo(f"no finished batch last changed before {cutoff:{_TIME}}: nothing to prune")
+            click.echo(
+                f"no finished batch last changed before {local:{TIME_FORMAT}}: nothing to prune"
+            )
             return
         click.echo(
             f"{plan.batches:,} finished batches ({plan.records:,} records) last changed before "
-            f"{cutoff.astimezone(settings.tz):{_TIME}} will be deleted with their events"
+            f"{local:{TIME_FORMAT}} will be deleted with their events"
         )
         _confirm("Delete them?", yes)
         done = prune.prune(rt.sessions, cutoff, chunk=chunk)
-    finally:
-        rt.close()
     click.echo(
         f"deleted {done.batches:,} batches, {done.records:,} records, {done.events:,} events"
     )

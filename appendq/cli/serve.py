@@ -1,4 +1,4 @@
-"""``appendq serve``: the HTTP intake (``producer.http``) under uvicorn."""
+"""``appendq serve``: the HTTP intake (``appendq.http``) under uvicorn."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class _PathOnly(logging.Filter):
 )
 def serve_cmd(host: str, port: int, insecure_no_auth: bool) -> None:
     """Run the HTTP intake: POST /v1/leads, audit, retry, status, /metrics, /healthz, /docs."""
-    from producer.http import create_app  # FastAPI is only imported by this command
+    from appendq.http.app import create_app  # FastAPI is only imported by this command
 
     settings = load_settings()
     try:

@@ -1,22 +1,24 @@
 """``appendq targets``: see which targets are set aside and why, clear one, set one aside by hand,
-and read the history of both (``appendq.set_aside``). Every change is recorded with who and why."""
+and read the history of both (``appendq.drain.set_aside``). Every change is recorded with who
+and why."""
 
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime, tzinfo
 from typing import Any
 
 import click
 
-from appendq import operator, set_aside
 from appendq.cli.app import main
-from appendq.cli.common import load_settings, refuse_bad_input
+from appendq.cli.common import TIME_FORMAT, load_settings, refuse_bad_input, runtime
+from appendq.drain import set_aside
+from appendq.ops import retry
 from appendq.runtime import Runtime
 
 
-def _when(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+def _when(at: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(at, tz).strftime(TIME_FORMAT)
 
 
 def listing(rt: Runtime) -> list[dict[str, Any]]:
@@ -42,11 +44,9 @@ def targets_cmd(ctx: click.Context, as_json: bool) -> None:
     """Targets, and which are set aside (skipped by the drain until an operator clears them)."""
     if ctx.invoked_subcommand is not None:
         return
-    rt = Runtime.build(load_settings(log=False))
-    try:
+    settings = load_settings(log=False)
+    with runtime(settings) as rt:
         rows = listing(rt)
-    finally:
-        rt.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -56,32 +56,28 @@ def targets_cmd(ctx: click.Context, as_json: bool) -> None:
         entry = row["set_aside"]
         state = "draining"
         if entry:
-            state = (
-                f"SET ASIDE ({entry['kind']}) since {_when(entry['at'])} by {entry['actor']}: "
-                f"{entry['reason']}"
-            )
+            since = _when(entry["at"], settings.tz)
+            state = f"SET ASIDE ({entry['kind']}) since {since} by {entry['actor']}: "
+            state += entry["reason"]
         click.echo(f"{row['target']:<24} {row['queued']:>9} queued  {state}")
 
 
 def _operator_input(reason: str, actor: str | None) -> tuple[str, str]:
     with refuse_bad_input():
-        checked = operator.check_reason(reason)
-    return checked, actor or operator.default_actor()
+        checked = retry.check_reason(reason)
+    return checked, actor or retry.default_actor()
 
 
 def _act(target: str, reason: str, actor: str | None, *, clear: bool) -> bool:
     """Clear or set aside ``target`` for the operator, recorded with who and why."""
     why, who = _operator_input(reason, actor)
-    rt = Runtime.build(load_settings())
-    try:
+    with runtime(load_settings()) as rt:
         if clear:
             return set_aside.clear(rt.redis, rt.keys, rt.sessions, target, reason=why, actor=who)
         set_aside.set_aside(
             rt.redis, rt.keys, rt.sessions, target, kind="operator", reason=why, actor=who
         )
         return True
-    finally:
-        rt.close()
 
 
 _REASON = click.option("--reason", required=True, help="Why (recorded in the audit).")
@@ -115,22 +111,18 @@ def set_aside_cmd(target: str, reason: str, actor: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def history_cmd(target: str | None, limit: int, as_json: bool) -> None:
     """Set-aside and clear events, newest first, with who and why."""
-    rt = Runtime.build(load_settings(log=False))
-    try:
-        with rt.sessions() as session:
-            events = [
-                {
-                    "at": e.at.isoformat(),
-                    "target": e.target,
-                    "action": e.action,
-                    "kind": e.kind,
-                    "actor": e.actor,
-                    "reason": e.reason,
-                }
-                for e in set_aside.history(session, target, limit)
-            ]
-    finally:
-        rt.close()
+    with runtime(load_settings(log=False)) as rt, rt.sessions() as session:
+        events = [
+            {
+                "at": e.at.isoformat(),
+                "target": e.target,
+                "action": e.action,
+                "kind": e.kind,
+                "actor": e.actor,
+                "reason": e.reason,
+            }
+            for e in set_aside.history(session, target, limit)
+        ]
     if as_json:
         click.echo(json.dumps(events, indent=2))
         return

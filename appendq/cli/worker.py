@@ -18,10 +18,11 @@ import httpx
 import redis
 from celery.signals import setup_logging
 
-from appendq import embedded, halt
+from appendq import embedded
 from appendq.cli.app import main
 from appendq.cli.common import load_settings
 from appendq.db.engine import ensure_database, migrate
+from appendq.drain import halt
 from appendq.errors import ConfigError
 from appendq.keys import Keys
 from appendq.settings import Settings

@@ -33,17 +33,35 @@ NAMING = {
 
 
 class BatchStatus(StrEnum):
+    """Where a batch stands. The moves between them are ``appendq.batches.lifecycle.TRANSITIONS``;
+    the groups below are the only lists of statuses the code uses."""
+
     READY = "ready"  # persisted, waiting for a campaign and a rate slot
     SENDING = "sending"  # committed before the PUT; the window that cannot be closed
     APPENDED = "appended"  # LiveVox answered 204
     RETRY_WAIT = "retry_wait"  # a transient failure; next_attempt_at says when
     IN_DOUBT = "in_doubt"  # the body may have landed; reconcile before sending again
     HELD = "held"  # no appendable campaign, or a configuration problem: waits, with a reason
+    #: waits for an operator's decision (some records may be at LiveVox, or a record refused alone
+    #: is not proven bad): never sent again by the drain, no longer blocks its target
+    OPERATOR_HOLD = "operator_hold"
     REJECTED = "rejected"  # LiveVox refused the content; not sent again as is
     FAILED = "failed"  # gave up after the configured attempts; an operator may retry
     DRY_RUN = "dry_run"  # built and audited by a dry-run worker; no Append call was made
 
 
+#: Batches still to go out, in FIFO order per target: the oldest one blocks its target's later ones.
+OPEN_STATUSES = (
+    BatchStatus.READY,
+    BatchStatus.RETRY_WAIT,
+    BatchStatus.HELD,
+    BatchStatus.SENDING,
+    BatchStatus.IN_DOUBT,
+)
+#: Batches the drain may send now (a retry_wait one once it is due).
+SENDABLE_STATUSES = (BatchStatus.READY, BatchStatus.RETRY_WAIT, BatchStatus.HELD)
+#: Batches whose records the campaign may hold, though not for sure.
+MAY_HAVE_LANDED = (BatchStatus.SENDING, BatchStatus.IN_DOUBT, BatchStatus.OPERATOR_HOLD)
 #: Batches whose story is over (an operator may still retry some): finished_at is set, prune
 #: may drop them.
 FINISHED_STATUSES = (
@@ -52,6 +70,20 @@ FINISHED_STATUSES = (
     BatchStatus.FAILED,
     BatchStatus.DRY_RUN,
 )
+#: Batches an operator may send again (``appendq retry``).
+RETRYABLE_STATUSES = (
+    BatchStatus.FAILED,
+    BatchStatus.HELD,
+    BatchStatus.OPERATOR_HOLD,
+    BatchStatus.IN_DOUBT,
+    BatchStatus.REJECTED,
+    BatchStatus.RETRY_WAIT,
+    BatchStatus.DRY_RUN,  # built by a dry-run worker: send it for real
+)
+#: Moves to these are routine (logged at INFO); a move to any other status is a WARNING.
+ROUTINE_STATUSES = (BatchStatus.READY, BatchStatus.SENDING, BatchStatus.APPENDED)
+#: Batches a retry may make LiveVox hold twice: an operator must name them with their state.
+MAY_DUPLICATE = (BatchStatus.IN_DOUBT, BatchStatus.OPERATOR_HOLD)
 
 
 class RecordStatus(StrEnum):
@@ -195,7 +227,8 @@ class TargetState(Base):
 
 class TargetEvent(Base):
     """Append-only: a target set aside (a bulkhead: its trouble never stops another target) or
-    cleared, with who and why. The live flag is in Redis (``appendq.set_aside``); this is the
+    cleared, with who and why. The live flag is in Redis (``appendq.drain.tick.set_aside``); this
+    is the
     audit. ``target`` is text: a malformed target is exactly what may be set aside."""
 
     __tablename__ = "target_events"
@@ -219,6 +252,7 @@ RECORD_STATUS_OF_BATCH: dict[BatchStatus, RecordStatus] = {
     BatchStatus.APPENDED: RecordStatus.APPENDED,
     BatchStatus.IN_DOUBT: RecordStatus.IN_DOUBT,
     BatchStatus.HELD: RecordStatus.HELD,
+    BatchStatus.OPERATOR_HOLD: RecordStatus.HELD,
     BatchStatus.REJECTED: RecordStatus.REJECTED,
     BatchStatus.FAILED: RecordStatus.FAILED,
     BatchStatus.DRY_RUN: RecordStatus.DRY_RUN,

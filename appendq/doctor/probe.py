@@ -3,8 +3,8 @@ validate, Find Matching Campaigns over today for each service, one campaign's de
 of its transactionList. It never appends, and never logs out (LiveVox hands every login of a user
 the same session: a logout would end the running workers' session too).
 
-Raw ``httpx`` calls, not :class:`appendq.livevox.LiveVoxClient`: the doctor needs the answers'
-raw shapes, status codes and Date header, which the client (rightly) hides.
+Raw ``httpx`` calls, not :class:`appendq.livevox.client.LiveVoxClient`: the doctor needs the
+answers' raw shapes, status codes and Date header, which the client (rightly) hides.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 
 from appendq.doctor import shapes
 from appendq.doctor.report import DoctorReport, Mark
+from appendq.livevox.wire import api_path, login_body
 from appendq.settings import Settings
 
 #: Campaigns per search page (LiveVox's seed advises 10) and the pages followed at most.
@@ -38,11 +39,6 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
-
-
-def api_path(version: str, category: str, resource: str) -> str:
-    version = version.strip("/")
-    return f"/{category}/{version}/{resource}" if version else f"/{category}/{resource}"
 
 
 def _local(host: str) -> bool:
@@ -111,14 +107,8 @@ class Probe:
         return self._chose_form(forms, answers)
 
     def _login(self, form: str) -> httpx.Response:
-        s = self.settings
-        body = {
-            "clientName": s.livevox_client_name,
-            "userName": s.livevox_username,
-            "password": s.livevox_password.get_secret_value(),
-            "agent": False,
-        }
-        headers = {"LV-Access": s.livevox_access_token.get_secret_value()}
+        body = login_body(self.settings)
+        headers = {"LV-Access": self.settings.livevox_access_token.get_secret_value()}
         sent = time.time()
         response = self.http.post(api_path(form, "session", "login"), json=body, headers=headers)
         if response.status_code == 200 and self.observed.clock_offset_s is None:

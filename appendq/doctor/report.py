@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from appendq.logs import Scrubber
+from appendq.redact import scrub, scrub_value
 
 EXIT_OK = 0
 #: Some check failed (unreachable, wrong shape, role, ...).
@@ -98,12 +98,12 @@ class DoctorReport:
 
     def lines(self) -> list[str]:
         """The checklist as printed. A refused login is one line and nothing else."""
-        scrub = Scrubber(self.secrets).scrub
         if self.login_denied:
             denied = next(c for c in self.checks if c.name == "login")
-            return [scrub(f"{denied.mark.value} {denied.summary}")]
+            return [scrub(f"{denied.mark.value} {denied.summary}", self.secrets)]
         head = f"appendq doctor: {self.base_url} (client {self.client_name}, user {self.username})"
-        lines = [head, *(scrub(f"{c.mark.value} {c.name}: {c.summary}") for c in self.checks)]
+        checks = (f"{c.mark.value} {c.name}: {c.summary}" for c in self.checks)
+        lines = [head, *(scrub(line, self.secrets) for line in checks)]
         counts = Counter(c.mark for c in self.checks)
         lines.append(
             f"{counts[Mark.OK]} ✓, {counts[Mark.FAIL]} ✗, {counts[Mark.UNKNOWN]} ?"
@@ -122,15 +122,6 @@ class DoctorReport:
             "checks": [c.as_json() for c in self.checks],
             "contract": contract,
         }
-        scrubbed: dict[str, Any] = _scrub_json(document, Scrubber(self.secrets))
+        scrubbed = scrub_value(document, self.secrets)
+        assert isinstance(scrubbed, dict)  # a dict is scrubbed into a dict
         return scrubbed
-
-
-def _scrub_json(value: Any, scrubber: Scrubber) -> Any:
-    if isinstance(value, str):
-        return scrubber.scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_json(v, scrubber) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_json(v, scrubber) for v in value]
-    return value

@@ -12,6 +12,7 @@ import httpx
 from appendq.doctor import shapes
 from appendq.doctor.probe import MAX_PAGES, Probe, error_message, json_body, safe_url
 from appendq.doctor.report import DoctorReport, Mark
+from appendq.redact import settings_secrets
 from appendq.settings import Settings
 
 OUTBOUND = 1
@@ -28,10 +29,7 @@ def run_doctor(
         base_url=safe_url(settings.livevox_base_url),
         client_name=settings.livevox_client_name,
         username=settings.livevox_username,
-        secrets=[
-            settings.livevox_access_token.get_secret_value(),
-            settings.livevox_password.get_secret_value(),
-        ],
+        secrets=settings_secrets(settings),
     )
     timeout = httpx.Timeout(
         settings.livevox_read_timeout_s, connect=settings.livevox_connect_timeout_s

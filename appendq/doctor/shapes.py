@@ -12,7 +12,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from appendq.records import mask_phone
+from appendq.redact import mask_phone
 
 #: Keys appendq reads from each answer.
 SEARCH_ENTRY_KEYS = ("id", "typeId", "serviceId", "status", "uploadDate")

@@ -1,0 +1,308 @@
+"""The HTTP intake's plain core: who is calling, what they sent, whether the queue can take it,
+and ``Intake.submit`` putting it there. No FastAPI here: ``appendq.http.app`` builds the
+dependencies
+and calls these; every answer that is not a success is raised as ``Refused``.
+
+Idempotency (``Idempotency-Key``): per token (a hash of it) and key, one Redis string
+(``Keys.idempotency``): ``pending:<nonce>`` while the first request runs (SET NX), then the
+receipt and a hash of the body for a day. A concurrent request with the key gets 409; a later one
+the first receipt with ``Idempotent-Replayed: true``; the key with another body gets 422.
+
+The key's outcome is durable with the push: the push's own MULTI/EXEC turns the slot into a
+``pushed`` marker (``appendq.http.intake_queue``), so the slot can never be released once the
+records are in, and a retry after a lost answer or a dead intake gets the receipt rebuilt from the
+marker instead of a second copy of the records. A failed request releases the slot only while it
+still holds its own ``pending`` marker (nothing was pushed).
+
+The body is parsed by ``appendq.http.validation`` (UTF-8 only, nesting depth, duplicate keys).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from appendq.errors import InvalidValue
+from appendq.faults import crashpoint
+from appendq.http.intake_queue import PUSHED, IntakeQueue, rebuild
+from appendq.http.validation import BodyError, ambiguous_keys, explain_ambiguous, loads
+from appendq.keys import Keys
+from appendq.settings import LIVEVOX_BATCH_LIMIT, Settings
+from appendq.target import check_id
+from producer.api import Producer
+
+#: Named after the HTTP intake, not this module: the intake's log lines kept the logger name they
+#: had before the plain core moved out of ``appendq.http.app`` (log filters select on it).
+log = logging.getLogger("appendq.http")
+
+MAX_RECORDS = LIVEVOX_BATCH_LIMIT
+MAX_IDEMPOTENCY_KEY = 200
+IDEMPOTENCY_TTL_S = 86_400
+#: A ``pending`` marker outlives any request (10,000 records take well under a second) but not a
+#: day: should the intake die mid-request, the client can retry with the same key after this.
+PENDING_TTL_S = 600
+PENDING = b"pending"  # then ":<nonce>" (a bare "pending" is from an older intake)
+RETRY_AFTER_CAP_S = 300
+_TARGET_KINDS = ("service", "campaign")
+
+
+class Refused(Exception):
+    """Any answer but success: HTTP status, a message for the client, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        *,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail, **({"field": self.field} if self.field else {})}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: ``actor`` for the audit (``api:`` + a hash prefix, never the token) and
+    ``scope``, the full hash, which keeps one caller's Idempotency-Keys apart from another's."""
+
+    actor: str
+    scope: str
+
+
+ANONYMOUS = Caller("api:anonymous", "anonymous")
+
+
+def authenticate(tokens: Sequence[bytes], authorization: str | None) -> Caller:
+    """The caller behind ``Authorization: Bearer <token>``; every token is compared, each in
+    constant time. With no tokens configured (``--insecure-no-auth``) everyone is anonymous."""
+    if not tokens:
+        return ANONYMOUS
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Refused(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    candidate = given.strip().encode()
+    found: bytes | None = None
+    for token in tokens:
+        if hmac.compare_digest(candidate, token):
+            found = token
+    if found is None:
+        raise Refused(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    digest = hashlib.sha256(found).hexdigest()
+    return Caller(f"api:{digest[:8]}", digest)
+
+
+def parse_submission(raw: bytes, content_type: str | None = None) -> tuple[str, list[Any]]:
+    """``{"service": ID | "campaign": ID, "records": [...]}`` -> (target, records).
+
+    The records themselves are validated one by one by the Producer; here only the shape, and the
+    target's id against the BIGINT range it is stored in (422 naming the field).
+    """
+    try:
+        body = loads(raw, content_type)
+    except BodyError as exc:
+        raise Refused(exc.status, exc.detail) from None
+    if not isinstance(body, dict):
+        raise Refused(422, 'body must be a JSON object: {"service": ID, "records": [...]}')
+    twice = ambiguous_keys(body)
+    if twice:
+        raise Refused(
+            422, f"{twice[0][:60]!r} is given more than once: ambiguous", field=twice[0][:60]
+        )
+    unknown = sorted(k[:60] for k in set(body) - {"records", *_TARGET_KINDS})
+    if unknown:
+        raise Refused(
+            422, f"unknown fields {unknown[:5]}: expected service or campaign, and records"
+        )
+    kinds = [k for k in _TARGET_KINDS if k in body]
+    if len(kinds) != 1:
+        raise Refused(422, "give exactly one of service and campaign")
+    ident = body[kinds[0]]
+    if isinstance(ident, bool) or not isinstance(ident, int) or ident <= 0:
+        raise Refused(422, f"{kinds[0]} must be a positive integer", field=kinds[0])
+    try:
+        check_id(ident, kinds[0])
+    except InvalidValue as exc:
+        raise Refused(422, str(exc), field=exc.field) from None
+    records = body.get("records")
+    if not isinstance(records, list):
+        raise Refused(422, "records must be a list of LiveVox records", field="records")
+    if len(records) > MAX_RECORDS:
+        raise Refused(
+            422, f"{len(records):,} records: at most {MAX_RECORDS:,} per request, split it"
+        )
+    return f"{kinds[0]}:{ident}", records
+
+
+# Delete the slot only while it holds this request's own pending marker: never a receipt, never
+# the ``pushed`` marker that the push wrote (the records are in), never another request's marker.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Idempotency:
+    """The ``Idempotency-Key`` store (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    def slot(self, caller: Caller, key: str) -> str:
+        if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise Refused(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        digest = hashlib.sha256(key.encode(errors="surrogateescape")).hexdigest()[:32]
+        return self.keys.idempotency(f"{caller.scope[:16]}:{digest}")
+
+    def begin(self, slot: str, body_hash: str) -> tuple[bytes, dict[str, Any] | None]:
+        """Take the key: (its pending marker, None); or (b"", what the first request stored:
+        its receipt, or its ``pushed`` marker)."""
+        marker = PENDING + b":" + os.urandom(8).hex().encode()
+        for _ in range(3):  # the key may expire or be released between SET NX and GET
+            if self.redis.set(slot, marker, nx=True, ex=PENDING_TTL_S):
+                return marker, None
+            stored = self.redis.get(slot)
+            if isinstance(stored, bytes) and stored.startswith(PENDING):
+                raise Refused(
+                    409, "a request with this Idempotency-Key is in progress", {"Retry-After": "1"}
+                )
+            if stored is not None:
+                saved: dict[str, Any] = json.loads(stored)
+                if saved["body_sha256"] != body_hash:
+                    raise Refused(422, "this Idempotency-Key was used with a different body")
+                return b"", saved
+        raise Refused(409, "a request with this Idempotency-Key is in progress")
+
+    def finish(self, slot: str, body_hash: str, receipt: dict[str, Any]) -> None:
+        saved = json.dumps({"body_sha256": body_hash, "receipt": receipt})
+        self.redis.set(slot, saved, ex=IDEMPOTENCY_TTL_S)
+
+    def release(self, slot: str, marker: bytes) -> None:
+        self.redis.eval(_RELEASE, 1, slot, marker)
+
+
+def retry_after_s(settings: Settings, depth: int) -> int:
+    """Seconds until enough drain ticks (one batch each) bring the backlog under the limit."""
+    excess = depth - settings.intake_max_depth
+    ticks = max(1, math.ceil(excess / settings.batch_max))
+    return min(RETRY_AFTER_CAP_S, math.ceil(settings.drain_interval_s * ticks))
+
+
+@dataclass
+class Intake:
+    """``POST /v1/leads`` as a plain function of its dependencies."""
+
+    settings: Settings
+    producer: Producer
+    redis: redis.Redis
+    keys: Keys
+
+    def submit(
+        self,
+        caller: Caller,
+        raw: bytes,
+        idempotency_key: str | None,
+        content_type: str | None = None,
+    ) -> Reply:
+        started = time.perf_counter()
+        target, records = parse_submission(raw, content_type)
+        body_hash = hashlib.sha256(raw).hexdigest()
+        idem = Idempotency(self.redis, self.keys)
+        slot = idem.slot(caller, idempotency_key) if idempotency_key is not None else None
+        marker = b""
+        if slot is not None:
+            marker, saved = idem.begin(slot, body_hash)
+            if saved is not None:
+                return Reply(202, self._replay(saved, records), {"Idempotent-Replayed": "true"})
+        try:
+            self._check_backlog()
+            receipt = self._producer(slot, body_hash).enqueue(target, records).to_dict()
+        except BaseException:
+            if slot is not None:
+                idem.release(slot, marker)
+            raise
+        crashpoint("intake_after_push")
+        explain_ambiguous(records, receipt["errors"])
+        if slot is not None:
+            idem.finish(slot, body_hash, receipt)
+        _log_submission(caller, receipt, time.perf_counter() - started)
+        return Reply(202, receipt)
+
+    def _producer(self, slot: str | None, body_hash: str) -> Producer:
+        """The Producer, pushing through an ``IntakeQueue`` for this request."""
+        producer = copy.copy(self.producer)
+        producer.queue = IntakeQueue(
+            self.redis,
+            self.keys,
+            dedupe=self.settings.dedupe,
+            tz=self.settings.tz,
+            slot=slot,
+            body_hash=body_hash,
+            slot_ttl_s=IDEMPOTENCY_TTL_S,
+        )
+        return producer
+
+    def _replay(self, saved: dict[str, Any], records: list[Any]) -> dict[str, Any]:
+        if saved.get("state") != PUSHED:
+            receipt: dict[str, Any] = saved["receipt"]
+            return receipt
+        rebuilt = rebuild(saved, records, self.settings.default_region)
+        explain_ambiguous(records, rebuilt["errors"])
+        return rebuilt
+
+    def _check_backlog(self) -> None:
+        depth = self.producer.queue.depth()
+        if depth > self.settings.intake_max_depth:
+            wait = retry_after_s(self.settings, depth)
+            raise Refused(
+                503,
+                f"{depth:,} records already queued (limit {self.settings.intake_max_depth:,}): "
+                f"retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+
+
+def _log_submission(caller: Caller, receipt: dict[str, Any], elapsed_s: float) -> None:
+    duplicates = receipt.get("duplicate", len(receipt.get("duplicates") or ()))
+    log.info(
+        "intake: %s accepted %d, rejected %d, duplicates %d in %.0f ms (%s)",
+        receipt["target"],
+        receipt["accepted"],
+        receipt["rejected"],
+        duplicates,
+        elapsed_s * 1000,
+        caller.actor,
+        extra={
+            "target": receipt["target"],
+            "accepted": receipt["accepted"],
+            "rejected": receipt["rejected"],
+            "duplicates": duplicates,
+            "elapsed_ms": round(elapsed_s * 1000, 1),
+            "actor": caller.actor,
+        },
+    )

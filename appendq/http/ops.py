@@ -1,0 +1,204 @@
+"""The operator and auditor side of the HTTP intake, as plain functions of the Runtime: a record's
+lookup, the audit search, retry preview and retry, and the health check. ``appendq.http.app`` serves
+them; they raise ``Refused`` (``appendq.http.intake``) for every answer that is not a success.
+
+Every value that reaches PostgreSQL is checked first (ids within BIGINT, search terms and the
+operator's reason as one line of text, capped): a bad one is a 422 naming it, never a database
+error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+import redis
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from appendq.audit import timeline
+from appendq.clock import in_zone
+from appendq.db.models import BatchStatus
+from appendq.errors import InvalidValue
+from appendq.http.intake import Refused
+from appendq.http.intake_queue import find_queued
+from appendq.http.validation import MAX_QUERY_TEXT
+from appendq.leads import check_text
+from appendq.ops import retry as retries
+from appendq.ops.retry import RetryFilter
+from appendq.runtime import Runtime
+from appendq.target import check_id
+from producer.door import parse_target
+
+
+def refuse(exc: InvalidValue) -> Refused:
+    """A 422 naming the field."""
+    return Refused(422, str(exc), field=exc.field)
+
+
+def lookup_record(rt: Runtime, record_id: str) -> dict[str, Any]:
+    """``GET /v1/leads/{id}``: the record's status and timeline from the audit; for a record the
+    HTTP intake queued and no drain has batched yet, ``queued`` with its target and age
+    (``appendq.http.intake_queue.find_queued``)."""
+    try:
+        uuid.UUID(record_id)
+    except ValueError:
+        raise Refused(404, f"{record_id[:60]!r} is not a record id") from None
+    found = _audited(rt, record_id)
+    if found is not None:
+        return found
+    queued = find_queued(rt.queue, record_id)
+    if queued is not None and queued["target_depth"] > 0:
+        return queued
+    found = _audited(rt, record_id)  # batched between the two looks
+    if found is not None:
+        return found
+    if queued is not None:
+        raise Refused(
+            404,
+            f"record {record_id}: queued for {queued['target']} at {queued['queued_at']}, no "
+            "longer in that queue and not in the audit (was the target cleared?)",
+        )
+    raise Refused(
+        404,
+        f"record {record_id}: unknown (records queued by the HTTP intake are found at once; "
+        "others once a drain batches them)",
+    )
+
+
+def _audited(rt: Runtime, record_id: str) -> dict[str, Any] | None:
+    with rt.sessions() as session:
+        found = timeline.find_records(session, record_id=record_id, limit=1)
+    return found[0].to_dict() if found else None
+
+
+def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
+    """``GET /v1/audit``: records matching every filter given (at least one)."""
+    filters = {k: v for k, v in where.items() if v is not None and k not in ("limit", "region")}
+    if not filters:
+        raise Refused(422, "give phone, account, batch or record")
+    try:
+        for name in ("phone", "account", "record_id"):
+            check_text(where.get(name), name.removesuffix("_id"), max_len=MAX_QUERY_TEXT)
+        if where.get("batch_id") is not None:
+            check_id(where["batch_id"], "batch")
+    except InvalidValue as exc:
+        raise refuse(exc) from None
+    with rt.sessions() as session:
+        try:
+            found = timeline.find_records(session, **where)
+        except InvalidValue as exc:
+            raise refuse(exc) from None
+        except ValueError as exc:  # a phone or record id that cannot match anything
+            raise Refused(422, str(exc)) from None
+    return [r.to_dict() for r in found]
+
+
+def retry_filter(
+    *,
+    batch: int | None,
+    statuses: Sequence[str],
+    target: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    tz: tzinfo,
+) -> RetryFilter:
+    """A ``RetryFilter`` from request parameters (a time without a zone is in ``tz``,
+    APPENDQ_TIMEZONE); 422 on an unknown or final status or target."""
+    names = [s.strip() for text in statuses for s in text.split(",") if s.strip()]
+    wrong = [s for s in names if s not in {str(r) for r in retries.RETRYABLE}]
+    if wrong:
+        allowed = ", ".join(str(r) for r in retries.RETRYABLE)
+        raise Refused(422, f"status {wrong}: only {allowed} batches can be retried")
+    try:
+        where = str(parse_target(target)) if target is not None else None
+        if batch is not None:
+            check_id(batch, "batch")
+    except InvalidValue as exc:
+        raise refuse(exc) from None
+    except ValueError as exc:
+        raise Refused(422, str(exc), field="target") from None
+    return RetryFilter(
+        batch_id=batch,
+        statuses=tuple(BatchStatus(s) for s in names),
+        target=where,
+        since=in_zone(since, tz),
+        until=in_zone(until, tz),
+    )
+
+
+def retry(
+    rt: Runtime,
+    where: RetryFilter,
+    *,
+    reason: str,
+    actor: str,
+    expect: Mapping[int, tuple[str, int]] | None = None,
+) -> dict[str, Any]:
+    """``POST /v1/batches/retry``: matching batches back to ready, with reason and actor.
+
+    ``expect`` (id -> (status, version) as the preview showed): only those batches, and only
+    while still so. Without it, the batches matching now are moved except those that may
+    already be at LiveVox (in_doubt, operator_hold): re-sending them may make
+    LiveVox hold their records twice, so a caller must name them with their previewed state."""
+    if where == RetryFilter():
+        raise Refused(422, "give batch, status, target, since or until (all of them: status)")
+    try:
+        retries.check_reason(reason)  # one line, at most retries.REASON_MAX characters
+    except InvalidValue as exc:
+        raise refuse(exc) from None
+    with rt.sessions() as session:
+        try:
+            only, doubtful = _expected(session, where, expect)
+            result = retries.retry(session, where, reason=reason, actor=actor, only=only)
+        except InvalidValue as exc:
+            raise refuse(exc) from None
+        except ValueError as exc:
+            raise Refused(422, str(exc)) from None
+        session.commit()
+    return {
+        "count": len(result.moved),
+        "actor": actor,
+        "batches": [m.to_dict() for m in result.moved],
+        "left": [b.to_dict() for b in result.left],
+        "doubtful": [b.to_dict() for b in doubtful],
+    }
+
+
+def _expected(
+    session: Session, where: RetryFilter, expect: Mapping[int, tuple[str, int]] | None
+) -> tuple[dict[int, retries.PreviewedState], list[retries.BatchSummary]]:
+    """(``only`` for ``retries.retry``, the batches left alone as doubtful)."""
+    if expect is not None:
+        try:
+            only = {i: retries.PreviewedState(BatchStatus(s), v) for i, (s, v) in expect.items()}
+        except ValueError as exc:
+            raise Refused(422, f"expect: {exc}") from None
+        return only, []
+    found = retries.preview_retry(session, where)
+    doubtful = [b for b in found if b.may_duplicate]
+    return {b.id: b.seen() for b in found if not b.may_duplicate}, doubtful
+
+
+def preview(rt: Runtime, where: RetryFilter) -> dict[str, Any]:
+    with rt.sessions() as session:
+        found = retries.preview_retry(session, where)
+    return {"count": len(found), "batches": [b.to_dict() for b in found]}
+
+
+def health(rt: Runtime) -> dict[str, str]:
+    """``ok`` or the error's name, for Redis and PostgreSQL."""
+    checks = {"redis": "ok", "postgres": "ok"}
+    try:
+        rt.redis.ping()
+    except (redis.RedisError, OSError) as exc:
+        checks["redis"] = type(exc).__name__
+    try:
+        with rt.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError) as exc:
+        checks["postgres"] = type(exc).__name__
+    return checks

@@ -1,0 +1,76 @@
+"""A record as it waits in Redis: its id, its enqueue time and its LiveVox payload."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+_last_id = 0  # (milliseconds << 74) | 74 random bits of the last id made in this process
+_id_lock = threading.Lock()
+
+
+def new_record_id() -> str:
+    """A time-ordered UUID (version 7 layout: 48-bit milliseconds, version, 74 random bits),
+    strictly increasing within a process, so ids sort in the order records were accepted."""
+    global _last_id
+    stamp = ((time.time_ns() // 1_000_000) << 74) | int.from_bytes(os.urandom(10), "big") >> 6
+    with _id_lock:
+        stamp = max(stamp, _last_id + 1)
+        _last_id = stamp
+    ms, rand = stamp >> 74, stamp & ((1 << 74) - 1)
+    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0x2 << 62) | rand_b
+    return str(uuid.UUID(int=value))
+
+
+def id_moment(record_id: str) -> datetime | None:
+    """When a record id made by ``new_record_id`` was made (its 48-bit milliseconds); None for an
+    id of any other layout."""
+    value = uuid.UUID(record_id)
+    if value.version != 7:
+        return None
+    return datetime.fromtimestamp((value.int >> 80) / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class QueuedRecord:
+    """A validated record as it waits in Redis: stable id, enqueue time, LiveVox payload.
+
+    ``duplicate_of`` names the record it repeats (same service, same day): it travels through the
+    queue so that it is audited with its batch, and is never sent to LiveVox.
+    """
+
+    id: str
+    enqueued_at: float
+    payload: dict[str, Any]
+    duplicate_of: str | None = None
+
+    def dumps(self) -> str:
+        obj: dict[str, Any] = {"id": self.id, "t": self.enqueued_at, "r": self.payload}
+        if self.duplicate_of is not None:
+            obj["d"] = self.duplicate_of
+        return json.dumps(obj, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, data: str | bytes) -> QueuedRecord:
+        """Parse a queue item; ``ValueError`` for anything that is not a queued record (an item
+        written by something else must set its target aside, never stop the drain)."""
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError("queue item is not an object")
+        rid, at, payload, dup = obj.get("id"), obj.get("t"), obj.get("r"), obj.get("d")
+        if not isinstance(rid, str) or not rid:
+            raise ValueError("queue item has no record id")
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            raise ValueError("queue item has no enqueue time")
+        if not isinstance(payload, dict) or not isinstance(payload.get("phone1"), str):
+            raise ValueError("queue item has no LiveVox record with a phone1")
+        if dup is not None and not isinstance(dup, str):
+            raise ValueError("queue item's duplicate_of is not a record id")
+        return cls(rid, float(at), payload, dup)
