@@ -81,9 +81,11 @@ def scrub_value(value: object, secrets: Iterable[str] = (), depth: int = 0) -> o
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """The secrets the settings hold: LiveVox's password and access token, the API tokens."""
+    """The secrets the settings hold: LiveVox's password and access token, the API tokens, the
+    data keys."""
     return [
         settings.livevox_password.get_secret_value(),
         settings.livevox_access_token.get_secret_value(),
         *(t.get_secret_value() for t in settings.api_tokens),
+        *(k.get_secret_value() for k in settings.data_keys),
     ]

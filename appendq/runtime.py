@@ -1,6 +1,7 @@
-"""Build the long-lived parts (Redis client, SQLAlchemy engine, LiveVox client, drainer) from one
-Settings object, and close them. Entry points (CLI commands, Celery process hooks, the HTTP app,
-tests) call this; nothing is built at import time."""
+"""Build the long-lived parts (Redis client, SQLAlchemy engine, payload cipher, LiveVox client,
+drainer) from one Settings object, and close them. Entry points (CLI commands, Celery process
+hooks, the HTTP app, tests) call this; nothing is built at import time. Every session it makes
+carries the payload cipher (``appendq.crypto.cipher_of``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.clock import utcnow
+from appendq.crypto import SESSION_KEY, PayloadCipher, cipher_for
 from appendq.db.engine import make_engine, make_sessionmaker
 from appendq.drain.context import Drainer
 from appendq.keys import Keys
@@ -30,13 +32,18 @@ class Runtime:
     sessions: sessionmaker[Session]
     queue: RecordQueue
     limiter: RateLimiter
+    cipher: PayloadCipher
     _client: LiveVoxClient | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, *, cipher: PayloadCipher | None = None) -> Runtime:
+        """``cipher``: the one of APPENDQ_DATA_KEYS (or the development key) unless given."""
+        cipher = cipher or cipher_for(settings)
         client = redis.Redis.from_url(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         engine = make_engine(settings)
+        sessions = make_sessionmaker(engine)
+        sessions.configure(info={SESSION_KEY: cipher})
         limiter = RateLimiter(
             client,
             keys,
@@ -50,9 +57,10 @@ class Runtime:
             client,
             keys,
             engine,
-            make_sessionmaker(engine),
+            sessions,
             RecordQueue(client, keys),
             limiter,
+            cipher,
         )
 
     @property

@@ -14,8 +14,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.exc import ArgumentError
 
+from appendq.crypto import decode_key
 from appendq.db.engine import psycopg_url
 from appendq.errors import ConfigError
+from appendq.http.tokens import ApiToken, parse_tokens
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,10 @@ _LOOPBACK = ("127.", "localhost", "[::1]")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="APPENDQ_", extra="ignore")
+    #: Inputs are never echoed in errors: a bad value may be a secret (a data key, a URL).
+    model_config = SettingsConfigDict(
+        env_prefix="APPENDQ_", extra="ignore", hide_input_in_errors=True
+    )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Prefix of every appendq Redis key (tests give each run its own).
@@ -99,8 +104,9 @@ class Settings(BaseSettings):
     #: long, then one probe. An operator can lift it sooner with ``appendq resume``.
     halt_s: float = 600.0
 
-    #: Bearer tokens accepted by the HTTP intake (comma-separated in the environment).
-    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: The HTTP API's bearer tokens, ``name:role:secret`` comma-separated in the environment (a
+    #: bare token: role intake, named token-<N>); see ``appendq.http.tokens``.
+    api_tokens: Annotated[list[ApiToken], NoDecode] = Field(default_factory=list)
     #: Past this many queued records (all targets), the intake answers 503 with Retry-After.
     intake_max_depth: int = 2_000_000
     intake_max_body_bytes: int = 16 * 1024 * 1024
@@ -115,6 +121,13 @@ class Settings(BaseSettings):
     max_targets: int = Field(default=200, ge=1)
     #: Audit rows older than this are dropped by ``appendq prune`` (0 keeps everything).
     retention_days: int = 90
+    #: The payloads (personal data) of finished batches are dropped by ``appendq prune`` this
+    #: long after the batch finished, even when its metadata is kept longer. Default: as
+    #: retention_days; never longer (0 keeps them, only with retention_days 0).
+    pii_retention_days: int | None = Field(default=None, ge=0)
+    #: Keys of the payload cipher (comma-separated, secrets; ``appendq.crypto``): the first
+    #: encrypts, every one decrypts. None: a development key made under state_dir.
+    data_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -129,9 +142,27 @@ class Settings(BaseSettings):
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
+        """Entries read (``appendq.http.tokens``); a malformed one, or a name or a secret given
+        twice, is an error naming the entries, never a secret."""
+        return parse_tokens(value)
+
+    @field_validator("data_keys", mode="before")
+    @classmethod
+    def _split_data_keys(cls, value: object) -> object:
         if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
+            return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("data_keys")
+    @classmethod
+    def _data_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """Each must be a key; checked once they are secrets, so an error never echoes one."""
+        for position, key in enumerate(keys, 1):
+            try:
+                decode_key(key.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"key {position} of {len(keys)}: {exc}") from None
+        return keys
 
     @field_validator("livevox_appendable_states", mode="before")
     @classmethod
@@ -170,6 +201,24 @@ class Settings(BaseSettings):
         if self.rate_margin_s < 0:
             raise ValueError("APPENDQ_RATE_MARGIN_S must not be negative")
         return self
+
+    @model_validator(mode="after")
+    def _pii_retention(self) -> Settings:
+        """Personal data is never kept longer than the batches (0 = kept for ever)."""
+        days = self.pii_retention_days
+        if days is not None and self.retention_days > 0 and not 0 < days <= self.retention_days:
+            raise ValueError(
+                f"APPENDQ_PII_RETENTION_DAYS={days}: personal data is never kept longer than "
+                f"APPENDQ_RETENTION_DAYS={self.retention_days} (1..{self.retention_days})"
+            )
+        return self
+
+    @property
+    def pii_days(self) -> int:
+        """Days a finished batch keeps its payloads (0: for ever)."""
+        if self.pii_retention_days is None:
+            return max(self.retention_days, 0)
+        return self.pii_retention_days
 
     @property
     def call_total_s(self) -> float:

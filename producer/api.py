@@ -124,8 +124,11 @@ class Producer:
         records: Iterable[Mapping[str, Any]],
         *,
         rows: Sequence[int] | None = None,
+        submitted_by: str | None = None,
     ) -> Receipt:
-        """Validate ``records`` and queue the good ones, in order, in one Redis push.
+        """Validate ``records`` and queue the good ones, in order, in one Redis push, each
+        marked ``submitted_by`` (the HTTP intake's token name: an intake token sees only its own
+        records; None for the file import and programs that do not say).
 
         Raises before validating anything: ``InvalidValue`` for a bad target,
         ``PhoneBudgetExceeded`` past ``max_phones``, ``TooManyTargets`` for a new target past
@@ -136,7 +139,7 @@ class Producer:
             raise ValueError(f"rows has {len(rows)} entries for {len(raws)} records")
         check_phone_budget(raws, self.max_phones)
         numbered = [(i, rows[i] if rows is not None else None, raw) for i, raw in enumerate(raws)]
-        checked = self._check(numbered)
+        checked = self._check(numbered, submitted_by)
         pushed = self._push(where, checked)
         receipt = Receipt(where, len(pushed.ids), pushed.ids, checked.errors, pushed.duplicates)
         _log_receipt(receipt)
@@ -180,7 +183,7 @@ class Producer:
         _log_receipt(receipt)
         return receipt
 
-    def _check(self, items: Iterable[_Numbered]) -> _Checked:
+    def _check(self, items: Iterable[_Numbered], submitted_by: str | None = None) -> _Checked:
         payloads: list[dict[str, Any]] = []
         places: list[tuple[int, int | None]] = []
         errors: list[FieldError] = []
@@ -196,7 +199,9 @@ class Producer:
                 places.append((index, row))
         now = self.clock()
         stamp = now.timestamp()
-        records = [QueuedRecord(new_record_id(), stamp, p) for p in payloads]
+        records = [
+            QueuedRecord(new_record_id(), stamp, p, submitted_by=submitted_by) for p in payloads
+        ]
         return _Checked(records, places, errors, day_of(now, self.tz))
 
     def _push(self, target: str, checked: _Checked, *, admit: bool = True) -> _Pushed:

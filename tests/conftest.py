@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from appendq import embedded
+from appendq.crypto import new_key
 from appendq.db.engine import migrate, psycopg_url
 from appendq.db.models import Batch
 from appendq.keys import Keys
@@ -89,6 +90,9 @@ def _test_stores() -> tuple[str, str]:
 
 
 PG_SERVER, REDIS_URL = _test_stores()
+#: One payload key per run (appendq.crypto), for the test process and every command it starts
+#: (tests/support/procs.env_for keeps it); a test that wants another sets data_keys itself.
+os.environ.setdefault("APPENDQ_DATA_KEYS", new_key())
 
 
 def pytest_report_header() -> str:
@@ -126,6 +130,11 @@ FAST_MODULES = frozenset(
         "test_enqueue_cli.py",
         "test_dry_run.py",
         "test_infra.py",
+        "test_lifecycle.py",
+        "test_drain_policies.py",
+        "test_shape.py",
+        "test_roles.py",
+        "test_access_log.py",
     }
 )
 

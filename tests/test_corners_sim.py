@@ -18,7 +18,8 @@ from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, batches
-from tests.support.invariants import all_final, enqueue, load_rows, make_leads
+from tests.support.drive import drain_until, tick_until
+from tests.support.invariants import enqueue, load_rows, make_leads
 
 CAMPAIGN = 5001
 SERVICE = "service:1001"
@@ -57,16 +58,6 @@ def play(sim: Sim, dialect: str, **config: Any) -> None:
     sim.dialect(preset=dialect)
 
 
-def drain_until(rt: Runtime, done: Any, timeout: float, what: str) -> list[str]:
-    outcomes: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {outcomes[-8:]}"
-        outcomes.append(drain_once(rt.drainer()).outcome)
-        time.sleep(0.1)
-    return outcomes
-
-
 def statuses(rt: Runtime, ids: list[str]) -> list[str]:
     rows = load_rows(rt.settings.database_url)[0]
     return [rows[i].status for i in ids]
@@ -81,12 +72,10 @@ def test_a_500_that_landed_is_never_sent_again(sim: Sim, built: Any, dialect: st
     play(sim, dialect)
     rt = built()
     ids = enqueue(rt.settings, make_leads(3), SERVICE)
-    drain_until(rt, lambda: all_final(rt.settings.database_url, ids, {"appended"}), 10, "first")
+    drain_until(rt, ids, {"appended"}, 10, "first")
     sim.fault("append", {"status": 500, "apply": True})
     doubt = enqueue(rt.settings, make_leads(3, start=3), SERVICE)
-    drain_until(
-        rt, lambda: all_final(rt.settings.database_url, doubt, {"appended", "held"}), 25, "settle"
-    )
+    drain_until(rt, doubt, {"appended", "held"}, 25, "settle")
     assert len(sim.calls("append")) == 2
     assert [r["account"] for r in sim.records(CAMPAIGN)] == [f"A{i}" for i in range(6)]
     expected = "held" if dialect == "unreadable" else "appended"
@@ -113,7 +102,7 @@ def test_one_refused_record_in_10000_delivers_the_9999(sim: Sim, built: Any, dia
     rt = built(batch_max=10_000)
     ids = enqueue(rt.settings, leads, SERVICE)
     final = {"appended", "rejected"}
-    drain_until(rt, lambda: all_final(rt.settings.database_url, ids, final), 90, "isolation")
+    drain_until(rt, ids, final, 90, "isolation")
     got = statuses(rt, ids)
     assert got[3999] == "rejected" and got.count("appended") == 9_999
     accounts = [r["account"] for r in sim.records(CAMPAIGN)]
@@ -132,7 +121,7 @@ def test_a_campaign_refusal_rejects_no_lead(sim: Sim, built: Any, dialect: str) 
     sim.patch_campaign(CAMPAIGN, allowAppend=False)
     rt = built(batch_max=500)
     ids = enqueue(rt.settings, make_leads(500), SERVICE)
-    drain_until(rt, lambda: all_final(rt.settings.database_url, ids, {"held"}), 15, "held")
+    drain_until(rt, ids, {"held"}, 15, "held")
     assert len(sim.calls("append")) == 1
     assert "rejected" not in statuses(rt, ids)
 
@@ -145,7 +134,7 @@ def test_alike_refusals_of_single_records_are_the_campaigns(sim: Sim, built: Any
     sim.fault("append", {"status": 400}, times=50)
     rt = built(batch_max=8)
     ids = enqueue(rt.settings, make_leads(8), SERVICE)
-    drain_until(rt, lambda: len(sim.calls("append")) >= 7, 20, "bisection")
+    tick_until(rt, lambda: len(sim.calls("append")) >= 7, 20, "bisection")
     for _ in range(5):
         drain_once(rt.drainer())
     assert len(sim.calls("append")) == 7
@@ -162,13 +151,11 @@ def test_same_phone_through_two_targets_is_not_taken_for_the_other(sim: Sim, bui
     rt = built(answered_settle_s=0.5)
     phone = "2125550199"
     alice = enqueue(rt.settings, [{"phone1": phone, "account": "ALICE"}], f"campaign:{CAMPAIGN}")
-    drain_until(rt, lambda: all_final(rt.settings.database_url, alice, {"appended"}), 10, "alice")
+    drain_until(rt, alice, {"appended"}, 10, "alice")
     sim.fault("append", {"status": 500})
     bob = enqueue(rt.settings, [{"phone1": phone, "firstName": "Bob"}], SERVICE)
-    outcomes = drain_until(
-        rt, lambda: all_final(rt.settings.database_url, bob, {"appended"}), 15, "bob"
-    )
-    assert "in_doubt" in outcomes
+    reports = drain_until(rt, bob, {"appended"}, 15, "bob")
+    assert "in_doubt" in [r.outcome for r in reports]
     held = [(r.get("account"), r.get("firstName")) for r in sim.records(CAMPAIGN)]
     assert held == [("ALICE", None), (None, "Bob")]
     assert [c["status"] for c in sim.calls("append")] == [204, 500, 204]
@@ -181,7 +168,7 @@ def test_unversioned_paths(sim: Sim, built: Any) -> None:
     sim.dialect(unversioned_only=True)
     rt = built(livevox_api_version="")
     ids = enqueue(rt.settings, make_leads(3), SERVICE)
-    drain_until(rt, lambda: all_final(rt.settings.database_url, ids, {"appended"}), 10, "append")
+    drain_until(rt, ids, {"appended"}, 10, "append")
     assert [c["path"] for c in sim.calls("login")] == ["/session/login"]
 
 
@@ -192,10 +179,10 @@ def test_nothing_landed_is_held_when_the_list_never_shows_appends(sim: Sim, buil
     play(sim, "legacy")
     rt = built(answered_settle_s=0.5, livevox_api_version="", call_grace_s=0.0)
     ids = enqueue(rt.settings, make_leads(2), SERVICE)
-    drain_until(rt, lambda: all_final(rt.settings.database_url, ids, {"appended"}), 10, "first")
+    drain_until(rt, ids, {"appended"}, 10, "first")
     sim.fault("append", {"status": 500})
     doubt = enqueue(rt.settings, make_leads(2, start=2), SERVICE)
-    drain_until(rt, lambda: all_final(rt.settings.database_url, doubt, {"held"}), 15, "held")
+    drain_until(rt, doubt, {"held"}, 15, "held")
     with rt.sessions() as session:
         held = session.scalars(select(Batch).where(Batch.status == BatchStatus.OPERATOR_HOLD)).one()
     assert "does not show batch" in (held.error_message or ""), held.error_message
@@ -222,12 +209,12 @@ def test_transient_faults_converge_in_seconds_at_default_timeouts(
     rt = Runtime.build(fast(settings, **overrides))
     try:
         first = enqueue(rt.settings, make_leads(10, start=20_000), SERVICE)
-        drain_until(rt, lambda: all_final(rt.settings.database_url, first, {"appended"}), 10, "204")
+        drain_until(rt, first, {"appended"}, 10, "204")
         for status in (500, 401, 429, 503):
             sim.fault("append", {"status": status})
         ids = enqueue(rt.settings, make_leads(15_000), SERVICE)
         started = time.monotonic()
-        drain_until(rt, lambda: all_final(rt.settings.database_url, ids, {"appended"}), 300, "all")
+        drain_until(rt, ids, {"appended"}, 300, "all")
         took = time.monotonic() - started
     finally:
         rt.close()

@@ -34,15 +34,15 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from appendq.batches import reads
 from appendq.db.engine import psycopg_url
-from appendq.drain.tick import drain_once
 from appendq.keys import Keys
 from appendq.livevox.client import LiveVoxClient
 from appendq.queue.item import QueuedRecord
-from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import REDIS_URL, Sim
 from tests.support.dialects import client_env, client_overrides, held_because, list_settles
+from tests.support.drive import drain_until, runtime
 from tests.support.invariants import all_final, enqueue, make_leads, wait_for
 from tests.support.scene import Scene, staged
 
@@ -77,15 +77,9 @@ class CrashScene(Scene):
         """Append 2 records (accounts A100, A101) in-process before any worker runs: a batch
         LiveVox answered 204, without which "none landed" is never believed; their ids."""
         ids = enqueue(self.settings, make_leads(2, start=100), SERVICE)
-        rt = Runtime.build(self.settings)
-        try:
-            for _ in range(20):
-                if all_final(self.database_url, ids, {"appended"}):
-                    return ids
-                drain_once(rt.drainer())
-        finally:
-            rt.close()
-        raise AssertionError("the calibration batch was not appended")
+        with runtime(self.settings) as rt:
+            drain_until(rt, ids, {"appended"}, 20, "the calibration batch appended")
+        return ids
 
     def crash_at(self, point: str) -> None:
         """Start a worker that kills itself with SIGKILL at ``point``; wait for it to die."""
@@ -176,13 +170,12 @@ def test_kill_after_persist_recovery_acks_and_sends_once(scene: CrashScene) -> N
 
 def _append_directly(scene: CrashScene, batch_id: int, count: int) -> None:
     """What a dying worker's request may have delivered: the first ``count`` records of the
-    batch, appended to LiveVox by someone else (the session is shared, so no logout)."""
-    payloads = [
-        p
-        for (p,) in scene.sql(
-            "SELECT payload FROM records WHERE batch_id = :b ORDER BY position", b=batch_id
-        )
-    ]
+    batch, appended to LiveVox by someone else (the session is shared, so no logout). The
+    payloads are decrypted with the workers' key (their state dir holds it, unless configured)."""
+    state_dir = scene.cluster.env["APPENDQ_STATE_DIR"]
+    own = scene.settings.model_copy(update={"state_dir": state_dir})
+    with runtime(own) as rt, rt.sessions() as session:
+        payloads = reads.batch_payloads(session, batch_id)
     with LiveVoxClient(scene.settings, logout_on_close=False) as client:
         client.append(CAMPAIGN, payloads[:count])
 

@@ -16,23 +16,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from appendq.drain.tick import drain_once
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim
-from tests.support.invariants import all_final, check, enqueue, make_leads
+from tests.support.drive import drain_until
+from tests.support.invariants import check, enqueue, make_leads
 
 CAMPAIGN = 5001
 SERVICE = "service:1001"
 LAG_S = 8.0  # longer than the default 5 s settle
-
-
-def _drain_until(rt: Runtime, ids: list[str], expect: set[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not all_final(rt.settings.database_url, ids, expect):
-        assert time.monotonic() < deadline, f"timed out waiting for {expect}"
-        drain_once(rt.drainer())
-        time.sleep(0.1)
 
 
 def test_a_list_lagging_past_the_settle_never_resends_what_landed(
@@ -47,11 +39,11 @@ def test_a_list_lagging_past_the_settle_never_resends_what_landed(
     rt = Runtime.build(settings.model_copy(update=overrides))
     try:
         calibration = enqueue(rt.settings, make_leads(2, start=100), SERVICE)
-        _drain_until(rt, calibration, {"appended"}, 10)
+        drain_until(rt, calibration, {"appended"}, 10, "the calibration batch")
         time.sleep(LAG_S - rt.settings.answered_settle_s + 1.0)  # it shows by the reconciliation
         sim.fault("append", {"status": 500, "apply": True})
         ids = enqueue(rt.settings, make_leads(3), SERVICE)
-        _drain_until(rt, ids, {"appended", "held"}, 25)
+        drain_until(rt, ids, {"appended", "held"}, 25, "the batch in doubt")
         summary = check(
             database_url=rt.settings.database_url,
             sim_url=sim.url,

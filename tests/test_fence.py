@@ -22,6 +22,7 @@ from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import Sim, batches
 from tests.support.batches import move, persist_claim
+from tests.support.poll import wait_until
 
 CAMPAIGN = 5001
 
@@ -86,12 +87,13 @@ def test_a_drainer_that_lost_its_lease_cannot_apply_a_stale_verdict(
     time.sleep(0.8)  # A is inside the transaction list read
     a.redis.delete(a.keys.drain_lock)  # its lock expires (a frozen process, a long GC pause)
     sim.fault("append", {"drop": True, "apply": True})  # B's re-send lands, answer lost
-    for _ in range(6):  # B's first read learns the list's lag; it re-sends once X is older
-        report_b = drain_once(b.drainer())
-        if report_b.outcome == "in_doubt":
-            break
-        time.sleep(0.3)
-    assert report_b.outcome == "in_doubt", report_b
+    reports_b: list[DrainReport] = []
+
+    def b_resent() -> bool:  # B's first read learns the list's lag; it re-sends once X is older
+        reports_b.append(drain_once(b.drainer()))
+        return reports_b[-1].outcome == "in_doubt"
+
+    wait_until(b_resent, 5, "B's re-send of X, answer lost", 0.3, explain=lambda: f": {reports_b}")
     runner.join(10)
     assert result["a"].outcome in ("lease_lost", "waiting", "idle"), result["a"]
     with a.sessions() as session:

@@ -19,14 +19,14 @@ from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.target import ID_MAX
 from tests.conftest import Sim, phone
-from tests.test_intake import AUTH, TARGET, TOKEN, body, leads, post, serving, with_tokens
+from tests.test_intake import AUTH, OPS_AUTH, TARGET, body, leads, post, serving, with_tokens
 
 BIG = ID_MAX + 1  # 9223372036854775808
 
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    return with_tokens(settings, TOKEN)
+    return with_tokens(settings)
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_audit_and_retry_parameters_past_bigint_or_with_nul_are_4xx(
     ]
     with caplog.at_level(logging.ERROR):
         for path, params in bad_gets:
-            reply = api.get(path, params=params, headers=AUTH)
+            reply = api.get(path, params=params, headers=OPS_AUTH)
             assert 400 <= reply.status_code < 500, (path, params, reply.text)
             assert reply.json()["detail"], (path, params)
         bad_retries: list[dict[str, Any]] = [
@@ -217,14 +217,14 @@ def test_audit_and_retry_parameters_past_bigint_or_with_nul_are_4xx(
             {"batch": 1, "reason": "a\ud800b"},
         ]
         for payload in bad_retries:
-            reply = api.post("/v1/batches/retry", content=json.dumps(payload), headers=AUTH)
+            reply = api.post("/v1/batches/retry", content=json.dumps(payload), headers=OPS_AUTH)
             assert reply.status_code == 422, (payload, reply.text)
         twice = b'{"batch": 1, "reason": "x", "reason": "y"}'
-        assert api.post("/v1/batches/retry", content=twice, headers=AUTH).status_code == 422
+        assert api.post("/v1/batches/retry", content=twice, headers=OPS_AUTH).status_code == 422
         deep = b'{"batch": 1, "reason": ' + b"[" * 5000 + b"}"
-        assert api.post("/v1/batches/retry", content=deep, headers=AUTH).status_code == 400
+        assert api.post("/v1/batches/retry", content=deep, headers=OPS_AUTH).status_code == 400
         huge = json.dumps({"batch": 1, "reason": "r" * 5_000_000}).encode()
-        assert api.post("/v1/batches/retry", content=huge, headers=AUTH).status_code == 413
+        assert api.post("/v1/batches/retry", content=huge, headers=OPS_AUTH).status_code == 413
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
@@ -236,7 +236,7 @@ def test_reason_at_the_cap_is_recorded(api: httpx.Client, rt: Runtime, sim: Sim)
     report = drain_once(rt.drainer())
     reason = "r" * REASON_MAX
     reply = api.post(
-        "/v1/batches/retry", json={"batch": report.batch_id, "reason": reason}, headers=AUTH
+        "/v1/batches/retry", json={"batch": report.batch_id, "reason": reason}, headers=OPS_AUTH
     )
     assert reply.status_code == 200 and reply.json()["count"] == 1
     timeline = api.get(f"/v1/leads/{ids[0]}", headers=AUTH).json()["timeline"]

@@ -22,7 +22,18 @@ from tests.support.batches import move
 from tests.support.procs import free_port
 from tests.test_audit import leads as audit_leads
 from tests.test_audit import make_batch
-from tests.test_intake import AUTH, CAMPAIGN, TARGET, TOKEN, body, leads, post, serving, with_tokens
+from tests.test_intake import (
+    AUTH,
+    CAMPAIGN,
+    OPS_AUTH,
+    OPS_TOKEN,
+    TARGET,
+    body,
+    leads,
+    post,
+    serving,
+    with_tokens,
+)
 
 
 @pytest.fixture
@@ -36,7 +47,8 @@ def test_lead_lookup_shows_status_and_timeline_after_a_drain(
 ) -> None:
     # Given an accepted record, When looked up before any drain, Then "queued" with its target,
     # age and the target's depth (issue 7, defect 13); When a drain appended it, Then its status
-    # is appended with the timeline and masked phone.
+    # is appended with the timeline, the phone masked for the intake token that submitted it and
+    # in full for the operator.
     record_id = post(api, body(leads(2))).json()["record_ids"][1]
     queued = api.get(f"/v1/leads/{record_id}", headers=AUTH)
     assert queued.status_code == 200
@@ -58,10 +70,12 @@ def test_lead_lookup_shows_status_and_timeline_after_a_drain(
         CAMPAIGN,
     )
     assert [t["status"] for t in data["timeline"]] == ["queued", "ready", "sending", "appended"]
-    assert data["phone1"] == "******0001"
-    by_phone = api.get("/v1/audit", params={"phone": "(212) 200-0001"}, headers=AUTH)
+    assert (data["phone1"], data["submitted_by"]) == ("******0001", "crm")
+    in_full = api.get(f"/v1/leads/{record_id}", headers=OPS_AUTH).json()
+    assert in_full["phone1"] == "2122000001" and in_full["timeline"] == data["timeline"]
+    by_phone = api.get("/v1/audit", params={"phone": "(212) 200-0001"}, headers=OPS_AUTH)
     assert [r["record_id"] for r in by_phone.json()] == [record_id]
-    assert api.get("/v1/audit", headers=AUTH).status_code == 422
+    assert api.get("/v1/audit", headers=OPS_AUTH).status_code == 422
 
 
 def test_retry_preview_changes_nothing_and_retry_is_audited(
@@ -69,7 +83,7 @@ def test_retry_preview_changes_nothing_and_retry_is_audited(
 ) -> None:
     # Given a held batch (campaign stopped), When the retry is previewed, Then it is listed and
     # nothing changes; When retried over HTTP with a reason, Then it is ready again and the
-    # audit shows the reason and the caller (api:<hash prefix>, never the token).
+    # audit shows the reason and the caller (api:<token name>, never the token).
     sim.patch_campaign(CAMPAIGN, status="STOPPED")
     ids = post(api, body(leads(3))).json()["record_ids"]
     report = drain_once(rt.drainer())
@@ -77,7 +91,7 @@ def test_retry_preview_changes_nothing_and_retry_is_audited(
     with rt.sessions() as session:
         events_before = len(session.scalars(select(Event)).all())
     preview = api.get(
-        "/v1/batches/retry-preview", params={"status": "held", "target": "1001"}, headers=AUTH
+        "/v1/batches/retry-preview", params={"status": "held", "target": "1001"}, headers=OPS_AUTH
     )
     assert preview.status_code == 200
     assert [(b["id"], b["status"]) for b in preview.json()["batches"]] == [
@@ -85,21 +99,21 @@ def test_retry_preview_changes_nothing_and_retry_is_audited(
     ]
     with rt.sessions() as session:
         assert len(session.scalars(select(Event)).all()) == events_before
-    no_reason = api.post("/v1/batches/retry", json={"batch": report.batch_id}, headers=AUTH)
+    no_reason = api.post("/v1/batches/retry", json={"batch": report.batch_id}, headers=OPS_AUTH)
     assert no_reason.status_code == 422
     blank = {"batch": report.batch_id, "reason": "  "}
-    assert api.post("/v1/batches/retry", json=blank, headers=AUTH).status_code == 422
+    assert api.post("/v1/batches/retry", json=blank, headers=OPS_AUTH).status_code == 422
     unknown = {"status": ["appended"], "reason": "x"}
-    assert api.post("/v1/batches/retry", json=unknown, headers=AUTH).status_code == 422
+    assert api.post("/v1/batches/retry", json=unknown, headers=OPS_AUTH).status_code == 422
     retried = api.post(
         "/v1/batches/retry",
         json={"batch": report.batch_id, "reason": "campaign restarted"},
-        headers=AUTH,
+        headers=OPS_AUTH,
     )
     assert retried.status_code == 200
     assert retried.json()["count"] == 1
     actor = retried.json()["actor"]
-    assert actor.startswith("api:") and TOKEN not in actor
+    assert actor == "api:ops" and OPS_TOKEN not in retried.text
     timeline = api.get(f"/v1/leads/{ids[0]}", headers=AUTH).json()["timeline"]
     assert (timeline[-1]["status"], timeline[-1]["actor"]) == (BatchStatus.READY, actor)
     assert timeline[-1]["reason"] == "campaign restarted"
@@ -108,7 +122,7 @@ def test_retry_preview_changes_nothing_and_retry_is_audited(
 def test_status_endpoint_reports_queue_depth(api: httpx.Client) -> None:
     # Given 4 queued records, When /v1/status is read, Then the target shows 4 queued.
     post(api, body(leads(4)))
-    status = api.get("/v1/status", headers=AUTH).json()
+    status = api.get("/v1/status", headers=OPS_AUTH).json()
     assert {t["target"]: t["queued"] for t in status["targets"]} == {TARGET: 4}
 
 
@@ -139,24 +153,24 @@ def test_http_retry_acts_only_on_what_the_preview_showed(
     post(api, body(leads(2)))
     report = drain_once(rt.drainer())
     assert report.outcome == "held" and report.batch_id is not None
-    seen = api.get("/v1/batches/retry-preview", params={"status": "held"}, headers=AUTH).json()
+    seen = api.get("/v1/batches/retry-preview", params={"status": "held"}, headers=OPS_AUTH).json()
     (shown,) = seen["batches"]
     with rt.sessions() as session, session.begin():
         for to in (BatchStatus.READY, BatchStatus.SENDING, BatchStatus.IN_DOUBT):
             assert move(session, report.batch_id, to, actor="tick") is not None
     expect = [{"id": shown["id"], "status": shown["status"], "version": shown["version"]}]
     stale = {"batch": report.batch_id, "reason": "campaign back", "expect": expect}
-    answer = api.post("/v1/batches/retry", json=stale, headers=AUTH).json()
+    answer = api.post("/v1/batches/retry", json=stale, headers=OPS_AUTH).json()
     assert answer["count"] == 0 and len(answer["left"]) == 1
     blind = api.post(
-        "/v1/batches/retry", json={"batch": report.batch_id, "reason": "x"}, headers=AUTH
+        "/v1/batches/retry", json={"batch": report.batch_id, "reason": "x"}, headers=OPS_AUTH
     ).json()
     assert blind["count"] == 0 and [b["id"] for b in blind["doubtful"]] == [report.batch_id]
-    now = api.get("/v1/batches/retry-preview", params={"batch": report.batch_id}, headers=AUTH)
+    now = api.get("/v1/batches/retry-preview", params={"batch": report.batch_id}, headers=OPS_AUTH)
     (current,) = now.json()["batches"]
     named = [{"id": current["id"], "status": "in_doubt", "version": current["version"]}]
     chosen = {"batch": report.batch_id, "reason": "re-send, checked", "expect": named}
-    assert api.post("/v1/batches/retry", json=chosen, headers=AUTH).json()["count"] == 1
+    assert api.post("/v1/batches/retry", json=chosen, headers=OPS_AUTH).json()["count"] == 1
 
 
 def test_a_time_without_a_zone_is_read_in_appendq_timezone(settings: Settings, rt: Runtime) -> None:
@@ -175,7 +189,7 @@ def test_a_time_without_a_zone_is_read_in_appendq_timezone(settings: Settings, r
         }
 
     def previewed(api: httpx.Client, params: dict[str, str]) -> list[int]:
-        reply = api.get("/v1/batches/retry-preview", params=params, headers=AUTH)
+        reply = api.get("/v1/batches/retry-preview", params=params, headers=OPS_AUTH)
         assert reply.status_code == 200, reply.text
         return [b["id"] for b in reply.json()["batches"]]
 
@@ -185,5 +199,5 @@ def test_a_time_without_a_zone_is_read_in_appendq_timezone(settings: Settings, r
         assert previewed(api, window(utcnow().replace(tzinfo=None))) == []
         assert previewed(api, window(utcnow())) == [batch]
         retried = {**wall_tokyo, "reason": "zone check", "status": ["held"]}
-        answer = api.post("/v1/batches/retry", json=retried, headers=AUTH).json()
+        answer = api.post("/v1/batches/retry", json=retried, headers=OPS_AUTH).json()
     assert [b["id"] for b in answer["batches"]] == [batch]

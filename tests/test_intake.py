@@ -19,7 +19,6 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from appendq.drain.tick import drain_once
 from appendq.http.app import create_app
@@ -30,7 +29,12 @@ from tests.support.procs import free_port, http_process, wait_until
 
 TOKEN = "intake-token-0123456789"
 OTHER_TOKEN = "second-token-9876543210"
+OPS_TOKEN = "operator-token-5555555555"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The operator's token: the ops endpoints (audit, retry, status) are not the intake's.
+OPS_AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
+#: The tokens of ``with_tokens``: two intake tokens (crm, vendor) and an operator (ops).
+ENTRIES = (f"crm:intake:{TOKEN}", f"vendor:intake:{OTHER_TOKEN}", f"ops:operator:{OPS_TOKEN}")
 TARGET = "service:1001"
 CAMPAIGN = 5001
 
@@ -86,9 +90,10 @@ def serve_process(
 
 
 def with_tokens(settings: Settings, *tokens: str) -> Settings:
-    """``settings`` with these API tokens (TOKEN and OTHER_TOKEN unless told)."""
-    chosen = tokens or (TOKEN, OTHER_TOKEN)
-    return settings.model_copy(update={"api_tokens": [SecretStr(t) for t in chosen]})
+    """``settings`` with these APPENDQ_API_TOKENS entries (``ENTRIES`` unless told), read as the
+    setting reads them."""
+    entries = ",".join(tokens or ENTRIES)
+    return settings.model_copy(update={"api_tokens": Settings(api_tokens=entries).api_tokens})
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ _COLUMNS = (
     Record.reason,
     Record.enqueued_at,
     Record.updated_at,
+    Record.submitted_by,
 )
 
 

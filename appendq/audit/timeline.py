@@ -75,7 +75,7 @@ class TimelineEntry:
 class RecordAudit:
     record_id: str
     target: str
-    phone1: str  # masked
+    phone1: str  # masked unless asked for in full
     account: str | None
     status: str
     reason: str | None
@@ -89,6 +89,7 @@ class RecordAudit:
     http_status: int | None = None
     error_kind: str | None = None
     updated_at: datetime | None = None
+    submitted_by: str | None = None  # the API token's name that queued it, if one did
 
     def to_dict(self, events: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Every field, the timeline in full; with ``events``, batch events' reasons and details
@@ -123,11 +124,12 @@ def find_records(
     until: datetime | None = None,
     region: str = "US",
     limit: int = 1000,
+    full_phones: bool = False,
 ) -> list[RecordAudit]:
-    """The records matching every given filter, oldest first, at most ``limit``, each with its
-    timeline. ``status`` is the effective status (one or several); ``since``/``until`` bound the
-    enqueue time (``until`` excluded). Raises ``InvalidValue`` (a ValueError naming the filter) on
-    a bad filter or on none at all, before any query runs: an id outside its BIGINT column, an
+    """The records matching every filter, oldest first, at most ``limit``, with their timelines,
+    phones masked unless ``full_phones``. ``status``: effective status (one or several);
+    ``since``/``until`` bound the enqueue time (``until`` excluded). ``InvalidValue`` (naming the
+    filter) on a bad filter or none, before any query: an id outside its BIGINT column, an
     account or phone with a control character, a record id that is not a UUID."""
     where = AuditFilter(
         phone=_phone(phone, region),
@@ -147,7 +149,7 @@ def find_records(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
         raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
     rows = session.execute(records_query(session, where, limit)).all()
-    return _audits(session, rows)
+    return _audits(session, rows, full_phones)
 
 
 #: The most records one audit question answers; the account column's length.
@@ -174,7 +176,7 @@ def _moment(value: datetime | None, field: str) -> datetime | None:
     return value
 
 
-def _audits(session: Session, rows: Sequence[Row[Any]]) -> list[RecordAudit]:
+def _audits(session: Session, rows: Sequence[Row[Any]], full_phones: bool) -> list[RecordAudit]:
     """Each record row with its batch and its timeline (events read for all rows at once)."""
     batches = {
         b.id: b
@@ -182,7 +184,10 @@ def _audits(session: Session, rows: Sequence[Row[Any]]) -> list[RecordAudit]:
     }
     by_batch, by_record = _events(session, set(batches), [r.id for r in rows])
     histories = {b: _History(history(b, by_batch)) for b in batches}
-    return [_audit(r, batches[r.batch_id], histories[r.batch_id], by_record[r.id]) for r in rows]
+    return [
+        _audit(r, batches[r.batch_id], histories[r.batch_id], by_record[r.id], full_phones)
+        for r in rows
+    ]
 
 
 class _History:
@@ -243,12 +248,14 @@ def history(batch_id: int, by_batch: dict[int, list[Event]], depth: int = 0) -> 
     return (before if split is None else before[: split + 1]) + events
 
 
-def _audit(rec: Row[Any], batch: Batch, past: _History, record_events: list[Event]) -> RecordAudit:
+def _audit(
+    rec: Row[Any], batch: Batch, past: _History, record_events: list[Event], full_phones: bool
+) -> RecordAudit:
     status = rec.status or RECORD_STATUS_OF_BATCH[batch.status]
     return RecordAudit(
         str(rec.id),
         rec.target,
-        mask_phone(rec.phone1),
+        rec.phone1 if full_phones else mask_phone(rec.phone1),
         rec.account,
         str(status),
         rec.reason or batch.error_message,
@@ -262,6 +269,7 @@ def _audit(rec: Row[Any], batch: Batch, past: _History, record_events: list[Even
         http_status=batch.http_status,
         error_kind=batch.error_kind,
         updated_at=rec.updated_at,
+        submitted_by=rec.submitted_by,
     )
 
 

@@ -1,9 +1,9 @@
-"""A claim from Redis becomes a ``ready`` batch in PostgreSQL: batch row, records (COPY) and the
-first event, in one transaction. Written through ``BatchStore.persist_claim``."""
+"""A claim from Redis becomes a ``ready`` batch in PostgreSQL: batch row, records (COPY; each
+payload encrypted, ``appendq.crypto``) and the first event, in one transaction. Written through
+``BatchStore.persist_claim``."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session
 
 from appendq.batches.lifecycle import log_transition
 from appendq.batches.views import BatchView, view_of
+from appendq.crypto import cipher_of
 from appendq.db.models import Batch, BatchStatus, Event, RecordStatus
 from appendq.queue.item import QueuedRecord
 from appendq.queue.record_queue import Claim
 from appendq.target import Target
 
 _COPY_RECORDS = (
-    "COPY records (id, batch_id, position, target, phone1, account, payload, enqueued_at, "
-    "status, reason) FROM STDIN"
+    "COPY records (id, batch_id, position, target, phone1, account, payload_enc, payload_key, "
+    "enqueued_at, status, reason, submitted_by) FROM STDIN"
 )
 
 
@@ -111,10 +112,13 @@ def _insert_batch(
 def _copy_records(
     session: Session, batch_id: int, target: str, records: Sequence[QueuedRecord]
 ) -> None:
+    cipher = cipher_of(session)
+    # Encrypted row by row as the COPY goes: PostgreSQL stores the rows already sent meanwhile.
+    sealed = cipher.seal_each((rec.id, rec.payload) for rec in records)
     raw = session.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
-        for position, rec in enumerate(records):
+        for position, (rec, blob) in enumerate(zip(records, sealed, strict=True)):
             payload = rec.payload
             copy.write_row(
                 (
@@ -124,9 +128,11 @@ def _copy_records(
                     target,
                     payload["phone1"],
                     payload.get("account"),
-                    json.dumps(payload, separators=(",", ":")),
+                    blob,
+                    cipher.current,
                     datetime.fromtimestamp(rec.enqueued_at, UTC),
                     RecordStatus.DUPLICATE.value if rec.duplicate_of else None,
                     f"duplicate of {rec.duplicate_of}" if rec.duplicate_of else None,
+                    rec.submitted_by,
                 )
             )

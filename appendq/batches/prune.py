@@ -1,4 +1,6 @@
-"""Retention: drop finished batches older than N days, with their records and events.
+"""Retention: drop finished batches older than N days, with their records and events; and, after
+APPENDQ_PII_RETENTION_DAYS (never longer), the payloads (the personal data) of finished batches,
+while their metadata (batch, lookup columns, events) is kept for the longer retention.
 
 Only finished batches go (appended, rejected, failed) whose last transition is older than the
 cutoff; open ones (ready, sending, retry_wait, held, in_doubt) are never touched, however old. The
@@ -8,6 +10,9 @@ drain and the auditors are never blocked for long.
 
 When the daily volume makes these deletes heavy (see the growth note in ``bench/audit_scale.py``),
 the next step is daily range partitions on records/events and dropping whole partitions instead.
+
+Payloads are dropped in chunks of ``DROP_CHUNK`` batches (at most 50,000 records a transaction).
+Open batches, and those held for an operator, keep theirs however old: they may still be sent.
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.batches.store import BatchStore
 from appendq.clock import utcnow
-from appendq.db.models import FINISHED_STATUSES, Batch
+from appendq.db.models import FINISHED_STATUSES, Batch, Record
 
 log = logging.getLogger(__name__)
 
 #: Batches per transaction: at most 50 x 10,000 records deleted while their rows are locked.
 CHUNK = 50
+#: Batches per transaction when dropping payloads: at most 5 x 10,000 records rewritten.
+DROP_CHUNK = 5
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,51 @@ def prune(sessions: sessionmaker[Session], cutoff: datetime, *, chunk: int = CHU
 
 def _prunable(cutoff: datetime) -> list[ColumnElement[bool]]:
     return [Batch.status.in_(FINISHED_STATUSES), Batch.updated_at < cutoff]
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """Finished batches whose payloads were dropped, and how many records lost theirs."""
+
+    cutoff: datetime
+    batches: int = 0
+    records: int = 0
+
+
+def preview_drop(session: Session, cutoff: datetime) -> DropReport:
+    """What ``drop_personal_data`` would do (records counted by batch size)."""
+    batches, records = session.execute(
+        select(func.count(), func.coalesce(func.sum(Batch.size), 0)).where(*_droppable(cutoff))
+    ).one()
+    return DropReport(cutoff, int(batches), int(records))
+
+
+def drop_personal_data(
+    sessions: sessionmaker[Session], cutoff: datetime, *, chunk: int = DROP_CHUNK
+) -> DropReport:
+    """Set to NULL the payloads of finished batches last changed before ``cutoff`` (the
+    personal-data retention), ``chunk`` batches per transaction; everything else stays."""
+    total = DropReport(cutoff)
+    while True:
+        with sessions() as session, session.begin():
+            batches, records = BatchStore(session, "prune").drop_payloads(_droppable(cutoff), chunk)
+        if batches == 0:
+            return total
+        total = DropReport(cutoff, total.batches + batches, total.records + records)
+        log.info(
+            "dropped the payloads of %d records in %d finished batches last changed before %s",
+            records,
+            batches,
+            cutoff.isoformat(),
+            extra={"batches": batches, "records": records},
+        )
+
+
+def _droppable(cutoff: datetime) -> list[ColumnElement[bool]]:
+    """Finished before ``cutoff``, with a payload left (a batch already done is not chosen
+    again, so the loop ends)."""
+    kept = exists().where(
+        Record.batch_id == Batch.id,
+        Record.payload_enc.is_not(None) | Record.legacy_payload.is_not(None),
+    )
+    return [*_prunable(cutoff), kept]

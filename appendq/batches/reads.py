@@ -1,15 +1,18 @@
 """What the drain and the reconciliation read of batches and records (no writes: see
-``appendq.batches.store``)."""
+``appendq.batches.store``). ``batch_payloads`` is the one read that decrypts personal data."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from appendq.batches.views import BatchView, RecordRef, view_of
+from appendq.crypto import PayloadCipher, PayloadUnreadable, cipher_of
 from appendq.db.models import OPEN_STATUSES, Batch, BatchStatus, Record, RecordStatus
 
 
@@ -35,14 +38,48 @@ def open_targets(session: Session) -> dict[str, datetime]:
 
 
 def batch_payloads(session: Session, batch_id: int) -> list[dict[str, Any]]:
-    """The LiveVox records of a batch, in claim order, without those that parted from it."""
-    return list(
-        session.scalars(
-            select(Record.payload)
-            .where(Record.batch_id == batch_id, Record.status.is_(None))
-            .order_by(Record.position)
-        )
+    """The LiveVox records of a batch, in claim order, without those that parted from it,
+    decrypted: only to send or re-send them. ``PayloadUnreadable`` names a record whose payload
+    no configured key opens, or whose payload was dropped (never a partial batch)."""
+    cipher = cipher_of(session)
+    rows = session.execute(
+        select(Record.id, Record.payload_enc, Record.payload_key, Record.legacy_payload)
+        .where(Record.batch_id == batch_id, Record.status.is_(None))
+        .order_by(Record.position)
     )
+    return [_opened(cipher, *row) for row in rows]
+
+
+def _opened(
+    cipher: PayloadCipher,
+    record_id: uuid.UUID,
+    sealed: bytes | None,
+    key: str | None,
+    legacy: dict[str, Any] | None,
+) -> dict[str, Any]:
+    if sealed is not None:
+        return cipher.open(record_id, sealed, key)
+    if legacy is not None:  # written before migration 0007, not encrypted yet
+        return legacy
+    raise PayloadUnreadable(
+        f"record {record_id}: its payload was dropped (APPENDQ_PII_RETENTION_DAYS): "
+        "it cannot be sent again"
+    )
+
+
+def payload_dropped() -> ColumnElement[bool]:
+    """A batch (in a query on ``Batch``) some of whose riding records lost their payload to
+    the personal-data retention: it can never be sent again."""
+    return exists().where(
+        Record.batch_id == Batch.id,
+        Record.status.is_(None),
+        Record.payload_enc.is_(None),
+        Record.legacy_payload.is_(None),
+    )
+
+
+def has_dropped_payloads(session: Session, batch_id: int) -> bool:
+    return bool(session.scalar(select(payload_dropped()).where(Batch.id == batch_id)))
 
 
 def stale_sending(session: Session, older_than: timedelta) -> list[tuple[int, int]]:
@@ -109,17 +146,36 @@ def batch_view(session: Session, batch_id: int) -> BatchView | None:
     return view_of(batch) if batch is not None else None
 
 
-def rejected_records(session: Session, batch_id: int) -> list[Record]:
+@dataclass(frozen=True)
+class RejectedRecord:
+    """What giving back a rejected record's dedupe keys needs: its clear lookup columns (the
+    dedupe keys are phone1 and account), never its payload."""
+
+    id: uuid.UUID
+    target: str
+    phone1: str
+    account: str | None
+    enqueued_at: datetime
+
+    @property
+    def lookup(self) -> dict[str, str]:
+        """The fields a dedupe key is made of, as in the payload."""
+        found = {"phone1": self.phone1}
+        if self.account is not None:
+            found["account"] = self.account
+        return found
+
+
+def rejected_records(session: Session, batch_id: int) -> list[RejectedRecord]:
     """The records of a batch that ended rejected: set apart alone, or with the whole batch."""
     batch_rejected = select(Batch.id).where(
         Batch.id == batch_id, Batch.status == BatchStatus.REJECTED
     )
-    return list(
-        session.scalars(
-            select(Record).where(
-                Record.batch_id == batch_id,
-                (Record.status == RecordStatus.REJECTED)
-                | (Record.status.is_(None) & Record.batch_id.in_(batch_rejected)),
-            )
+    rows = session.execute(
+        select(Record.id, Record.target, Record.phone1, Record.account, Record.enqueued_at).where(
+            Record.batch_id == batch_id,
+            (Record.status == RecordStatus.REJECTED)
+            | (Record.status.is_(None) & Record.batch_id.in_(batch_rejected)),
         )
     )
+    return [RejectedRecord(*row) for row in rows]

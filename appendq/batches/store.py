@@ -8,8 +8,9 @@ so a batch that left a status and came back (a second drainer re-sent it meanwhi
 stale verdict or a late answer; a refused move returns None and the caller must not act on what
 it knew. The columns a move may set are the fields of ``Change``: none can be misspelt.
 
-The helpers ``claims`` (a claim becomes a batch), ``parts`` (a batch split, a record set apart)
-and ``prune`` (retention) write only through here or under its rules, in the caller's session.
+The helpers ``claims`` (a claim becomes a batch), ``parts`` (a batch split, a record set apart),
+``payloads`` (re-encryption, personal-data retention), ``prune`` (retention) and ``rekey`` (key
+rotation) write only through here or under its rules, in the caller's session.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, Delete, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from appendq.batches import claims, lifecycle, parts
+from appendq.batches import claims, lifecycle, parts, payloads, reads
 from appendq.batches.views import BatchView, RecordRef, view_of
+from appendq.crypto import PayloadCipher
 from appendq.db.models import (
     FINISHED_STATUSES,
     SENDABLE_STATUSES,
@@ -34,6 +36,7 @@ from appendq.db.models import (
     Record,
     RecordStatus,
 )
+from appendq.errors import InvalidValue
 from appendq.queue.record_queue import Claim
 
 S = BatchStatus
@@ -272,7 +275,14 @@ class BatchStore:
         change: Change = Change(),
         detail: dict[str, Any] | None = None,
     ) -> BatchView | None:
-        """Back to ``ready``: an operator's retry, a refusal that proved to be the campaign's."""
+        """Back to ``ready``: an operator's retry, a refusal that proved to be the campaign's.
+        ``InvalidValue`` for a batch whose personal data was dropped: it cannot be sent again."""
+        if reads.has_dropped_payloads(self.session, batch_id):
+            raise InvalidValue(
+                "batch",
+                f"batch {batch_id}: the personal data of its records was dropped "
+                "(APPENDQ_PII_RETENTION_DAYS): it cannot be sent again",
+            )
         return self.move(
             batch_id,
             S.READY,
@@ -340,6 +350,18 @@ class BatchStore:
         events = self._deleted(delete(Event).where(Event.batch_id.in_(ids)))
         records = self._deleted(delete(Record).where(Record.batch_id.in_(ids)))
         return self._deleted(delete(Batch).where(Batch.id.in_(ids))), records, events
+
+    def drop_payloads(self, where: list[ColumnElement[bool]], chunk: int) -> tuple[int, int]:
+        """The payloads of up to ``chunk`` batches matching ``where`` set to NULL (personal-data
+        retention; see ``payloads.drop_chunk``). Returns (batches, records)."""
+        return payloads.drop_chunk(self.session, where, chunk)
+
+    def reseal_payloads(
+        self, cipher: PayloadCipher, after: uuid.UUID | None, chunk: int
+    ) -> tuple[int, uuid.UUID | None]:
+        """Up to ``chunk`` payloads past ``after`` re-encrypted under the current key (see
+        ``payloads.reseal_chunk``)."""
+        return payloads.reseal_chunk(self.session, cipher, after, chunk)
 
     def _deleted(self, statement: Delete) -> int:
         return cast(CursorResult[Any], self.session.execute(statement)).rowcount

@@ -6,6 +6,7 @@ from appendq.cli import (  # noqa: F401  (registers commands)
     audit,
     doctor,
     enqueue,
+    keys,
     ops,
     serve,
     simulator,

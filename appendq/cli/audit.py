@@ -1,18 +1,23 @@
-"""``appendq audit``: what happened to a lead, read from the audit (``appendq.audit.timeline``)."""
+"""``appendq audit``: what happened to a lead, read from the audit (``appendq.audit.timeline``);
+``appendq audit --access-log``: who read it (``appendq.audit.access``). Every run of either is
+written to the access log before anything is shown."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, tzinfo
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from appendq.audit import timeline
+from appendq.audit.access import AccessEntry, cli_actor, read_log, record_access
 from appendq.cli.app import main
 from appendq.cli.common import ID, TIME_FORMAT, BadInput, IsoTime, echo_json, load_settings, runtime
 from appendq.clock import in_zone
 from appendq.db.models import RecordStatus
-from appendq.settings import Settings
+from appendq.runtime import Runtime
 
 
 @main.command("audit")
@@ -32,17 +37,44 @@ from appendq.settings import Settings
 @click.option("--since", type=IsoTime(), help="enqueued at or after (ISO; APPENDQ_TIMEZONE).")
 @click.option("--until", type=IsoTime(), help="enqueued before (ISO; APPENDQ_TIMEZONE).")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--full-phones", is_flag=True, help="Phone numbers in full (else masked); the log says so."
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    help="Show the access log instead: who read personal data, when, with what filter "
+    "(with --since, --until, --actor, --limit, --json).",
+)
+@click.option("--actor", help="With --access-log: only this actor (api:NAME, operator:LOGIN).")
 @click.option("--json", "as_json", is_flag=True, help="Full detail, machine-readable.")
-def audit_cmd(limit: int, as_json: bool, **where: Any) -> None:
+def audit_cmd(
+    limit: int,
+    as_json: bool,
+    full_phones: bool,
+    access_log: bool,
+    actor: str | None,
+    **where: Any,
+) -> None:
     """What happened to a lead: each matching record, its status and its timeline (queued,
-    batched, sent, outcome, operator retries with who and why). Filters combine (AND)."""
+    batched, sent, outcome, operator retries with who and why). Filters combine (AND). Every
+    run is written to the access log (operator:<login>, the filter with phones masked, how many
+    records) before anything is shown; `--access-log` shows that log, newest first."""
+    if access_log:
+        _access_log(limit, as_json, actor, full_phones, where)
+        return
+    if actor is not None:
+        raise click.UsageError("--actor goes with --access-log")
     if all(v is None or v == () for v in where.values()):
         raise click.UsageError(
             "give at least one filter: --phone, --account, --record, --batch, --campaign, "
             "--service, --status, --since or --until"
         )
     settings = load_settings(log=False)
-    found = _find(settings, limit, **where)
+    asked = {_FILTER_NAMES.get(k, k): v for k, v in where.items()}
+    with runtime(settings) as rt:
+        found = _find(rt, limit, full_phones, **where)
+        _logged(rt, "audit", {**asked, "limit": limit, "full_phones": full_phones}, len(found))
     if as_json:
         echo_json(timeline.document(found))
         return
@@ -53,9 +85,39 @@ def audit_cmd(limit: int, as_json: bool, **where: Any) -> None:
     click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
 
 
+#: Option names as the access log records a CLI filter (as the HTTP API names them).
+_FILTER_NAMES = {
+    "record_id": "record",
+    "batch_id": "batch",
+    "campaign_id": "campaign",
+    "service_id": "service",
+    "statuses": "status",
+}
+
+
+def _logged(rt: Runtime, action: str, where: dict[str, Any], records: int) -> None:
+    """The access-log row of this run, before anything is shown (none shown if it fails)."""
+    where = {k: v for k, v in where.items() if v is not False}
+    try:
+        record_access(
+            rt.sessions,
+            actor=cli_actor(),
+            channel="cli",
+            action=action,
+            where=where,
+            records=records,
+        )
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"this read could not be written to the access log ({type(exc).__name__}): nothing "
+            "is shown (is the database migrated? `appendq migrate`)"
+        ) from None
+
+
 def _find(
-    settings: Settings,
+    rt: Runtime,
     limit: int,
+    full_phones: bool,
     *,
     statuses: tuple[str, ...],
     since: datetime | None,
@@ -63,7 +125,8 @@ def _find(
     **keys: Any,
 ) -> list[timeline.RecordAudit]:
     """The matching records; a filter that cannot be asked is one line and exit 2."""
-    with runtime(settings) as rt, rt.sessions() as session:
+    settings = rt.settings
+    with rt.sessions() as session:
         try:
             return timeline.find_records(
                 session,
@@ -73,6 +136,7 @@ def _find(
                 until=in_zone(until, settings.tz),
                 region=settings.default_region,
                 limit=limit,
+                full_phones=full_phones,
             )
         except ValueError as exc:  # InvalidValue: a filter that cannot be asked
             raise BadInput(str(exc)) from None
@@ -104,3 +168,41 @@ def _print_record(rec: timeline.RecordAudit, tz: tzinfo, shown: set[int]) -> Non
             f"{why}".rstrip()
         )
     click.echo()
+
+
+# -- the access log ----------------------------------------------------------------------------
+
+
+def _access_log(
+    limit: int, as_json: bool, actor: str | None, full_phones: bool, where: dict[str, Any]
+) -> None:
+    """``--access-log``: the log's rows, newest first, within --since/--until, by --actor."""
+    since, until = where.pop("since"), where.pop("until")
+    if full_phones or any(v is not None and v != () for v in where.values()):
+        raise click.UsageError("--access-log takes --since, --until, --actor, --limit and --json")
+    settings = load_settings(log=False)
+    asked = {"since": since, "until": until, "actor": actor, "limit": limit}
+    with runtime(settings) as rt:
+        with rt.sessions() as session:
+            found = read_log(
+                session,
+                since=in_zone(since, settings.tz),
+                until=in_zone(until, settings.tz),
+                actor=actor,
+                limit=limit,
+            )
+        _logged(rt, "access_log", asked, len(found))
+    if as_json:
+        echo_json([e.to_dict() for e in found])
+        return
+    for entry in found:
+        _print_access(entry, settings.tz)
+    click.echo(f"{len(found):,} read{'' if len(found) == 1 else 's'} of personal data")
+
+
+def _print_access(entry: AccessEntry, tz: tzinfo) -> None:
+    what = json.dumps(entry.filter, separators=(",", ":"), default=str)
+    click.echo(
+        f"{entry.at.astimezone(tz):{TIME_FORMAT}}  {entry.actor:<28} {entry.channel:<4} "
+        f"{entry.action:<10} {entry.records:>7,}  {what}"
+    )

@@ -30,7 +30,7 @@ from appendq.cli.common import (
     runtime,
 )
 from appendq.clock import in_zone
-from appendq.db.models import BatchStatus
+from appendq.db.models import RETRYABLE_STATUSES, BatchStatus
 from appendq.ops import retry
 from appendq.ops.retry import BatchSummary, RetryFilter, RetryResult
 from appendq.ops.status import collect
@@ -108,7 +108,7 @@ def _why_waiting(row: dict[str, Any]) -> str:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice([s.value for s in retry.RETRYABLE]),
+    type=click.Choice([s.value for s in RETRYABLE_STATUSES]),
     help="batches in this status (repeatable; default: every retryable status).",
 )
 @click.option("--service", "service_id", type=ID, help="batches of this LiveVox service.")
@@ -226,7 +226,7 @@ def _nothing_to_retry(session: Session, batch_id: int | None) -> None:
             raise click.ClickException(f"no batch {batch_id}")
         raise click.ClickException(
             f"batch {batch_id} is {found[0].batch_status} (or outside the filters): only "
-            f"{', '.join(retry.RETRYABLE)} batches can be retried"
+            f"{', '.join(RETRYABLE_STATUSES)} batches can be retried"
         )
     click.echo("no batch matches: nothing changed")
 
@@ -271,12 +271,16 @@ def _show_preview(preview: Sequence[BatchSummary], tz: tzinfo, as_json: bool) ->
 @click.option("--chunk", default=prune.CHUNK, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
-    """Delete finished batches (appended, rejected, failed) older than the retention, with their
-    records and events, a chunk of batches per transaction. Open batches are never deleted."""
+    """Drop the payloads (personal data) of finished batches older than
+    APPENDQ_PII_RETENTION_DAYS, then delete finished batches (appended, rejected, failed) older
+    than the retention, with their records and events, a chunk of batches per transaction. Open
+    batches are never deleted."""
     settings = load_settings()
     days = settings.retention_days if older_than_days is None else older_than_days
+    with runtime(settings) as rt:
+        _drop_personal_data(rt, settings, yes)
     if days <= 0:
-        click.echo("retention is off (0 days): nothing pruned")
+        click.echo("retention is off (0 days): no batch pruned")
         return
     cutoff = prune.cutoff_for(days)
     with runtime(settings) as rt:
@@ -297,3 +301,22 @@ def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
     click.echo(
         f"deleted {done.batches:,} batches, {done.records:,} records, {done.events:,} events"
     )
+
+
+def _drop_personal_data(rt: Runtime, settings: Settings, yes: bool) -> None:
+    """The payloads of finished batches past APPENDQ_PII_RETENTION_DAYS (their metadata stays)."""
+    if settings.pii_days <= 0:
+        return
+    cutoff = prune.cutoff_for(settings.pii_days)
+    with rt.sessions() as session:
+        plan = prune.preview_drop(session, cutoff)
+    if plan.batches == 0:
+        return
+    local = cutoff.astimezone(settings.tz)
+    click.echo(
+        f"the payloads (personal data) of {plan.records:,} records in {plan.batches:,} finished "
+        f"batches last changed before {local:{TIME_FORMAT}} will be dropped; the batches stay"
+    )
+    _confirm("Drop them?", yes)
+    done = prune.drop_personal_data(rt.sessions, cutoff)
+    click.echo(f"dropped the payloads of {done.records:,} records in {done.batches:,} batches")

@@ -28,10 +28,12 @@ class _PathOnly(logging.Filter):
 @click.option(
     "--insecure-no-auth",
     is_flag=True,
-    help="Accept requests without a token when APPENDQ_API_TOKENS is empty (local demos only).",
+    help="With APPENDQ_API_TOKENS empty, every caller is anonymous with every role (local "
+    "demos only).",
 )
 def serve_cmd(host: str, port: int, insecure_no_auth: bool) -> None:
-    """Run the HTTP intake: POST /v1/leads, audit, retry, status, /metrics, /healthz, /docs."""
+    """Run the HTTP intake: POST /v1/leads, audit, retry, status, /metrics, /healthz, /docs.
+    Tokens and their roles: APPENDQ_API_TOKENS (name:role:secret, comma-separated)."""
     from appendq.http.app import create_app  # FastAPI is only imported by this command
 
     settings = load_settings()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -167,13 +168,24 @@ class Record(Base):
     target: Mapped[str] = mapped_column(String(40), nullable=False)
     phone1: Mapped[str] = mapped_column(String(32), nullable=False)
     account: Mapped[str | None] = mapped_column(String(50))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    #: The LiveVox record kept for retry, encrypted (``appendq.crypto``) under the key named by
+    #: ``payload_key``; decrypted only to send or re-send it. NULL once its finished batch is past
+    #: APPENDQ_PII_RETENTION_DAYS (``appendq prune``). phone1 and account stay clear above.
+    payload_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_key: Mapped[str | None] = mapped_column(String(16))
+    #: The record in clear, as written before migration 0007 only (NULL for every record since):
+    #: ``appendq rotate-keys`` encrypts what is left into payload_enc.
+    legacy_payload: Mapped[dict[str, Any] | None] = mapped_column(
+        "payload", JSONB(none_as_null=True)
+    )
     #: NULL while the record shares its batch's fate; set when it parts from it (a poison record
     #: rejected alone, a duplicate). The effective status is ``records_effective_status()``.
     status: Mapped[RecordStatus | None] = mapped_column(_enum(RecordStatus, "record_status"))
     reason: Mapped[str | None] = mapped_column(Text)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = _now()
+    #: who submitted the record: the API token's name (an intake token sees only its own)
+    submitted_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_records_batch_position", "batch_id", "position"),
@@ -242,6 +254,26 @@ class TargetEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_target_events_target_at", "target", "at"),)
+
+
+class AccessLog(Base):
+    """Append-only: every read that returned personal data (an audit, a lead lookup), with who
+    asked, when, how (cli, http) and with what filter (phone numbers in it masked)."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # cli | http
+    action: Mapped[str] = mapped_column(String(32), nullable=False)  # audit | lead | preview ...
+    filter: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    records: Mapped[int] = mapped_column(Integer, nullable=False)  # how many records it returned
+
+    __table_args__ = (
+        Index("ix_access_log_at", "at"),
+        Index("ix_access_log_actor_at", "actor", "at"),
+    )
 
 
 #: A record's status while it follows its batch.

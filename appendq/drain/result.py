@@ -180,14 +180,15 @@ def _report(
 def release_dedupe(d: Drainer, batch_id: int) -> None:
     """Records that ended rejected give their dedupe key back
     (``appendq.queue.record_queue.dedupe``), after the
-    rejection committed: a corrected resubmission of the lead is then accepted."""
+    rejection committed: a corrected resubmission of the lead is then accepted. The keys are
+    made of the clear lookup columns (phone1, account): no payload is decrypted here."""
     tz = d.settings.tz
     with d.sessions() as session:
         held = [
             r
             for rec in reads.rejected_records(session, batch_id)
             for r in dedupe.reservations(
-                rec.payload,
+                rec.lookup,
                 target=rec.target,
                 day=dedupe.day_of(rec.enqueued_at, tz),
                 record_id=str(rec.id),

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError, OperationalError, StatementError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appendq.errors import InvalidValue, PhoneBudgetExceeded, TooManyTargets
-from appendq.http.intake import Refused
+from appendq.http.refused import Refused
 from appendq.http.validation import SafeJSONResponse
 
 #: The intake's logger (``appendq.http``): log filters select on it.

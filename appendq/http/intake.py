@@ -1,7 +1,7 @@
-"""The HTTP intake's plain core: who is calling, what they sent, whether the queue can take it,
-and ``Intake.submit`` putting it there. No FastAPI here: ``appendq.http.app`` builds the
-dependencies
-and calls these; every answer that is not a success is raised as ``Refused``.
+"""The HTTP intake's plain core: what the caller (``appendq.http.auth``) sent, whether the queue
+can take it, and ``Intake.submit`` putting it there, each record marked with the caller's token
+name (``submitted_by``). No FastAPI here: ``appendq.http.app`` builds the dependencies and calls
+these; every answer that is not a success is raised as ``Refused``.
 
 Idempotency (``Idempotency-Key``): per token (a hash of it) and key, one Redis string
 (``Keys.idempotency``): ``pending:<nonce>`` while the first request runs (SET NX), then the
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import hmac
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +33,9 @@ import redis
 
 from appendq.errors import InvalidValue
 from appendq.faults import crashpoint
+from appendq.http.auth import Caller
 from appendq.http.intake_queue import PUSHED, IntakeQueue, rebuild
+from appendq.http.refused import Refused
 from appendq.http.validation import BodyError, ambiguous_keys, explain_ambiguous, loads
 from appendq.keys import Keys
 from appendq.settings import LIVEVOX_BATCH_LIMIT, Settings
@@ -57,63 +57,11 @@ RETRY_AFTER_CAP_S = 300
 _TARGET_KINDS = ("service", "campaign")
 
 
-class Refused(Exception):
-    """Any answer but success: HTTP status, a message for the client, extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        headers: dict[str, str] | None = None,
-        *,
-        field: str | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
-        self.field = field
-
-    def body(self) -> dict[str, Any]:
-        return {"detail": self.detail, **({"field": self.field} if self.field else {})}
-
-
 @dataclass(frozen=True)
 class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who called: ``actor`` for the audit (``api:`` + a hash prefix, never the token) and
-    ``scope``, the full hash, which keeps one caller's Idempotency-Keys apart from another's."""
-
-    actor: str
-    scope: str
-
-
-ANONYMOUS = Caller("api:anonymous", "anonymous")
-
-
-def authenticate(tokens: Sequence[bytes], authorization: str | None) -> Caller:
-    """The caller behind ``Authorization: Bearer <token>``; every token is compared, each in
-    constant time. With no tokens configured (``--insecure-no-auth``) everyone is anonymous."""
-    if not tokens:
-        return ANONYMOUS
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Refused(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    candidate = given.strip().encode()
-    found: bytes | None = None
-    for token in tokens:
-        if hmac.compare_digest(candidate, token):
-            found = token
-    if found is None:
-        raise Refused(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    digest = hashlib.sha256(found).hexdigest()
-    return Caller(f"api:{digest[:8]}", digest)
 
 
 def parse_submission(raw: bytes, content_type: str | None = None) -> tuple[str, list[Any]]:
@@ -241,7 +189,8 @@ class Intake:
                 return Reply(202, self._replay(saved, records), {"Idempotent-Replayed": "true"})
         try:
             self._check_backlog()
-            receipt = self._producer(slot, body_hash).enqueue(target, records).to_dict()
+            producer = self._producer(slot, body_hash)
+            receipt = producer.enqueue(target, records, submitted_by=caller.name).to_dict()
         except BaseException:
             if slot is not None:
                 idem.release(slot, marker)

@@ -8,10 +8,12 @@
   marker lands with the records or not at all, so a retry with the same key can never queue them
   again, whether the answer was lost after redis-py's retries or the intake died before storing
   the full receipt (``rebuild`` turns the marker back into that receipt);
-- indexes every record id under the UTC day of its id (``Keys.intake_ids``: id -> target, plus
-  " <first id>" for a duplicate), for three days, so ``GET /v1/leads/{id}`` can answer ``queued``
-  for a record still in Redis (``find_queued``) without scanning a queue. Only records queued
-  through the HTTP intake are indexed; the audit answers for every record once it is batched.
+- indexes every record id under the UTC day of its id (``Keys.intake_ids``: id -> target, then
+  " <first id>" (empty if none) " <token name>" for a duplicate or a record a named caller
+  submitted), for three days, so ``GET /v1/leads/{id}`` can answer ``queued`` for a record still
+  in Redis (``find_queued``) without scanning a queue, and only to the token that submitted it
+  (or a reader of every record). Only records queued through the HTTP intake are indexed; the
+  audit answers for every record once it is batched.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ ID_INDEX_TTL_S = 3 * 86_400
 PUSHED = "pushed"
 
 # KEYS: Idempotency-Key slot, id index, dedupe hash. ARGV: slot TTL (0: no slot), index TTL, the
-# slot's JSON up to its "dup" list, target, then one pair per record: dedupe field ('' = none),
-# record id. Runs after the push scripts in one MULTI/EXEC: a field holding another record's id
-# makes this record a duplicate of it (exactly what the push decided).
+# slot's JSON up to its "dup" list, target, submitter ('' = none), then one pair per record:
+# dedupe field ('' = none), record id. Runs after the push scripts in one MULTI/EXEC: a field
+# holding another record's id makes this record a duplicate of it (exactly what the push
+# decided).
 _MARK = """
 local marks, entries = {}, {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local field, id = ARGV[i], ARGV[i + 1]
   local first = ''
   if field ~= '' then
@@ -52,7 +55,9 @@ for i = 5, #ARGV, 2 do
   end
   marks[#marks + 1] = '"' .. first .. '"'
   entries[#entries + 1] = id
-  if first == '' then
+  if ARGV[5] ~= '' then
+    entries[#entries + 1] = ARGV[4] .. ' ' .. first .. ' ' .. ARGV[5]
+  elseif first == '' then
     entries[#entries + 1] = ARGV[4]
   else
     entries[#entries + 1] = ARGV[4] .. ' ' .. first
@@ -113,6 +118,7 @@ class IntakeQueue(RecordQueue):
             ID_INDEX_TTL_S,
             head[:-1] + ',"dup":[',
             target,
+            records[0].submitted_by or "",
         ]
         for rec in records:
             args += (dedupe_key(rec.payload, self.dedupe) or "", rec.id)
@@ -159,7 +165,8 @@ def find_queued(queue: RecordQueue, record_id: str) -> dict[str, Any] | None:
         found = next((v for v in pipe.execute() if v is not None), None)
     if found is None:
         return None
-    target, _, first = found.decode().partition(" ")
+    target, _, rest = found.decode().partition(" ")
+    first, _, who = rest.partition(" ")
     answer: dict[str, Any] = {
         "record_id": record_id,
         "status": "queued",
@@ -170,4 +177,6 @@ def find_queued(queue: RecordQueue, record_id: str) -> dict[str, Any] | None:
     }
     if first:
         answer["duplicate_of"] = first
+    if who:
+        answer["submitted_by"] = who
     return answer

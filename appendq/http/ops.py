@@ -1,6 +1,6 @@
 """The operator and auditor side of the HTTP intake, as plain functions of the Runtime: a record's
 lookup, the audit search, retry preview and retry, and the health check. ``appendq.http.app`` serves
-them; they raise ``Refused`` (``appendq.http.intake``) for every answer that is not a success.
+them; they raise ``Refused`` (``appendq.http.refused``) for every answer that is not a success.
 
 Every value that reaches PostgreSQL is checked first (ids within BIGINT, search terms and the
 operator's reason as one line of text, capped): a bad one is a 422 naming it, never a database
@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from appendq.audit import timeline
 from appendq.clock import in_zone
-from appendq.db.models import BatchStatus
+from appendq.db.models import RETRYABLE_STATUSES, BatchStatus
 from appendq.errors import InvalidValue
-from appendq.http.intake import Refused
+from appendq.http.auth import Caller
 from appendq.http.intake_queue import find_queued
+from appendq.http.refused import Refused
 from appendq.http.validation import MAX_QUERY_TEXT
 from appendq.leads import check_text
 from appendq.ops import retry as retries
@@ -39,44 +40,61 @@ def refuse(exc: InvalidValue) -> Refused:
     return Refused(422, str(exc), field=exc.field)
 
 
-def lookup_record(rt: Runtime, record_id: str) -> dict[str, Any]:
+def lookup_record(rt: Runtime, record_id: str, caller: Caller) -> dict[str, Any]:
     """``GET /v1/leads/{id}``: the record's status and timeline from the audit; for a record the
     HTTP intake queued and no drain has batched yet, ``queued`` with its target and age
-    (``appendq.http.intake_queue.find_queued``)."""
+    (``appendq.http.intake_queue.find_queued``). A caller that does not read every record (an
+    intake token) finds only the records it submitted, phones masked: another's record is
+    "unknown", exactly as a record that does not exist."""
     try:
         uuid.UUID(record_id)
     except ValueError:
         raise Refused(404, f"{record_id[:60]!r} is not a record id") from None
-    found = _audited(rt, record_id)
+    found = _audited(rt, record_id, caller.reads_all)
     if found is not None:
-        return found
+        return _visible(found, caller, record_id)
     queued = find_queued(rt.queue, record_id)
     if queued is not None and queued["target_depth"] > 0:
-        return queued
-    found = _audited(rt, record_id)  # batched between the two looks
+        return _visible(queued, caller, record_id)
+    found = _audited(rt, record_id, caller.reads_all)  # batched between the two looks
     if found is not None:
-        return found
+        return _visible(found, caller, record_id)
     if queued is not None:
+        _visible(queued, caller, record_id)
         raise Refused(
             404,
             f"record {record_id}: queued for {queued['target']} at {queued['queued_at']}, no "
             "longer in that queue and not in the audit (was the target cleared?)",
         )
-    raise Refused(
+    raise _unknown(record_id)
+
+
+def _visible(answer: dict[str, Any], caller: Caller, record_id: str) -> dict[str, Any]:
+    """``answer`` if ``caller`` may see this record, else the 404 of an unknown record."""
+    if caller.reads_all or answer.get("submitted_by") == caller.name:
+        return answer
+    raise _unknown(record_id)
+
+
+def _unknown(record_id: str) -> Refused:
+    return Refused(
         404,
         f"record {record_id}: unknown (records queued by the HTTP intake are found at once; "
         "others once a drain batches them)",
     )
 
 
-def _audited(rt: Runtime, record_id: str) -> dict[str, Any] | None:
+def _audited(rt: Runtime, record_id: str, full_phones: bool) -> dict[str, Any] | None:
     with rt.sessions() as session:
-        found = timeline.find_records(session, record_id=record_id, limit=1)
+        found = timeline.find_records(
+            session, record_id=record_id, limit=1, full_phones=full_phones
+        )
     return found[0].to_dict() if found else None
 
 
-def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
-    """``GET /v1/audit``: records matching every filter given (at least one)."""
+def search_audit(rt: Runtime, *, full_phones: bool, **where: Any) -> list[dict[str, Any]]:
+    """``GET /v1/audit``: records matching every filter given (at least one); phone numbers in
+    full for a caller allowed them (``full_phones``), masked otherwise."""
     filters = {k: v for k, v in where.items() if v is not None and k not in ("limit", "region")}
     if not filters:
         raise Refused(422, "give phone, account, batch or record")
@@ -89,7 +107,7 @@ def search_audit(rt: Runtime, **where: Any) -> list[dict[str, Any]]:
         raise refuse(exc) from None
     with rt.sessions() as session:
         try:
-            found = timeline.find_records(session, **where)
+            found = timeline.find_records(session, **where, full_phones=full_phones)
         except InvalidValue as exc:
             raise refuse(exc) from None
         except ValueError as exc:  # a phone or record id that cannot match anything
@@ -109,9 +127,9 @@ def retry_filter(
     """A ``RetryFilter`` from request parameters (a time without a zone is in ``tz``,
     APPENDQ_TIMEZONE); 422 on an unknown or final status or target."""
     names = [s.strip() for text in statuses for s in text.split(",") if s.strip()]
-    wrong = [s for s in names if s not in {str(r) for r in retries.RETRYABLE}]
+    wrong = [s for s in names if s not in {str(r) for r in RETRYABLE_STATUSES}]
     if wrong:
-        allowed = ", ".join(str(r) for r in retries.RETRYABLE)
+        allowed = ", ".join(str(r) for r in RETRYABLE_STATUSES)
         raise Refused(422, f"status {wrong}: only {allowed} batches can be retried")
     try:
         where = str(parse_target(target)) if target is not None else None

@@ -27,13 +27,13 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from appendq.batches import reads
 from appendq.batches.store import BatchStore, Change
 from appendq.db.models import MAY_DUPLICATE, RETRYABLE_STATUSES, Batch, BatchStatus
 from appendq.errors import InvalidValue
 from appendq.leads import check_text
 from appendq.target import Target, check_id
 
-RETRYABLE = RETRYABLE_STATUSES
 MAX_BATCHES = 10_000
 #: The longest reason an operator may give (characters); it is stored once per event.
 REASON_MAX = 500
@@ -90,8 +90,9 @@ class RetryFilter:
                 raise InvalidValue(name, "must be a date and time")
 
     def query(self) -> Select[Batch]:
-        statuses = [s for s in (self.statuses or RETRYABLE) if s in RETRYABLE]
-        query = select(Batch).where(Batch.status.in_(statuses))
+        statuses = [s for s in (self.statuses or RETRYABLE_STATUSES) if s in RETRYABLE_STATUSES]
+        # a batch whose payloads the personal-data retention dropped can never be sent again
+        query = select(Batch).where(Batch.status.in_(statuses), ~reads.payload_dropped())
         if self.batch_id is not None:
             query = query.where(Batch.id == self.batch_id)
         if self.target is not None:
@@ -251,7 +252,9 @@ def _move(store: BatchStore, batch: Batch, reason: str) -> BatchSummary:
         "attempts": summary.attempts,
         "version": summary.version,
     }
-    store.requeue(batch.id, summary.version, note, expect=RETRYABLE, change=clean, detail=detail)
+    store.requeue(
+        batch.id, summary.version, note, expect=RETRYABLE_STATUSES, change=clean, detail=detail
+    )
     return summary
 
 

@@ -43,18 +43,23 @@ class QueuedRecord:
     """A validated record as it waits in Redis: stable id, enqueue time, LiveVox payload.
 
     ``duplicate_of`` names the record it repeats (same service, same day): it travels through the
-    queue so that it is audited with its batch, and is never sent to LiveVox.
+    queue so that it is audited with its batch, and is never sent to LiveVox. ``submitted_by``
+    names who submitted it (an API token's name), so that an intake token can look up its own
+    records and no other.
     """
 
     id: str
     enqueued_at: float
     payload: dict[str, Any]
     duplicate_of: str | None = None
+    submitted_by: str | None = None
 
     def dumps(self) -> str:
         obj: dict[str, Any] = {"id": self.id, "t": self.enqueued_at, "r": self.payload}
         if self.duplicate_of is not None:
             obj["d"] = self.duplicate_of
+        if self.submitted_by is not None:
+            obj["s"] = self.submitted_by
         return json.dumps(obj, separators=(",", ":"))
 
     @classmethod
@@ -73,4 +78,7 @@ class QueuedRecord:
             raise ValueError("queue item has no LiveVox record with a phone1")
         if dup is not None and not isinstance(dup, str):
             raise ValueError("queue item's duplicate_of is not a record id")
-        return cls(rid, float(at), payload, dup)
+        who = obj.get("s")
+        if who is not None and not isinstance(who, str):
+            raise ValueError("queue item's submitted_by is not a name")
+        return cls(rid, float(at), payload, dup, who)

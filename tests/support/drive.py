@@ -5,7 +5,7 @@ until the records settle, a batch's path, and the invariants on the runtime's st
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -46,20 +46,14 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
         rt.close()
 
 
-def drain_until(
-    rt: Runtime,
-    ids: list[str],
-    expect: Collection[str],
-    timeout: float,
-    what: str,
-    pause: float = 0.1,
+def tick_until(
+    rt: Runtime, done: Callable[[], bool], timeout: float, what: str, pause: float = 0.1
 ) -> list[DrainReport]:
-    """Run ticks (like beat would, every ``pause`` s) until every one of ``ids`` is in
-    PostgreSQL with one of the ``expect`` statuses; the reports."""
+    """Run ticks (like beat would, every ``pause`` s) until ``done()``; the reports."""
     reports: list[DrainReport] = []
 
     def settled() -> bool:
-        if all_final(rt.settings.database_url, ids, expect):
+        if done():
             return True
         reports.append(drain_once(rt.drainer()))
         return False
@@ -69,6 +63,19 @@ def drain_until(
 
     wait_until(settled, timeout, what, pause, explain=last_outcomes)
     return reports
+
+
+def drain_until(
+    rt: Runtime,
+    ids: list[str],
+    expect: Collection[str],
+    timeout: float,
+    what: str,
+    pause: float = 0.1,
+) -> list[DrainReport]:
+    """Ticks until every one of ``ids`` is in PostgreSQL with one of the ``expect`` statuses."""
+    url = rt.settings.database_url
+    return tick_until(rt, lambda: all_final(url, ids, expect), timeout, what, pause)
 
 
 def path_of(rt: Runtime, batch_id: int) -> list[str]:

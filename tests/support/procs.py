@@ -45,7 +45,11 @@ def free_port() -> int:
 
 
 def env_for(settings_env: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPENDQ_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("APPENDQ_") or k == "APPENDQ_DATA_KEYS"
+    }
     env.update(settings_env)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -1,0 +1,135 @@
+"""The access log: every read that returned personal data, with who asked, when, how and what for.
+
+The only writer of the ``access_log`` table. ``record_access`` writes one row per read (an audit
+search, a lead lookup, a look at this log itself) in its own short transaction, whether the read
+found records or none; the caller writes it before it shows anything, so that a read the log could
+not record shows nothing. The filter is kept as asked (``masked_filter``: phone numbers masked to
+their last 4 digits, times as ISO text, empty filters left out).
+
+Actors: ``api:<token name>`` over HTTP, ``operator:<login>`` from the command line. ``read_log``
+answers ``appendq audit --access-log``, newest first.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from appendq.db.models import AccessLog
+from appendq.redact import mask_phone
+
+Channel = Literal["cli", "http"]
+#: The longest actor (the column's length).
+ACTOR_MAX = 64
+#: Filter keys whose values are phone numbers: masked in the log.
+PHONE_KEYS = frozenset({"phone", "phone1"})
+#: Text of a filter value kept at most (a record id is 36 characters).
+VALUE_MAX = 200
+
+
+def cli_actor() -> str:
+    """``operator:<login>`` of whoever runs the command (``uid-<N>`` if the login is unknown)."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        login = f"uid-{os.getuid()}"
+    return f"operator:{login}"[:ACTOR_MAX]
+
+
+def masked_filter(where: Mapping[str, Any]) -> dict[str, Any]:
+    """The filter as asked, ready to log: None and empty values left out, phone numbers masked,
+    times as ISO text, sequences as lists, long text cut."""
+    out: dict[str, Any] = {}
+    for key, value in where.items():
+        if value is None or value == () or value == []:
+            continue
+        out[key] = _plain(value, key in PHONE_KEYS)
+    return out
+
+
+def _plain(value: Any, phone: bool) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v, phone) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool | int | float):
+        return value
+    text = str(value)[:VALUE_MAX]
+    if phone:
+        return mask_phone(re.sub(r"\D", "", text) or text)
+    return text
+
+
+def record_access(
+    sessions: sessionmaker[Session],
+    *,
+    actor: str,
+    channel: Channel,
+    action: str,
+    where: Mapping[str, Any],
+    records: int,
+) -> None:
+    """One access-log row, committed in its own transaction (raises if it cannot be)."""
+    with sessions() as session, session.begin():
+        session.add(
+            AccessLog(
+                actor=actor[:ACTOR_MAX],
+                channel=channel,
+                action=action,
+                filter=masked_filter(where),
+                records=records,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    id: int
+    at: datetime
+    actor: str
+    channel: str
+    action: str
+    filter: dict[str, Any]
+    records: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "channel": self.channel,
+            "action": self.action,
+            "filter": self.filter,
+            "records": self.records,
+        }
+
+
+def read_log(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    limit: int = 1000,
+) -> list[AccessEntry]:
+    """Access-log rows, newest first: at or after ``since``, before ``until``, by ``actor``."""
+    query = select(AccessLog)
+    if since is not None:
+        query = query.where(AccessLog.at >= since)
+    if until is not None:
+        query = query.where(AccessLog.at < until)
+    if actor is not None:
+        query = query.where(AccessLog.actor == actor)
+    rows = session.scalars(query.order_by(AccessLog.at.desc(), AccessLog.id.desc()).limit(limit))
+    return [
+        AccessEntry(r.id, r.at, r.actor, r.channel, r.action, dict(r.filter), r.records)
+        for r in rows
+    ]
