@@ -95,6 +95,12 @@ class Runtime:
             resolver=self.resolver(),
         )
 
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

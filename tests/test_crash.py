@@ -39,10 +39,11 @@ from appendq.db.engine import psycopg_url
 from appendq.keys import Keys
 from appendq.livevox.client import LiveVoxClient
 from appendq.queue.item import QueuedRecord
+from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.conftest import REDIS_URL, Sim
 from tests.support.dialects import client_env, client_overrides, held_because, list_settles
-from tests.support.drive import drain_until, runtime
+from tests.support.drive import drain_until
 from tests.support.invariants import all_final, enqueue, make_leads, wait_for
 from tests.support.scene import Scene, staged
 
@@ -77,7 +78,7 @@ class CrashScene(Scene):
         """Append 2 records (accounts A100, A101) in-process before any worker runs: a batch
         LiveVox answered 204, without which "none landed" is never believed; their ids."""
         ids = enqueue(self.settings, make_leads(2, start=100), SERVICE)
-        with runtime(self.settings) as rt:
+        with Runtime.build(self.settings) as rt:
             drain_until(rt, ids, {"appended"}, 20, "the calibration batch appended")
         return ids
 
@@ -174,7 +175,7 @@ def _append_directly(scene: CrashScene, batch_id: int, count: int) -> None:
     payloads are decrypted with the workers' key (their state dir holds it, unless configured)."""
     state_dir = scene.cluster.env["APPENDQ_STATE_DIR"]
     own = scene.settings.model_copy(update={"state_dir": state_dir})
-    with runtime(own) as rt, rt.sessions() as session:
+    with Runtime.build(own) as rt, rt.sessions() as session:
         payloads = reads.batch_payloads(session, batch_id)
     with LiveVoxClient(scene.settings, logout_on_close=False) as client:
         client.append(CAMPAIGN, payloads[:count])

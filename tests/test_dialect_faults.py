@@ -37,7 +37,6 @@ from tests.support.drive import (
     fast_settings,
     invariants,
     path_of,
-    runtime,
 )
 from tests.support.invariants import enqueue, make_leads
 
@@ -58,7 +57,7 @@ def client(settings: Settings, dialect: str) -> Settings:
 
 @pytest.fixture
 def rt(sim3: Sim, client: Settings) -> Iterator[Runtime]:
-    with runtime(fast_settings(client)) as built:
+    with Runtime.build(fast_settings(client)) as built:
         yield built
 
 
@@ -121,7 +120,7 @@ def test_an_answer_lost_after_the_body_was_sent_is_reconciled(
     five_services(sim, dialect)
     settles = list_settles(dialect)
     timing = quick_settle(dialect)
-    with runtime(fast_settings(client, rate_window_s=SHORT_WINDOW_S, **timing)) as rt:
+    with Runtime.build(fast_settings(client, rate_window_s=SHORT_WINDOW_S, **timing)) as rt:
         ids = enqueue_each(rt, lambda k: [{"phone1": f"312555{k:04d}", "account": f"CAL{k}"}])
         drain_until(rt, ids, {"appended"}, 15, "calibration batches")
         time.sleep(SHORT_WINDOW_S + 0.5)  # a fresh rate window for the faulted calls
@@ -156,7 +155,7 @@ def test_the_rate_limit_answer_puts_the_batch_back_and_pauses_a_whole_window(
     # Then the answer is read as the rate limit whatever its status: the batch goes back to
     # ready (not in_doubt, not halted), no call is made for a whole window, then it is appended.
     sim.reset(rate_window_s=SHORT_WINDOW_S, rate_max_calls=1, dialect={"preset": dialect})
-    with runtime(fast_settings(client, rate_window_s=SHORT_WINDOW_S)) as rt:
+    with Runtime.build(fast_settings(client, rate_window_s=SHORT_WINDOW_S)) as rt:
         ids = enqueue(rt.settings, make_leads(5), SERVICE)
         assert drain_once(rt.drainer()).outcome == "appended"
         ids += enqueue(rt.settings, make_leads(5, start=5), SERVICE)
@@ -201,7 +200,7 @@ def test_campaign_stopped_mid_run_holds_then_a_built_campaign_takes_the_records(
     # campaign's: nothing rejected, the records held with a reason; When a new Built campaign of
     # the service appears (READY, ACTIVE or PREBUILT by dialect; strict adds a malformed entry to
     # every search page), Then they are appended there, once.
-    with runtime(fast_settings(client, campaign_cache_s=1.0)) as rt:
+    with Runtime.build(fast_settings(client, campaign_cache_s=1.0)) as rt:
         ids = enqueue(rt.settings, make_leads(3), SERVICE)
         assert drain_once(rt.drainer()).outcome == "appended"
         sim3.patch_campaign(CAMPAIGN, status="STOPPED")

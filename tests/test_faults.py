@@ -41,7 +41,6 @@ from tests.support.drive import (
     drain_until,
     fast_settings,
     invariants,
-    runtime,
 )
 from tests.support.invariants import enqueue, make_leads
 from tests.support.procs import free_port, run_cli
@@ -68,7 +67,7 @@ def client(settings: Settings, dialect: str) -> Settings:
 
 @pytest.fixture
 def rt(sim3: Sim, client: Settings) -> Iterator[Runtime]:
-    with runtime(fast_settings(client)) as built:
+    with Runtime.build(fast_settings(client)) as built:
         yield built
 
 
@@ -80,7 +79,7 @@ def test_403_holds_the_batch_and_halts_appends(sim3: Sim, client: Settings, dial
     # is made while the halt lasts, `appendq status --json` says why; once the halt is over, a
     # probe goes out and everything is appended once.
     halt_s = 4.0
-    with runtime(fast_settings(client, halt_s=halt_s)) as rt:
+    with Runtime.build(fast_settings(client, halt_s=halt_s)) as rt:
         ids = enqueue(rt.settings, make_leads(3), SERVICE)
         sim3.fault("append", {"status": 403})
         first = drain_once(rt.drainer())
@@ -188,7 +187,7 @@ def test_livevox_down_the_batch_waits_with_backoff_then_is_appended(
     settings = fast_settings(
         base, campaign_cache_s=60.0, retry_base_s=0.5, retry_cap_s=2.0, retry_max_attempts=50
     )
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         ids = enqueue(settings, make_leads(3), SERVICE)
         assert drain_once(rt.drainer()).outcome == "appended"
         outage.down()

@@ -12,8 +12,9 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, null, or_, select, update
 from sqlalchemy.orm import Session
 
+from appendq.batches import reads
 from appendq.crypto import PayloadCipher
-from appendq.db.models import Batch, Record
+from appendq.db.models import Record
 
 
 def stale(current: str) -> ColumnElement[bool]:
@@ -59,15 +60,7 @@ def drop_chunk(session: Session, where: list[ColumnElement[bool]], chunk: int) -
     """Drop the payloads of up to ``chunk`` batches matching ``where`` (their rows locked, SKIP
     LOCKED: one an operator is retrying right now waits for the next run). Lookup columns and
     everything else stay. Returns (batches, records)."""
-    ids = list(
-        session.scalars(
-            select(Batch.id)
-            .where(*where)
-            .order_by(Batch.id)
-            .limit(chunk)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    ids = reads.lock_chunk(session, where, chunk)
     if not ids:
         return 0, 0
     result = session.execute(

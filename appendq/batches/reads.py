@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,3 +180,17 @@ def rejected_records(session: Session, batch_id: int) -> list[RejectedRecord]:
         )
     )
     return [RejectedRecord(*row) for row in rows]
+
+
+def lock_chunk(session: Session, where: Sequence[ColumnElement[bool]], chunk: int) -> list[int]:
+    """Ids of up to ``chunk`` batches matching ``where``, oldest id first, row locked (SKIP
+    LOCKED: one an operator is retrying right now waits for the next run)."""
+    return list(
+        session.scalars(
+            select(Batch.id)
+            .where(*where)
+            .order_by(Batch.id)
+            .limit(chunk)
+            .with_for_update(skip_locked=True)
+        )
+    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Delete, delete, func, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, Delete, delete, func, text, update
 from sqlalchemy.orm import Session
 
 from appendq.batches import claims, lifecycle, parts, payloads, reads
@@ -336,15 +336,7 @@ class BatchStore:
         """Delete up to ``chunk`` batches matching ``where`` (row locked, SKIP LOCKED: one an
         operator is retrying right now waits for the next run) with their records and events.
         Returns (batches, records, events) deleted."""
-        ids = list(
-            self.session.scalars(
-                select(Batch.id)
-                .where(*where)
-                .order_by(Batch.id)
-                .limit(chunk)
-                .with_for_update(skip_locked=True)
-            )
-        )
+        ids = reads.lock_chunk(self.session, where, chunk)
         if not ids:
             return 0, 0, 0
         events = self._deleted(delete(Event).where(Event.batch_id.in_(ids)))

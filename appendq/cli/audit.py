@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from appendq.audit import timeline
 from appendq.audit.access import AccessEntry, cli_actor, read_log, record_access
 from appendq.cli.app import main
-from appendq.cli.common import ID, TIME_FORMAT, BadInput, IsoTime, echo_json, load_settings, runtime
+from appendq.cli.common import ID, TIME_FORMAT, BadInput, IsoTime, echo_json, load_settings
 from appendq.clock import in_zone
 from appendq.db.models import RecordStatus
 from appendq.runtime import Runtime
@@ -72,7 +72,7 @@ def audit_cmd(
         )
     settings = load_settings(log=False)
     asked = {_FILTER_NAMES.get(k, k): v for k, v in where.items()}
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         found = _find(rt, limit, full_phones, **where)
         _logged(rt, "audit", {**asked, "limit": limit, "full_phones": full_phones}, len(found))
     if as_json:
@@ -182,7 +182,7 @@ def _access_log(
         raise click.UsageError("--access-log takes --since, --until, --actor, --limit and --json")
     settings = load_settings(log=False)
     asked = {"since": since, "until": until, "actor": actor, "limit": limit}
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         with rt.sessions() as session:
             found = read_log(
                 session,

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from appendq.errors import InvalidValue
 from appendq.logs import configure_logging
-from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.target import ID_MAX
 
@@ -43,16 +42,6 @@ class IsoTime(click.ParamType[datetime]):
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
-
-
-@contextmanager
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    """The Runtime of one command, closed when it is done."""
-    rt = Runtime.build(settings)
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 class BadInput(click.ClickException):

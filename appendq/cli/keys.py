@@ -12,8 +12,9 @@ import click
 from appendq import crypto
 from appendq.batches import rekey
 from appendq.cli.app import main
-from appendq.cli.common import load_settings, runtime
+from appendq.cli.common import load_settings
 from appendq.crypto import PayloadCipher, PayloadUnreadable
+from appendq.runtime import Runtime
 
 #: Seconds between two progress lines.
 PROGRESS_S = 2.0
@@ -35,7 +36,7 @@ def rotate_keys_cmd(chunk: int, new_key: bool) -> None:
     if new_key:
         click.echo(crypto.new_key())
         return
-    with runtime(load_settings()) as rt:
+    with Runtime.build(load_settings()) as rt:
         cipher = rt.cipher
         with rt.sessions() as session:
             before = rekey.census(session)

@@ -27,7 +27,6 @@ from appendq.cli.common import (
     echo_json,
     load_settings,
     refuse_bad_input,
-    runtime,
 )
 from appendq.clock import in_zone
 from appendq.db.models import RETRYABLE_STATUSES, BatchStatus
@@ -59,7 +58,7 @@ def _confirm(question: str, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(as_json: bool) -> None:
     """Queue depth and oldest age per target, campaign, hold reason, rate budget, batches."""
-    with runtime(load_settings(log=False)) as rt:
+    with Runtime.build(load_settings(log=False)) as rt:
         data = collect(rt)
     if as_json:
         echo_json(data)
@@ -140,7 +139,7 @@ def retry_cmd(reason: str, actor: str | None, yes: bool, as_json: bool, **filter
         actor = retry.check_actor(actor or retry.default_actor(), "--actor")
     settings = load_settings()
     where = _retry_filter(settings, **filters)
-    with runtime(settings) as rt, refuse_bad_input():
+    with Runtime.build(settings) as rt, refuse_bad_input():
         result = _retry(rt, where, reason, actor, yes, as_json)
     if result is not None and result.left:
         raise click.exceptions.Exit(1)
@@ -277,13 +276,13 @@ def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
     batches are never deleted."""
     settings = load_settings()
     days = settings.retention_days if older_than_days is None else older_than_days
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         _drop_personal_data(rt, settings, yes)
     if days <= 0:
         click.echo("retention is off (0 days): no batch pruned")
         return
     cutoff = prune.cutoff_for(days)
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         with rt.sessions() as session:
             plan = prune.preview_prune(session, cutoff)
         local = cutoff.astimezone(settings.tz)

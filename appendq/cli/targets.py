@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from appendq.cli.app import main
-from appendq.cli.common import TIME_FORMAT, load_settings, refuse_bad_input, runtime
+from appendq.cli.common import TIME_FORMAT, load_settings, refuse_bad_input
 from appendq.drain import set_aside
 from appendq.ops import retry
 from appendq.runtime import Runtime
@@ -45,7 +45,7 @@ def targets_cmd(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings(log=False)
-    with runtime(settings) as rt:
+    with Runtime.build(settings) as rt:
         rows = listing(rt)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -71,7 +71,7 @@ def _operator_input(reason: str, actor: str | None) -> tuple[str, str]:
 def _act(target: str, reason: str, actor: str | None, *, clear: bool) -> bool:
     """Clear or set aside ``target`` for the operator, recorded with who and why."""
     why, who = _operator_input(reason, actor)
-    with runtime(load_settings()) as rt:
+    with Runtime.build(load_settings()) as rt:
         if clear:
             return set_aside.clear(rt.redis, rt.keys, rt.sessions, target, reason=why, actor=who)
         set_aside.set_aside(
@@ -111,7 +111,7 @@ def set_aside_cmd(target: str, reason: str, actor: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def history_cmd(target: str | None, limit: int, as_json: bool) -> None:
     """Set-aside and clear events, newest first, with who and why."""
-    with runtime(load_settings(log=False)) as rt, rt.sessions() as session:
+    with Runtime.build(load_settings(log=False)) as rt, rt.sessions() as session:
         events = [
             {
                 "at": e.at.isoformat(),

@@ -4,8 +4,7 @@ until the records settle, a batch's path, and the invariants on the runtime's st
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -35,15 +34,6 @@ def fast_settings(base: Settings, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return base.model_copy(update=values)
-
-
-@contextlib.contextmanager
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.build(settings)
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def tick_until(
