@@ -51,6 +51,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from appendq.crypto import new_key
 from appendq.faults import POINTS
 from appendq.simulator.dialect import DIALECTS, Dialect
 from bench.chaos_books import Books, Lead, add_up, print_dialects, print_figures
@@ -334,6 +335,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # One payload key for every process of the run: each worker has a state dir of its own, and
+    # a development key per state dir would leave a batch persisted by one unreadable by another.
+    os.environ.setdefault("APPENDQ_DATA_KEYS", new_key())
     numbers = [args.only] if args.only is not None else list(range(args.trials))
     total = Counter[str]()
     by_dialect: dict[str, Counter[str]] = {}

@@ -2,14 +2,12 @@
 what calibrated reconciliation proves, and what it does not.
 
 "None present" is believed when the same read shows every record of the campaign's youngest batch
-answered 204 (``appendq.drain.tick.reconcile``). When that batch is *older* than the in-doubt one,
-seeing it
-proves only that the list's lag is shorter than its age when first seen, not shorter than the
-in-doubt batch's age: so "none present" waits until the in-doubt batch's answer is at least that
-old (the lag bound), then reads again. The lag of the real LiveVox is unconfirmed (issue 9,
+answered 204 (``appendq.drain.reconcile``). When that batch is *older* than the in-doubt one,
+seeing it proves only that the list's lag is shorter than its age when first seen, not shorter than
+the in-doubt batch's age: so "none present" waits until the in-doubt batch's answer is at least
+that old (the lag bound), then reads again. The lag of the real LiveVox is unconfirmed (issue 9,
 "Unconfirmed corners"), so the test below states what a fail-safe client must do. (Found by the
-dialect matrix; it failed before the lag bound: the batch that landed was sent again.)
-"""
+dialect matrix; it failed before the lag bound: the batch that landed was sent again.)"""
 
 from __future__ import annotations
 

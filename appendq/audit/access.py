@@ -23,19 +23,18 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appendq.db.models import AccessLog
+from appendq.db.models import ACTOR_MAX, AccessLog
 from appendq.redact import mask_phone
 
 Channel = Literal["cli", "http"]
 #: The longest actor (the column's length).
-ACTOR_MAX = 64
 #: Filter keys whose values are phone numbers: masked in the log.
 PHONE_KEYS = frozenset({"phone", "phone1"})
 #: Text of a filter value kept at most (a record id is 36 characters).
 VALUE_MAX = 200
 
 
-def cli_actor() -> str:
+def operator_actor() -> str:
     """``operator:<login>`` of whoever runs the command (``uid-<N>`` if the login is unknown)."""
     try:
         login = getpass.getuser()

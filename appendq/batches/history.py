@@ -132,7 +132,7 @@ def family_events(
 
 def held_suspects(session: Session, campaign_id: int, root_id: int | None = None) -> list[int]:
     """Batches held for an operator because LiveVox refused them alone without proof that the
-    refusal was about them (``appendq.drain.tick.isolate``; their last event's detail says
+    refusal was about them (``appendq.drain.isolate``; their last event's detail says
     ``suspect``): of
     a campaign, or of one family. Few: each is one record."""
     query = select(Batch.id).where(

@@ -12,7 +12,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from appendq.audit import timeline
-from appendq.audit.access import AccessEntry, cli_actor, read_log, record_access
+from appendq.audit.access import AccessEntry, operator_actor, read_log, record_access
 from appendq.cli.app import main
 from appendq.cli.common import ID, TIME_FORMAT, BadInput, IsoTime, echo_json, load_settings
 from appendq.clock import in_zone
@@ -101,7 +101,7 @@ def _logged(rt: Runtime, action: str, where: dict[str, Any], records: int) -> No
     try:
         record_access(
             rt.sessions,
-            actor=cli_actor(),
+            actor=operator_actor(),
             channel="cli",
             action=action,
             where=where,

@@ -18,6 +18,7 @@ import click
 from sqlalchemy.orm import Session
 
 from appendq.audit import timeline
+from appendq.audit.access import operator_actor
 from appendq.batches import prune
 from appendq.cli.app import main
 from appendq.cli.common import (
@@ -136,7 +137,7 @@ def retry_cmd(reason: str, actor: str | None, yes: bool, as_json: bool, **filter
         raise click.UsageError("--reason must say why (it is recorded in the audit)")
     with refuse_bad_input():  # before anything is read: one line, exit 2
         reason = retry.check_reason(reason, "--reason")
-        actor = retry.check_actor(actor or retry.default_actor(), "--actor")
+        actor = retry.check_actor(actor or operator_actor(), "--actor")
     settings = load_settings()
     where = _retry_filter(settings, **filters)
     with Runtime.build(settings) as rt, refuse_bad_input():

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from appendq.audit.access import operator_actor
 from appendq.cli.app import main
 from appendq.cli.common import TIME_FORMAT, load_settings, refuse_bad_input
 from appendq.drain import set_aside
@@ -65,7 +66,7 @@ def targets_cmd(ctx: click.Context, as_json: bool) -> None:
 def _operator_input(reason: str, actor: str | None) -> tuple[str, str]:
     with refuse_bad_input():
         checked = retry.check_reason(reason)
-    return checked, actor or retry.default_actor()
+    return checked, actor or operator_actor()
 
 
 def _act(target: str, reason: str, actor: str | None, *, clear: bool) -> bool:

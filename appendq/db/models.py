@@ -33,6 +33,10 @@ NAMING = {
 }
 
 
+#: The longest actor name an event or an access-log row holds.
+ACTOR_MAX = 64
+
+
 class BatchStatus(StrEnum):
     """Where a batch stands. The moves between them are ``appendq.batches.lifecycle.TRANSITIONS``;
     the groups below are the only lists of statuses the code uses."""
@@ -216,7 +220,7 @@ class Event(Base):
     at: Mapped[datetime] = _now()
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16), nullable=False)
-    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
@@ -239,9 +243,8 @@ class TargetState(Base):
 
 class TargetEvent(Base):
     """Append-only: a target set aside (a bulkhead: its trouble never stops another target) or
-    cleared, with who and why. The live flag is in Redis (``appendq.drain.tick.set_aside``); this
-    is the
-    audit. ``target`` is text: a malformed target is exactly what may be set aside."""
+    cleared, with who and why. The live flag is in Redis (``appendq.drain.set_aside``); this
+    is the audit. ``target`` is text: a malformed target is exactly what may be set aside."""
 
     __tablename__ = "target_events"
 
@@ -250,7 +253,7 @@ class TargetEvent(Base):
     at: Mapped[datetime] = _now()
     action: Mapped[str] = mapped_column(String(16), nullable=False)  # set_aside | cleared
     kind: Mapped[str | None] = mapped_column(String(32))
-    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_target_events_target_at", "target", "at"),)
@@ -264,7 +267,7 @@ class AccessLog(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = _now()
-    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
     channel: Mapped[str] = mapped_column(String(16), nullable=False)  # cli | http
     action: Mapped[str] = mapped_column(String(32), nullable=False)  # audit | lead | preview ...
     filter: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)

@@ -1,5 +1,5 @@
 """Bulkheads in the tick: one target's turn, behind a wall. What is about this target alone sets
-it aside (``appendq.drain.tick.set_aside``) and the tick goes on; what is about every target ends
+it aside (``appendq.drain.set_aside``) and the tick goes on; what is about every target ends
 the tick."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _unreadable(d: Drainer, batch: BatchView, exc: LiveVoxError) -> None:
 def _evidence(d: Drainer, batch: BatchView, campaign_id: int) -> Evidence:
     """Read the campaign's list once and weigh the batch in it, with the other batches of the
     campaign that share its phones and the calibration batch (see
-    ``appendq.drain.tick.reconcile``)."""
+    ``appendq.drain.reconcile``)."""
     with d.sessions() as session:
         records = reads.batch_records(session, batch.id)
         calibration = history.calibration_batch(session, campaign_id, batch.id)

@@ -65,7 +65,7 @@ def in_doubt_wait_s(error: errors.AnswerLost, settings: Settings) -> float:
     """How long an in-doubt batch waits before it is reconciled. LiveVox *answered* (500, 503,
     202): the call is over, a short settle lets the list catch up. No answer (timeout, dropped
     connection) or a gateway's 502/504: LiveVox may still be working on the request, so a whole
-    call deadline (see ``appendq.drain.tick.reconcile``)."""
+    call deadline (see ``appendq.drain.reconcile``)."""
     if error.answered:
         return settings.answered_settle_s
     return settings.call_deadline_s

@@ -11,14 +11,13 @@ is left alone and reported (``LeftAlone``): the "may send twice" warning was dec
 preview, so only a new preview may lead to re-sending it.
 
 Operator text is bounded: a reason is one line of at most ``REASON_MAX`` characters, an actor
-at most ``ACTOR_MAX`` (the column), neither with a control character (``appendq.records.
+at most ``ACTOR_MAX`` (the column), neither with a control character (``appendq.leads.
 text_problem``). Every id must fit its BIGINT column. Violations raise ``InvalidValue`` naming
 the parameter, before anything is read or changed.
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -27,9 +26,10 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from appendq.audit.access import operator_actor
 from appendq.batches import reads
 from appendq.batches.store import BatchStore, Change
-from appendq.db.models import MAY_DUPLICATE, RETRYABLE_STATUSES, Batch, BatchStatus
+from appendq.db.models import ACTOR_MAX, MAY_DUPLICATE, RETRYABLE_STATUSES, Batch, BatchStatus
 from appendq.errors import InvalidValue
 from appendq.leads import check_text
 from appendq.target import Target, check_id
@@ -38,7 +38,6 @@ MAX_BATCHES = 10_000
 #: The longest reason an operator may give (characters); it is stored once per event.
 REASON_MAX = 500
 #: The longest actor name (events.actor is VARCHAR(64)).
-ACTOR_MAX = 64
 
 
 def check_reason(reason: object, field: str = "reason") -> str:
@@ -210,7 +209,7 @@ def retry(
     bad reason, actor, filter or id before reading anything.
     """
     reason = check_reason(reason)
-    who = check_actor(actor or default_actor())
+    who = check_actor(actor or operator_actor())
     where.check()
     if where.empty:
         raise InvalidValue(
@@ -291,8 +290,3 @@ def _unseen(session: Session, missing: Mapping[int, PreviewedState]) -> list[Lef
             why = "is being changed by a drain right now, or no longer matches: preview again"
             left.append(LeftAlone(batch_id, str(seen.status), str(status), why))
     return left
-
-
-def default_actor() -> str:
-    """``operator:<login name>`` of whoever runs the command."""
-    return f"operator:{getpass.getuser()}"
