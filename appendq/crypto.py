@@ -178,21 +178,21 @@ def cipher_of(session: Session) -> PayloadCipher:
     return cipher
 
 
-def cipher_for(settings: Settings) -> PayloadCipher:
-    """The cipher of APPENDQ_DATA_KEYS, or of the development key (made once, with a warning
-    when LiveVox is not the local simulator)."""
+def cipher_for(settings: Settings, remote: Sequence[str] = ()) -> PayloadCipher:
+    """The cipher of APPENDQ_DATA_KEYS, or of the development key (made once under the state
+    dir) while every LiveVox is local. ``remote`` names the accounts whose LiveVox is not local:
+    with any, APPENDQ_DATA_KEYS is required (``ConfigError``): a key kept beside the data
+    protects nothing, and workers on other machines would each make their own and could not
+    read each other's batches."""
     if settings.data_keys:
         return PayloadCipher([decode_key(k.get_secret_value()) for k in settings.data_keys])
-    path = Path(settings.state_dir) / DEV_KEY_FILE
-    key = development_key(path)
-    if not settings.livevox_is_local:
-        log.warning(
-            "APPENDQ_DATA_KEYS is not set: personal data is encrypted with the development key "
-            "in %s, kept beside the data. Set APPENDQ_DATA_KEYS (see the README, Personal "
-            "data) before real leads go in, and keep that file until its records are re-encrypted",
-            path,
+    if remote:
+        raise ConfigError(
+            f"APPENDQ_DATA_KEYS is not set while LiveVox is not local (account "
+            f"{', '.join(remote)}): set it on every appendq process (see the README, Personal "
+            "data); the development key is for the simulator only"
         )
-    return PayloadCipher([key])
+    return PayloadCipher([development_key(Path(settings.state_dir) / DEV_KEY_FILE)])
 
 
 def development_key(path: Path) -> bytes:

@@ -34,10 +34,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The account of a deployment without APPENDQ_ACCOUNTS_FILE (``appendq.accounts``).
+DEFAULT_ACCOUNT = "default"
+
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "appendq"
+
+    def for_account(self, account: str) -> Keys:
+        """The keys of one LiveVox account: under ``{prefix}:acct:{account}``, except the
+        ``default`` account's, which keep the bare prefix (the queues of a deployment that
+        predates accounts are drained as they were)."""
+        if account == DEFAULT_ACCOUNT:
+            return self
+        return Keys(f"{self.prefix}:acct:{account}")
 
     @property
     def targets(self) -> str:

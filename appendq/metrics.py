@@ -1,18 +1,24 @@
 """Prometheus metrics read from the truth at scrape time: Redis for what waits, PostgreSQL for what
 happened. Whichever process did the work (worker, intake, CLI), every ``/metrics`` shows the same.
 
-| metric                                   | type           | labels | source                      |
-|------------------------------------------|----------------|--------|-----------------------------|
-| appendq_queue_depth                      | gauge          | target | Redis: queued + in flight   |
-| appendq_queue_oldest_age_seconds         | gauge          | target | Redis: head record          |
-| appendq_rate_budget_remaining            | gauge          |        | Redis: rate limiter budget  |
-| appendq_batches                          | gauge          | status | PostgreSQL: batches         |
-| appendq_records                          | gauge          | status | batch sizes + parted records|
-| appendq_append_call_seconds              | gaugehistogram |        | batches.call_ms, last 24 h  |
-| appendq_target_held                      | gauge          | target | target_states.hold_reason   |
-| appendq_target_set_aside                 | gauge          | target,kind | Redis: set_aside    |
-| appendq_last_append_timestamp_seconds    | gauge          |        | max finished_at, appended   |
-| appendq_source_up                        | gauge          | source | 1 when it answered          |
+| metric                                   | type           | labels         | source                      |
+|------------------------------------------|----------------|----------------|-----------------------------|
+| appendq_queue_depth                      | gauge          | account,target | Redis: queued + in flight   |
+| appendq_queue_oldest_age_seconds         | gauge          | account,target | Redis: head record          |
+| appendq_rate_budget_remaining            | gauge          | account        | Redis: rate limiter budget  |
+| appendq_halted                           | gauge          | account        | Redis: the account's halt   |
+| appendq_target_set_aside                 | gauge          | account,target,kind | Redis: set_aside       |
+| appendq_batches                          | gauge          | account,status | PostgreSQL: batches         |
+| appendq_records                          | gauge          | account,status | batch sizes + parted records|
+| appendq_target_held                      | gauge          | account,target | target_states.hold_reason   |
+| appendq_append_call_seconds              | gaugehistogram |                | batches.call_ms, last 24 h  |
+| appendq_last_append_timestamp_seconds    | gauge          |                | max finished_at, appended   |
+| appendq_source_up                        | gauge          | source         | 1 when it answered          |
+
+``account`` is the LiveVox account (``appendq.accounts``; ``default`` without an accounts file):
+two accounts may have a target of the same name. The Redis families cover every configured
+account; the PostgreSQL ones every account that has batches (an account since removed from the
+accounts file included), each configured one with every status, at 0 if need be.
 
 A source that fails (Redis down, a slow query) drops only its own families for that scrape and
 shows ``appendq_source_up{source=...} 0``; the scrape itself still answers.

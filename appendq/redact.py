@@ -18,6 +18,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from appendq.accounts import load_accounts
+from appendq.errors import ConfigError
+
 if TYPE_CHECKING:
     from appendq.settings import Settings
 
@@ -81,11 +84,26 @@ def scrub_value(value: object, secrets: Iterable[str] = (), depth: int = 0) -> o
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """The secrets the settings hold: LiveVox's password and access token, the API tokens, the
-    data keys."""
+    """The secrets the settings hold: LiveVox's password and access token (of every account of
+    APPENDQ_ACCOUNTS_FILE too), the API tokens, the data keys."""
     return [
+        *_account_secrets(settings),
         settings.livevox_password.get_secret_value(),
         settings.livevox_access_token.get_secret_value(),
         *(t.get_secret_value() for t in settings.api_tokens),
         *(k.get_secret_value() for k in settings.data_keys),
+    ]
+
+
+def _account_secrets(settings: Settings) -> list[str]:
+    """Every account's password and access token. A bad accounts file hides none: it holds no
+    secret, and the entry point refuses to start on it right after logging is set up."""
+    try:
+        accounts = load_accounts(settings)
+    except ConfigError:
+        return []
+    return [
+        secret.get_secret_value()
+        for account in accounts.values()
+        for secret in (account.settings.livevox_password, account.settings.livevox_access_token)
     ]

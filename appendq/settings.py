@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     redis_prefix: str = "appendq"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/appendq"
 
+    #: A TOML file of LiveVox accounts (``appendq.accounts``); unset: one account, ``default``,
+    #: made of the APPENDQ_LIVEVOX_* settings below.
+    accounts_file: str | None = None
     livevox_base_url: str = SIMULATOR_URL
     livevox_access_token: SecretStr = SecretStr(SIMULATOR_TOKEN)
     livevox_client_name: str = "SIMCLIENT"
@@ -235,10 +238,6 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-    @property
-    def uses_simulator(self) -> bool:
-        return self.livevox_base_url.rstrip("/") == SIMULATOR_URL
 
     @property
     def livevox_is_local(self) -> bool:

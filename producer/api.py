@@ -35,9 +35,9 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from appendq.accounts import load_accounts
 from appendq.clock import utcnow
 from appendq.errors import FieldError
-from appendq.keys import Keys
 from appendq.leads import validate_record
 from appendq.queue.dedupe import TTL_S, Mode, check_mode, day_of, dedupe_key
 from appendq.queue.item import QueuedRecord, new_record_id
@@ -84,9 +84,10 @@ class _Pushed:
 
 class Producer:
     """Validates, dedupes (``dedupe``: phone1, account or off; per target and per day in ``tz``)
-    and queues records. ``clock`` gives the current instant: it stamps records and picks the day.
-    ``max_phones`` bounds the phone numbers of one ``enqueue`` call (None: no bound);
-    ``max_targets`` the targets that may exist at once.
+    and queues records into one LiveVox account's queues (``queue.account``). ``clock`` gives
+    the current instant: it stamps records and picks the day. ``max_phones`` bounds the phone
+    numbers of one ``enqueue`` call (None: no bound); ``max_targets`` the targets that may exist
+    at once (per account).
     """
 
     def __init__(
@@ -106,7 +107,26 @@ class Producer:
         self.tz = tz
         self.clock = clock
         self.max_phones = max_phones
+        self.max_targets = max_targets
         self.quota = TargetQuota(queue.redis, queue.keys, max_targets)
+
+    @property
+    def account(self) -> str:
+        """The LiveVox account whose queues this producer fills."""
+        return self.queue.account
+
+    def on_queue(self, queue: RecordQueue, tz: ZoneInfo) -> Producer:
+        """The same producer (region, dedupe, bounds, clock) filling ``queue``, whose day is
+        in ``tz``: another account's queue, or the HTTP intake's queue of one request."""
+        return Producer(
+            queue,
+            region=self.region,
+            dedupe=self.dedupe,
+            tz=tz,
+            clock=self.clock,
+            max_phones=self.max_phones,
+            max_targets=self.max_targets,
+        )
 
     def close(self) -> None:
         """Close the Redis connections of the queue."""
@@ -141,7 +161,9 @@ class Producer:
         numbered = [(i, rows[i] if rows is not None else None, raw) for i, raw in enumerate(raws)]
         checked = self._check(numbered, submitted_by)
         pushed = self._push(where, checked)
-        receipt = Receipt(where, len(pushed.ids), pushed.ids, checked.errors, pushed.duplicates)
+        receipt = Receipt(
+            where, len(pushed.ids), pushed.ids, checked.errors, pushed.duplicates, self.account
+        )
         _log_receipt(receipt)
         return receipt
 
@@ -162,7 +184,7 @@ class Producer:
         """
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
-        state = _StreamState(str(parse_target(target)))
+        state = _StreamState(str(parse_target(target)), self.account)
         try:
             for batch in _numbered_chunks(items, chunk, state.errors):
                 checked = self._check(batch)
@@ -236,8 +258,9 @@ class Producer:
 class _StreamState:
     """What ``enqueue_stream`` has confirmed so far, to say where an interruption left things."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, account: str) -> None:
         self.target = target
+        self.account = account
         self.ids: list[str] = []
         self.duplicates: list[Duplicate] = []
         self.errors: list[FieldError] = []
@@ -255,7 +278,9 @@ class _StreamState:
         self.pushing = []
 
     def receipt(self) -> Receipt:
-        return Receipt(self.target, len(self.ids), self.ids, self.errors, self.duplicates)
+        return Receipt(
+            self.target, len(self.ids), self.ids, self.errors, self.duplicates, self.account
+        )
 
     def interrupted(self, cause: str) -> EnqueueInterrupted:
         return EnqueueInterrupted(
@@ -302,17 +327,23 @@ def _log_receipt(receipt: Receipt) -> None:
     )
 
 
-def connect(settings: Settings, *, max_phones: int | None = None) -> Producer:
-    """A Producer on the Redis and key prefix of ``settings``; close it when done. ``max_phones``
-    bounds one ``enqueue`` call: the HTTP intake passes APPENDQ_INTAKE_MAX_PHONES (one request
-    must never hold a worker for seconds); a program using the API decides its own batches."""
+def connect(
+    settings: Settings, *, account: str | None = None, max_phones: int | None = None
+) -> Producer:
+    """A Producer filling the queues of LiveVox ``account`` (None: ``default``; see
+    ``appendq.accounts``), on the Redis and key prefix of ``settings``, its dedupe day in the
+    account's time zone; close it when done. ``InvalidValue`` (field ``account``) for an account
+    APPENDQ_ACCOUNTS_FILE does not name; ``ConfigError`` for a bad file. ``max_phones`` bounds
+    one ``enqueue`` call: the HTTP intake passes APPENDQ_INTAKE_MAX_PHONES (one request must
+    never hold a worker for seconds); a program using the API decides its own batches."""
+    chosen = load_accounts(settings).get_account(account)
     client = redis.Redis.from_url(settings.redis_url)
-    queue = RecordQueue(client, Keys(settings.redis_prefix))
+    queue = RecordQueue(client, chosen.keys(), chosen.name)
     return Producer(
         queue,
         region=settings.default_region,
         dedupe=settings.dedupe,
-        tz=settings.tz,
+        tz=chosen.settings.tz,
         max_phones=max_phones,
         max_targets=settings.max_targets,
     )

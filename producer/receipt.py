@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appendq.errors import AppendqError, FieldError
+from appendq.keys import DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Receipt:
     record_ids: list[str]
     errors: list[FieldError]
     duplicates: list[Duplicate] = field(default_factory=list)
+    #: The LiveVox account whose target this is (``appendq.accounts``).
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def rejected(self) -> int:
@@ -53,6 +56,7 @@ class Receipt:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "account": self.account,
             "target": self.target,
             "accepted": self.accepted,
             "duplicate": len(self.duplicates),

@@ -21,6 +21,7 @@ from appendq.batches import reads
 from appendq.crypto import PayloadCipher, PayloadUnreadable, cipher_for, new_key
 from appendq.db.engine import psycopg_url
 from appendq.drain.tick import drain_once
+from appendq.errors import ConfigError
 from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
@@ -169,28 +170,27 @@ def test_a_payload_moved_to_another_row_does_not_decrypt() -> None:
         cipher.open(first, damaged, key)
 
 
-def test_without_keys_a_development_key_is_made_once_and_kept(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_without_keys_a_development_key_is_made_once_and_kept(tmp_path: Path) -> None:
     # Given no APPENDQ_DATA_KEYS, When several processes (threads here) build their cipher at
     # once, Then one key is made under the state dir (mode 0600) and all of them use it; a
-    # later start reads the same; a warning is logged only when LiveVox is not local.
+    # later start reads the same. With an account on a real LiveVox, no development key: a
+    # ConfigError naming the account (other machines' workers could not read its payloads).
     local = make_settings(state_dir=str(tmp_path / "state"), data_keys=[])
     ciphers: list[PayloadCipher] = []
     starts = [threading.Thread(target=lambda: ciphers.append(cipher_for(local))) for _ in range(8)]
-    with caplog.at_level(logging.WARNING, logger="appendq.crypto"):
-        for thread in starts:
-            thread.start()
-        for thread in starts:
-            thread.join()
-        assert caplog.records == []
-        path = tmp_path / "state" / crypto.DEV_KEY_FILE
-        assert path.stat().st_mode & 0o777 == 0o600
-        assert {c.current for c in ciphers} == {crypto.key_id(crypto.decode_key(path.read_text()))}
-        remote = local.model_copy(update={"livevox_base_url": "https://api.livevox.com"})
-        assert cipher_for(remote).current == ciphers[0].current
-    (warning,) = caplog.records
-    assert "APPENDQ_DATA_KEYS is not set" in warning.getMessage()
+    for thread in starts:
+        thread.start()
+    for thread in starts:
+        thread.join()
+    path = tmp_path / "state" / crypto.DEV_KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert {c.current for c in ciphers} == {crypto.key_id(crypto.decode_key(path.read_text()))}
+    assert cipher_for(local).current == ciphers[0].current
+    with pytest.raises(ConfigError, match=r"APPENDQ_DATA_KEYS is not set .*account acme"):
+        cipher_for(local, ["acme"])
+    remote = local.model_copy(update={"livevox_base_url": "https://api.livevox.com"})
+    with pytest.raises(ConfigError, match="account default"):
+        Runtime.build(remote)
     assert sorted(p.name for p in path.parent.iterdir()) == [crypto.DEV_KEY_FILE]
 
 

@@ -78,6 +78,7 @@ def test_receipt_to_dict_is_json_ready(producer: Producer) -> None:
 
     data = json.loads(json.dumps(receipt.to_dict()))
     assert data == {
+        "account": "default",
         "target": "campaign:7",
         "accepted": 1,
         "duplicate": 0,

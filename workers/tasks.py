@@ -17,6 +17,7 @@ from celery import Celery, Task
 from celery.signals import worker_init, worker_shutdown
 
 from appendq.drain.tick import Drainer, drain_once, take_tick
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 
@@ -30,9 +31,11 @@ def run_tick(drainer: Drainer) -> dict[str, Any]:
     """One drain, unless this interval's drain already ran (``take_tick``); its report."""
     if not take_tick(drainer):
         return {"outcome": "skipped", "reason": "this interval's drain already ran"}
-    report = dataclasses.asdict(drain_once(drainer))
+    report = {"account": drainer.account, **dataclasses.asdict(drain_once(drainer))}
     if report["outcome"] not in ("idle", "locked"):
-        log.info("tick: %s", report["outcome"], extra={"report": report})
+        log.info(
+            "tick: %s (account %s)", report["outcome"], drainer.account, extra={"report": report}
+        )
     return report
 
 
@@ -65,8 +68,13 @@ class DrainTask(Task):  # type: ignore[misc]  # Celery has no type hints
             self._runtime.close()
             self._runtime = None
 
-    def run(self) -> dict[str, Any]:
-        return run_tick(self.runtime().drainer())
+    def run(self, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        """One tick of ``account`` (ticks sent before accounts existed name none: default)."""
+        runtime = self.runtime()
+        if account not in runtime.accounts:
+            log.error("tick for unknown account %r: not drained", account[:40])
+            return {"outcome": "unknown_account", "account": account[:40]}
+        return run_tick(runtime.drainer(account))
 
 
 def _drain_task(worker: Any) -> DrainTask | None:

@@ -24,6 +24,7 @@ _COLUMNS = (
     Record.id,
     Record.batch_id,
     Record.position,
+    Record.livevox_account,
     Record.target,
     Record.phone1,
     Record.account,
@@ -37,10 +38,13 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """The auditor's question; every field narrows it (AND)."""
+    """The auditor's question; every field narrows it (AND). ``account`` is the lead's account
+    number (a LiveVox record field); ``livevox_accounts`` the LiveVox accounts the records may
+    belong to (empty: every one), asked for or forced on a caller limited to some."""
 
     phone: str | None = None  # normalised phone1
     account: str | None = None
+    livevox_accounts: tuple[str, ...] = ()
     batch_id: int | None = None
     record_id: uuid.UUID | None = None
     campaign_id: int | None = None
@@ -74,6 +78,8 @@ class AuditFilter:
             Record.target: self.target,
         }
         where = [column == value for column, value in checks.items() if value is not None]
+        if self.livevox_accounts:
+            where.append(Record.livevox_account.in_(self.livevox_accounts))
         if self.campaign_id is not None:
             where.append(Batch.campaign_id == self.campaign_id)
         if self.since is not None:
@@ -83,8 +89,10 @@ class AuditFilter:
         return where
 
     def batch_conditions(self, statuses: Sequence[BatchStatus] = ()) -> list[ColumnElement[bool]]:
-        """On batches alone: campaign, service, and the batch statuses given."""
+        """On batches alone: LiveVox accounts, campaign, service, and the batch statuses given."""
         where: list[ColumnElement[bool]] = [Batch.status.in_(statuses)] if statuses else []
+        if self.livevox_accounts:
+            where.append(Batch.livevox_account.in_(self.livevox_accounts))
         if self.campaign_id is not None:
             where.append(Batch.campaign_id == self.campaign_id)
         if self.target is not None:

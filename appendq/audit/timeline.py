@@ -1,13 +1,15 @@
 """What happened to a lead, and what the system is doing now: read-only queries for ``status``
 and ``audit``.
 
-``find_records`` answers by phone, account, record id, batch, campaign, service, effective status
-and enqueue time; every filter is backed by an index (the query is planned in
-``appendq.audit.query``; see also ``appendq.db.models`` and ``bench/audit_scale.py``). A record's
-effective status is its own (once it parted from its batch: a duplicate, a record rejected alone)
-or else its batch's, mapped by ``RECORD_STATUS_OF_BATCH``. Each record comes with its timeline:
-queued, batched, sent, the outcome, operator retries with who and why, and the events about that
-record alone.
+``find_records`` answers by phone, account (the lead's), record id, batch, campaign, service,
+effective status, enqueue time and LiveVox account (``livevox_account``: the one whose queue the
+record came through; a caller limited to some accounts gets them forced on it); every filter is
+backed by an index (the query is planned in ``appendq.audit.query``; see also
+``appendq.db.models`` and ``bench/audit_scale.py``; a LiveVox account narrows what an index
+finds). A record's effective status is its own (once it parted from its batch: a duplicate, a
+record rejected alone) or else its batch's, mapped by ``RECORD_STATUS_OF_BATCH``. Each record
+comes with its timeline: queued, batched, sent, the outcome, operator retries with who and why,
+and the events about that record alone.
 
 An operator's reason (or any event's detail) is stored once per event; ``document`` keeps it
 once per event in an answer too: the records' timelines refer to batch events by id, and
@@ -29,9 +31,11 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from appendq.accounts import check_name
 from appendq.audit.query import AuditFilter, parse_statuses, record_uuid, records_query
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, TargetState
 from appendq.errors import InvalidValue
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.leads import check_text, normalise_phone
 from appendq.redact import mask_phone
 from appendq.target import check_id
@@ -43,6 +47,7 @@ __all__ = [
     "document",
     "find_records",
     "history",
+    "livevox_accounts",
     "target_states",
     "timeline",
 ]
@@ -90,6 +95,8 @@ class RecordAudit:
     error_kind: str | None = None
     updated_at: datetime | None = None
     submitted_by: str | None = None  # the API token's name that queued it, if one did
+    #: The LiveVox account the record belongs to (``account`` is the lead's account number).
+    livevox_account: str = DEFAULT_ACCOUNT
 
     def to_dict(self, events: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Every field, the timeline in full; with ``events``, batch events' reasons and details
@@ -125,12 +132,15 @@ def find_records(
     region: str = "US",
     limit: int = 1000,
     full_phones: bool = False,
+    livevox_account: str | Sequence[str] | None = None,
 ) -> list[RecordAudit]:
     """The records matching every filter, oldest first, at most ``limit``, with their timelines,
     phones masked unless ``full_phones``. ``status``: effective status (one or several);
-    ``since``/``until`` bound the enqueue time (``until`` excluded). ``InvalidValue`` (naming the
-    filter) on a bad filter or none, before any query: an id outside its BIGINT column, an
-    account or phone with a control character, a record id that is not a UUID."""
+    ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the lead's
+    account number; ``livevox_account``: one LiveVox account or several (any name of the right
+    shape: the audit outlives an account removed from the accounts file). ``InvalidValue``
+    (naming the filter) on a bad filter or none, before any query: an id outside its BIGINT
+    column, an account or phone with a control character, a record id that is not a UUID."""
     where = AuditFilter(
         phone=_phone(phone, region),
         account=check_text(account, "account", max_len=ACCOUNT_MAX),
@@ -141,6 +151,7 @@ def find_records(
         statuses=parse_statuses(status),
         since=_moment(since, "since"),
         until=_moment(until, "until"),
+        livevox_accounts=livevox_accounts(livevox_account),
     )
     if where == AuditFilter():
         raise InvalidValue(
@@ -155,6 +166,13 @@ def find_records(
 #: The most records one audit question answers; the account column's length.
 LIMIT_MAX = 100_000
 ACCOUNT_MAX = 50
+
+
+def livevox_accounts(names: str | Sequence[str] | None, field: str = "account") -> tuple[str, ...]:
+    """One LiveVox account name or several, checked (``InvalidValue`` naming ``field``),
+    deduplicated in order; () for None."""
+    given = [names] if isinstance(names, str) else list(names or ())
+    return tuple(dict.fromkeys(check_name(n, field) for n in given))
 
 
 def _phone(phone: str | None, region: str) -> str | None:
@@ -270,6 +288,7 @@ def _audit(
         error_kind=batch.error_kind,
         updated_at=rec.updated_at,
         submitted_by=rec.submitted_by,
+        livevox_account=rec.livevox_account,
     )
 
 
@@ -345,8 +364,11 @@ def _step(event: Event) -> str:
     return event.to_status
 
 
-def target_states(session: Session) -> dict[str, TargetState]:
-    return {t.target: t for t in session.scalars(select(TargetState))}
+def target_states(session: Session, account: str) -> dict[str, TargetState]:
+    """Why each of ``account``'s targets waits, by target. One account at a time: two accounts
+    may have a target of the same name (``service:1001`` at two LiveVox clients)."""
+    query = select(TargetState).where(TargetState.livevox_account == account)
+    return {t.target: t for t in session.scalars(query)}
 
 
 def age_s(enqueued_at: float) -> float:

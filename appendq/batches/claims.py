@@ -23,8 +23,8 @@ from appendq.queue.record_queue import Claim
 from appendq.target import Target
 
 _COPY_RECORDS = (
-    "COPY records (id, batch_id, position, target, phone1, account, payload_enc, payload_key, "
-    "enqueued_at, status, reason, submitted_by) FROM STDIN"
+    "COPY records (id, batch_id, position, livevox_account, target, phone1, account, "
+    "payload_enc, payload_key, enqueued_at, status, reason, submitted_by) FROM STDIN"
 )
 
 
@@ -48,6 +48,7 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
         return None
     target = Target.parse(claim.target)
     batch = Batch(
+        livevox_account=claim.account,
         target=claim.target,
         size=len(fresh),
         status=BatchStatus.READY,
@@ -91,7 +92,7 @@ def _insert_batch(
     IntegrityError: from SQLAlchemy at commit, or from psycopg inside the COPY."""
     session.add(batch)
     session.flush()
-    _copy_records(session, batch.id, claim.target, fresh)
+    _copy_records(session, batch, fresh)
     session.add(
         Event(
             batch_id=batch.id,
@@ -109,9 +110,7 @@ def _insert_batch(
     session.commit()
 
 
-def _copy_records(
-    session: Session, batch_id: int, target: str, records: Sequence[QueuedRecord]
-) -> None:
+def _copy_records(session: Session, batch: Batch, records: Sequence[QueuedRecord]) -> None:
     cipher = cipher_of(session)
     # Encrypted row by row as the COPY goes: PostgreSQL stores the rows already sent meanwhile.
     sealed = cipher.seal_each((rec.id, rec.payload) for rec in records)
@@ -123,9 +122,10 @@ def _copy_records(
             copy.write_row(
                 (
                     rec.id,
-                    batch_id,
+                    batch.id,
                     position,
-                    target,
+                    batch.livevox_account,
+                    batch.target,
                     payload["phone1"],
                     payload.get("account"),
                     blob,

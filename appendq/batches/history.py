@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from appendq.db.models import MAY_HAVE_LANDED, Batch, BatchStatus, Event, Record
@@ -29,7 +29,8 @@ class Calibration:
 
 
 def calibration_batch(session: Session, campaign_id: int, batch_id: int) -> Calibration | None:
-    """The youngest batch of ``campaign_id`` (any target) appended on a 204 answer, other than
+    """The youngest batch of ``campaign_id`` (any target of ``batch_id``'s account: another
+    account's LiveVox may number its campaigns alike) appended on a 204 answer, other than
     ``batch_id``: the one most likely still missing from a list that lags."""
     sent = session.scalar(select(Batch.sent_at).where(Batch.id == batch_id))
     row = session.execute(
@@ -40,6 +41,7 @@ def calibration_batch(session: Session, campaign_id: int, batch_id: int) -> Cali
         )
         .where(
             Batch.campaign_id == campaign_id,
+            Batch.livevox_account == _account_of(batch_id),
             Batch.status == BatchStatus.APPENDED,
             Batch.http_status == 204,
             Batch.id != batch_id,
@@ -53,6 +55,11 @@ def calibration_batch(session: Session, campaign_id: int, batch_id: int) -> Cali
     ident, age, calibration_sent = row
     after = sent is not None and calibration_sent is not None and calibration_sent > sent
     return Calibration(ident, float(age or 0.0), after)
+
+
+def _account_of(batch_id: int) -> ScalarSelect[str]:
+    """The LiveVox account of a batch, as a subquery: campaign ids are only unique within one."""
+    return select(Batch.livevox_account).where(Batch.id == batch_id).scalar_subquery()
 
 
 def seconds_since_answer(session: Session, batch_id: int) -> float | None:
@@ -84,7 +91,8 @@ class KnownRecord:
 def known_records(
     session: Session, campaign_id: int, phones: Sequence[str], *, exclude_batch: int
 ) -> list[KnownRecord]:
-    """Records of other batches of ``campaign_id`` (any target, any day) with one of these phone1
+    """Records of other batches of ``campaign_id`` (any target of ``exclude_batch``'s account,
+    any day) with one of these phone1
     values (as stored), that the campaign holds (appended batches) or may hold (sending, in_doubt,
     or operator_hold). Records set apart are left out."""
     if not phones:
@@ -96,6 +104,7 @@ def known_records(
         .join(Batch, Batch.id == Record.batch_id)
         .where(
             Batch.campaign_id == campaign_id,
+            Batch.livevox_account == _account_of(exclude_batch),
             Batch.id != exclude_batch,
             landed | maybe,
             Record.status.is_(None),
@@ -130,12 +139,15 @@ def family_events(
     return [(int(e), int(b), dict(d)) for e, b, d in rows]
 
 
-def held_suspects(session: Session, campaign_id: int, root_id: int | None = None) -> list[int]:
+def held_suspects(
+    session: Session, account: str, campaign_id: int, root_id: int | None = None
+) -> list[int]:
     """Batches held for an operator because LiveVox refused them alone without proof that the
     refusal was about them (``appendq.drain.isolate``; their last event's detail says
     ``suspect``): of
     a campaign, or of one family. Few: each is one record."""
     query = select(Batch.id).where(
+        Batch.livevox_account == account,
         Batch.campaign_id == campaign_id,
         Batch.status == BatchStatus.OPERATOR_HOLD,
     )

@@ -100,6 +100,7 @@ def _child(
 ) -> int:
     target = Target.parse(batch.target)
     child = Batch(
+        livevox_account=parent.livevox_account,
         target=batch.target,
         size=len(moved),
         status=BatchStatus.READY,

@@ -17,22 +17,26 @@ from appendq.crypto import PayloadCipher, PayloadUnreadable, cipher_of
 from appendq.db.models import OPEN_STATUSES, Batch, BatchStatus, Record, RecordStatus
 
 
-def next_open_batch(session: Session, target: str) -> BatchView | None:
-    """The oldest batch of the target that still has to go out (FIFO per target)."""
+def next_open_batch(session: Session, account: str, target: str) -> BatchView | None:
+    """The oldest batch of the account's target that still has to go out (FIFO per target)."""
     batch = session.scalars(
         select(Batch)
-        .where(Batch.target == target, Batch.status.in_(OPEN_STATUSES))
+        .where(
+            Batch.livevox_account == account,
+            Batch.target == target,
+            Batch.status.in_(OPEN_STATUSES),
+        )
         .order_by(func.coalesce(Batch.origin_id, Batch.id), Batch.first_position)
         .limit(1)
     ).first()
     return view_of(batch) if batch else None
 
 
-def open_targets(session: Session) -> dict[str, datetime]:
-    """Targets with unfinished batches, and the creation time of the oldest."""
+def open_targets(session: Session, account: str) -> dict[str, datetime]:
+    """The account's targets with unfinished batches, and the creation time of the oldest."""
     rows = session.execute(
         select(Batch.target, func.min(Batch.created_at))
-        .where(Batch.status.in_(OPEN_STATUSES))
+        .where(Batch.livevox_account == account, Batch.status.in_(OPEN_STATUSES))
         .group_by(Batch.target)
     ).all()
     return {target: created for target, created in rows}
@@ -83,13 +87,15 @@ def has_dropped_payloads(session: Session, batch_id: int) -> bool:
     return bool(session.scalar(select(payload_dropped()).where(Batch.id == batch_id)))
 
 
-def stale_sending(session: Session, older_than: timedelta) -> list[tuple[int, int]]:
-    """(id, version) of batches left ``sending`` longer than a call can last: their process
-    died mid-call."""
+def stale_sending(session: Session, account: str, older_than: timedelta) -> list[tuple[int, int]]:
+    """(id, version) of the account's batches left ``sending`` longer than a call can last:
+    their process died mid-call."""
     cutoff = func.now() - older_than
     rows = session.execute(
         select(Batch.id, Batch.version).where(
-            Batch.status == BatchStatus.SENDING, Batch.sent_at < cutoff
+            Batch.livevox_account == account,
+            Batch.status == BatchStatus.SENDING,
+            Batch.sent_at < cutoff,
         )
     )
     return [(int(batch_id), int(version)) for batch_id, version in rows]
@@ -105,8 +111,12 @@ def is_due(session: Session, batch: BatchView) -> bool:
     return bool(due)
 
 
-def count_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Batch.status, func.count()).group_by(Batch.status)).all()
+def count_by_status(session: Session, account: str | None = None) -> dict[str, int]:
+    """Batches per status, of one account (None: of every account)."""
+    query = select(Batch.status, func.count()).group_by(Batch.status)
+    if account is not None:
+        query = query.where(Batch.livevox_account == account)
+    rows = session.execute(query).all()
     return {str(status): int(n) for status, n in rows}
 
 
@@ -120,8 +130,8 @@ def batch_records(session: Session, batch_id: int) -> list[RecordRef]:
     return [RecordRef(*row) for row in rows]
 
 
-def in_doubt_due(session: Session, older_than: timedelta) -> list[BatchView]:
-    """in_doubt batches whose call is over, oldest due first (PostgreSQL's clock).
+def in_doubt_due(session: Session, account: str, older_than: timedelta) -> list[BatchView]:
+    """The account's in_doubt batches whose call is over, oldest due first (PostgreSQL's clock).
 
     Due at ``next_attempt_at`` when the move to in_doubt (or a "look again later") set it: a
     short settle after LiveVox *answered* 500/503, the call deadline after a lost answer. Else
@@ -135,7 +145,7 @@ def in_doubt_due(session: Session, older_than: timedelta) -> list[BatchView]:
     )
     rows = session.scalars(
         select(Batch)
-        .where(Batch.status == BatchStatus.IN_DOUBT, due)
+        .where(Batch.livevox_account == account, Batch.status == BatchStatus.IN_DOUBT, due)
         .order_by(Batch.updated_at, Batch.id)
     )
     return [view_of(b) for b in rows]

@@ -145,7 +145,9 @@ class BatchStore:
     ) -> BatchView | None:
         """``sending``, committed before the call: of two drainers that read the same batch,
         only one can send it."""
-        self.set_target_state(batch.target, campaign_id=campaign_id, hold_reason=None)
+        self.set_target_state(
+            batch.livevox_account, batch.target, campaign_id=campaign_id, hold_reason=None
+        )
         change = Change(campaign_id=campaign_id, attempts=batch.attempts + 1, sent_at=func.now())
         detail = {"campaign": campaign_id, "records": records}
         return self.move(
@@ -171,7 +173,9 @@ class BatchStore:
 
     def hold(self, batch: BatchView, reason: str) -> BatchView | None:
         """``held``: no appendable campaign, or the account needs an operator."""
-        self.set_target_state(batch.target, campaign_id=None, hold_reason=reason)
+        self.set_target_state(
+            batch.livevox_account, batch.target, campaign_id=None, hold_reason=reason
+        )
         if batch.status == S.HELD:
             return batch
         return self.move(
@@ -192,7 +196,9 @@ class BatchStore:
     def mark_dry_run(
         self, batch: BatchView, campaign_id: int, reason: str, records: int
     ) -> BatchView | None:
-        self.set_target_state(batch.target, campaign_id=campaign_id, hold_reason=None)
+        self.set_target_state(
+            batch.livevox_account, batch.target, campaign_id=campaign_id, hold_reason=None
+        )
         detail = {"campaign": campaign_id, "records": records, "dry_run": True}
         return self.move(
             batch.id,
@@ -294,17 +300,18 @@ class BatchStore:
         )
 
     def set_target_state(
-        self, target: str, *, campaign_id: int | None, hold_reason: str | None
+        self, account: str, target: str, *, campaign_id: int | None, hold_reason: str | None
     ) -> None:
-        """Why a target's records wait, and the campaign it last resolved to."""
+        """Why an account's target's records wait, and the campaign it last resolved to."""
         self.session.execute(
             text(
-                "INSERT INTO target_states (target, campaign_id, hold_reason, updated_at) "
-                "VALUES (:t, :c, :r, now()) ON CONFLICT (target) DO UPDATE SET "
-                "campaign_id = EXCLUDED.campaign_id, hold_reason = EXCLUDED.hold_reason, "
-                "updated_at = now()"
+                "INSERT INTO target_states "
+                "(livevox_account, target, campaign_id, hold_reason, updated_at) "
+                "VALUES (:a, :t, :c, :r, now()) ON CONFLICT (livevox_account, target) "
+                "DO UPDATE SET campaign_id = EXCLUDED.campaign_id, "
+                "hold_reason = EXCLUDED.hold_reason, updated_at = now()"
             ),
-            {"t": target, "c": campaign_id, "r": hold_reason},
+            {"a": account, "t": target, "c": campaign_id, "r": hold_reason},
         )
 
     # -- a batch parts -------------------------------------------------------------------------

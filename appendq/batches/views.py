@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from appendq.db.models import Batch, BatchStatus
+from appendq.keys import DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class BatchView:
     #: The LiveVox records to send, when the caller already holds them (a batch just claimed);
     #: None means "read them from PostgreSQL".
     payloads: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    #: The LiveVox account the batch belongs to (``appendq.accounts``).
+    livevox_account: str = DEFAULT_ACCOUNT
 
 
 def view_of(batch: Batch) -> BatchView:
@@ -38,6 +41,7 @@ def view_of(batch: Batch) -> BatchView:
         batch.campaign_id,
         batch.created_at,
         batch.version,
+        livevox_account=batch.livevox_account,
     )
 
 

@@ -28,7 +28,8 @@ import click
 from appendq.cli.app import main
 from appendq.cli.common import ID, load_settings, refuse_bad_input
 from appendq.cli.enqueue_stop import CtrlC
-from appendq.errors import FieldError
+from appendq.errors import ConfigError, FieldError
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.settings import Settings
 from appendq.target import Target
 from producer import (
@@ -73,6 +74,12 @@ MAX_PRINTED_ERRORS = 50
     help="LiveVox campaign id pinned by an operator.",
 )
 @click.option(
+    "--account",
+    metavar="NAME",
+    help="The LiveVox account (APPENDQ_ACCOUNTS_FILE) whose service or campaign this is "
+    "[default: default].",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["csv", "jsonl"]),
@@ -98,6 +105,7 @@ def enqueue_command(
     file: Path,
     service: int | None,
     campaign: int | None,
+    account: str | None,
     fmt: str | None,
     as_json: bool,
     chunk: int,
@@ -125,7 +133,7 @@ def enqueue_command(
         raise click.BadParameter(str(exc), param_hint="FILE") from None
     settings = _settings()
     job = _Job(target, file, kind, chunk, as_json, settings.import_max_line_bytes)
-    with refuse_bad_input(), connect(settings) as producer:  # e.g. too many targets: exit 2
+    with refuse_bad_input(), _connect(settings, account) as producer:  # e.g. too many targets: 2
         outcome = _run(producer, job)
     _print_errors(outcome.receipt.errors)
     _print_outcome(outcome, as_json)
@@ -188,6 +196,15 @@ def _settings() -> Settings:
         return load_settings()
     except click.ClickException as exc:
         raise _Failed(exc.message) from None
+
+
+def _connect(settings: Settings, account: str | None) -> Producer:
+    """The producer of ``account``: an unknown one is a usage error (exit 2), a bad accounts
+    file a configuration failure (exit 3)."""
+    try:
+        return connect(settings, account=account)
+    except ConfigError as exc:
+        raise _Failed(str(exc)) from None
 
 
 class _Failed(click.ClickException):
@@ -323,7 +340,12 @@ def summary(receipt: Receipt, *, interrupted: bool = False, last_row: int | None
     when there were none), then where the import stopped short, if it did: ``interrupted
     (Ctrl-C) after the row at line 52`` or ``reading stopped at line 7``."""
     noun = "record" if receipt.accepted == 1 else "records"
-    parts = [f"accepted {receipt.accepted:,} {noun} for {receipt.target}"]
+    where = (
+        receipt.target
+        if receipt.account == DEFAULT_ACCOUNT
+        else f"{receipt.account} {receipt.target}"
+    )
+    parts = [f"accepted {receipt.accepted:,} {noun} for {where}"]
     if receipt.duplicates:
         count = len(receipt.duplicates)
         parts.append(f"{count:,} duplicate" + ("" if count == 1 else "s"))

@@ -14,6 +14,7 @@ from appendq.audit.access import operator_actor
 from appendq.cli.app import main
 from appendq.cli.common import TIME_FORMAT, load_settings, refuse_bad_input
 from appendq.drain import set_aside
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.ops import retry
 from appendq.runtime import Runtime
 
@@ -74,9 +75,24 @@ def _act(target: str, reason: str, actor: str | None, *, clear: bool) -> bool:
     why, who = _operator_input(reason, actor)
     with Runtime.build(load_settings()) as rt:
         if clear:
-            return set_aside.clear(rt.redis, rt.keys, rt.sessions, target, reason=why, actor=who)
+            return set_aside.clear(
+                rt.redis,
+                rt.keys,
+                rt.sessions,
+                target,
+                reason=why,
+                actor=who,
+                account=DEFAULT_ACCOUNT,
+            )
         set_aside.set_aside(
-            rt.redis, rt.keys, rt.sessions, target, kind="operator", reason=why, actor=who
+            rt.redis,
+            rt.keys,
+            rt.sessions,
+            target,
+            kind="operator",
+            reason=why,
+            actor=who,
+            account=DEFAULT_ACCOUNT,
         )
         return True
 
@@ -122,7 +138,7 @@ def history_cmd(target: str | None, limit: int, as_json: bool) -> None:
                 "actor": e.actor,
                 "reason": e.reason,
             }
-            for e in set_aside.history(session, target, limit)
+            for e in set_aside.history(session, target=target, limit=limit)
         ]
     if as_json:
         click.echo(json.dumps(events, indent=2))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,16 @@ import redis
 from celery.signals import setup_logging
 
 from appendq import embedded
+from appendq.accounts import Account, Accounts, load_accounts
 from appendq.cli.app import main
-from appendq.cli.common import load_settings
+from appendq.cli.common import load_settings, refuse_bad_input
 from appendq.db.engine import ensure_database, migrate
 from appendq.drain import halt
 from appendq.errors import ConfigError
 from appendq.keys import Keys
 from appendq.settings import Settings
-from workers.celery_app import create_app
+from appendq.simulator.config import DEFAULT_CLIENT
+from workers.celery_app import create_app, tick_queues
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,9 @@ def _keep_our_logging(**_: Any) -> None:
     """Celery must not replace the logging the entry point configured."""
 
 
-def _worker_argv(settings: Settings, *, beat: bool) -> list[str]:
+def _worker_argv(settings: Settings, accounts: list[Account], *, beat: bool) -> list[str]:
+    """One solo worker consuming the tick queues of ``accounts``; its node name carries the
+    pid, so that several workers on one machine are told apart."""
     argv = [
         "worker",
         "--pool=solo",
@@ -45,8 +51,9 @@ def _worker_argv(settings: Settings, *, beat: bool) -> list[str]:
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
-        f"--hostname=appendq-{settings.redis_prefix}@{socket.gethostname()}",
+        f"--hostname=appendq-{settings.redis_prefix}-{os.getpid()}@{socket.gethostname()}",
         f"--loglevel={settings.log_level.upper()}",
+        f"--queues={','.join(tick_queues(settings, accounts))}",
     ]
     if beat:
         argv.append("--beat")
@@ -75,20 +82,40 @@ def migrate_cmd() -> None:
     help="Everything against the configured LiveVox except the Append call: batches are "
     "audited as dry_run (APPENDQ_DRY_RUN=true does the same).",
 )
-def worker_cmd(beat: bool, dry_run: bool) -> None:
-    """Run the drain worker (solo pool, concurrency 1), with beat unless --no-beat."""
+@click.option(
+    "--accounts",
+    "names",
+    metavar="A,B",
+    help="Drain only these LiveVox accounts (their tick queues); default: every account. "
+    "Beat (--beat) still ticks every account.",
+)
+def worker_cmd(beat: bool, dry_run: bool, names: str | None) -> None:
+    """Run a drain worker (solo pool, concurrency 1: one tick at a time), with beat unless
+    --no-beat. Run as many as the accounts need, on any machines: see the README, "Many
+    LiveVox accounts"."""
     settings = load_settings()
     if dry_run:
         settings = settings.model_copy(update={"dry_run": True})
     if settings.dry_run:
         log.warning("DRY RUN: batches are built and audited as dry_run; no Append call is made")
-    _refuse_without_credentials(settings)
-    create_app(settings).worker_main(_worker_argv(settings, beat=beat))
+    accounts = _accounts(settings)
+    with refuse_bad_input():
+        served = accounts.pick(names)
+    _refuse_without_credentials(served)
+    create_app(settings, accounts).worker_main(_worker_argv(settings, served, beat=beat))
 
 
-def _refuse_without_credentials(settings: Settings) -> None:
+def _accounts(settings: Settings) -> Accounts:
     try:
-        settings.require_livevox_credentials()
+        return load_accounts(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _refuse_without_credentials(accounts: Iterable[Account]) -> None:
+    try:
+        for account in accounts:
+            account.settings.require_livevox_credentials()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -97,19 +124,27 @@ def _refuse_without_credentials(settings: Settings) -> None:
 def beat_cmd() -> None:
     """Run Celery beat alone: one drain tick every APPENDQ_DRAIN_INTERVAL_S."""
     settings = load_settings()
-    create_app(settings).start(["beat", f"--loglevel={settings.log_level.upper()}"])
+    accounts = _accounts(settings)
+    create_app(settings, accounts).start(["beat", f"--loglevel={settings.log_level.upper()}"])
 
 
 @main.command("resume")
-def resume_cmd() -> None:
+@click.option("--account", help="The LiveVox account (default: default).")
+def resume_cmd(account: str | None) -> None:
     """Lift the halt on Append calls after an operator fixed the LiveVox account (403, login)."""
     settings = load_settings(log=False)
+    with refuse_bad_input():
+        name = _accounts(settings).get_account(account).name
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        lifted = halt.resume(client, Keys(settings.redis_prefix))
+        lifted = halt.resume(client, Keys(settings.redis_prefix).for_account(name))
     finally:
         client.close()
-    click.echo("halt lifted: the next tick sends again" if lifted else "no halt was in force")
+    click.echo(
+        f"account {name}: halt lifted: the next tick sends again"
+        if lifted
+        else f"account {name}: no halt was in force"
+    )
 
 
 @main.command("up")
@@ -118,7 +153,8 @@ def up_cmd() -> None:
     local address has none), migrate, the simulator unless a real LiveVox is configured, then
     the worker with beat. Ctrl-C (SIGINT) or SIGTERM stops everything it started."""
     settings = load_settings()
-    _refuse_without_credentials(settings)
+    accounts = _accounts(settings)
+    _refuse_without_credentials(accounts.values())
     # Until Celery installs its own handler: SIGTERM unwinds like Ctrl-C, stopping what started.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as stack:
@@ -131,21 +167,33 @@ def up_cmd() -> None:
         stack.callback(stores.stop)
         ensure_database(settings.database_url)
         migrate(settings.database_url)
-        if _local_livevox(settings):
-            _ensure_simulator(settings, stack)
-        else:
-            log.info("using LiveVox at %s", settings.livevox_base_url)
-        create_app(settings).worker_main(_worker_argv(settings, beat=True))
+        for url, clients in _livevoxes(accounts).items():
+            if _local_livevox(url):
+                _ensure_simulator(url, clients, stack)
+            else:
+                log.info("using LiveVox at %s", url)
+        served = list(accounts.values())
+        create_app(settings, accounts).worker_main(_worker_argv(settings, served, beat=True))
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _local_livevox(settings: Settings) -> bool:
-    """The simulator's default URL, or any plain-http loopback URL (a real LiveVox is https)."""
-    url = httpx.URL(settings.livevox_base_url)
-    return settings.uses_simulator or (url.scheme == "http" and url.host in embedded.LOCAL_HOSTS)
+def _livevoxes(accounts: Accounts) -> dict[str, list[str]]:
+    """Each LiveVox URL the accounts use, with the client names of its accounts."""
+    found: dict[str, list[str]] = {}
+    for account in accounts.values():
+        url = account.settings.livevox_base_url.rstrip("/")
+        found.setdefault(url, []).append(account.client_name)
+    return found
+
+
+def _local_livevox(base_url: str) -> bool:
+    """Any plain-http loopback URL, the simulator's default among them (a real LiveVox is
+    https)."""
+    url = httpx.URL(base_url)
+    return url.scheme == "http" and url.host in embedded.LOCAL_HOSTS
 
 
 def _simulator_answers(url: str) -> bool:
@@ -155,9 +203,9 @@ def _simulator_answers(url: str) -> bool:
         return False
 
 
-def _ensure_simulator(settings: Settings, stack: contextlib.ExitStack) -> None:
-    """Use the simulator (or whatever LiveVox) already at the local URL, else start one there."""
-    url = settings.livevox_base_url.rstrip("/")
+def _ensure_simulator(url: str, clients: list[str], stack: contextlib.ExitStack) -> None:
+    """Use the simulator (or whatever LiveVox) already at the local URL, else start one there
+    hosting ``clients`` (the client names of the accounts that use it)."""
     if _simulator_answers(url):
         log.info("using the LiveVox simulator already running at %s", url)
         return
@@ -168,7 +216,8 @@ def _ensure_simulator(settings: Settings, stack: contextlib.ExitStack) -> None:
     # In a session of its own, as the stores: Ctrl-C reaches the worker, which finishes its tick
     # (and logs out) before the simulator is stopped.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appendq.simulator", "--port", str(port)],
+        [sys.executable, "-m", "appendq.simulator", "--port", str(port)]
+        + ([] if clients == [DEFAULT_CLIENT] else ["--clients", ",".join(clients)]),
         start_new_session=True,
         preexec_fn=embedded.die_with_parent(signal.SIGTERM),
     )

@@ -35,6 +35,8 @@ NAMING = {
 
 #: The longest actor name an event or an access-log row holds.
 ACTOR_MAX = 64
+#: The longest LiveVox account name (``appendq.accounts.NAME``).
+ACCOUNT_MAX = 32
 
 
 class BatchStatus(StrEnum):
@@ -125,6 +127,9 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    #: The LiveVox account (``appendq.accounts``) whose target this is; not the lead's account
+    #: number (``Record.account``).
+    livevox_account: Mapped[str] = mapped_column(String(ACCOUNT_MAX), nullable=False)
     target: Mapped[str] = mapped_column(String(40), nullable=False)
     service_id: Mapped[int | None] = mapped_column(BigInteger)
     campaign_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -157,7 +162,7 @@ class Batch(Base):
             "created_at",
             postgresql_where="status IN ('ready', 'retry_wait', 'held', 'sending', 'in_doubt')",
         ),
-        Index("ix_batches_target_created", "target", "created_at"),
+        Index("ix_batches_account_target_created", "livevox_account", "target", "created_at"),
         # audit --campaign, retry --campaign
         Index("ix_batches_campaign", "campaign_id", postgresql_where="campaign_id IS NOT NULL"),
     )
@@ -169,6 +174,8 @@ class Record(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: The LiveVox account of the record's batch (kept here so an audit filters without a join).
+    livevox_account: Mapped[str] = mapped_column(String(ACCOUNT_MAX), nullable=False)
     target: Mapped[str] = mapped_column(String(40), nullable=False)
     phone1: Mapped[str] = mapped_column(String(32), nullable=False)
     account: Mapped[str | None] = mapped_column(String(50))
@@ -235,6 +242,7 @@ class TargetState(Base):
 
     __tablename__ = "target_states"
 
+    livevox_account: Mapped[str] = mapped_column(String(ACCOUNT_MAX), primary_key=True)
     target: Mapped[str] = mapped_column(String(40), primary_key=True)
     campaign_id: Mapped[int | None] = mapped_column(BigInteger)
     hold_reason: Mapped[str | None] = mapped_column(Text)
@@ -249,6 +257,7 @@ class TargetEvent(Base):
     __tablename__ = "target_events"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    livevox_account: Mapped[str] = mapped_column(String(ACCOUNT_MAX), nullable=False)
     target: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = _now()
     action: Mapped[str] = mapped_column(String(16), nullable=False)  # set_aside | cleared
@@ -256,7 +265,9 @@ class TargetEvent(Base):
     actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_target_events_target_at", "target", "at"),)
+    __table_args__ = (
+        Index("ix_target_events_account_target_at", "livevox_account", "target", "at"),
+    )
 
 
 class AccessLog(Base):

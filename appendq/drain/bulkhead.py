@@ -67,7 +67,14 @@ def behind_bulkhead(
 
 def set_target_aside(d: Drainer, target: str, kind: str, reason: str) -> DrainReport:
     entry = set_aside.set_aside(
-        d.redis, d.keys, d.sessions, target, kind=kind, reason=reason, actor=d.actor
+        d.redis,
+        d.keys,
+        d.sessions,
+        target,
+        kind=kind,
+        reason=reason,
+        actor=d.actor,
+        account=d.account,
     )
     return DrainReport(Tick.SET_ASIDE, target, reason=entry.reason)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from appendq.batches.store import BatchStore
 from appendq.db.models import BatchStatus
 from appendq.drain.lease import DrainLease, NoLease
-from appendq.keys import Keys
+from appendq.keys import DEFAULT_ACCOUNT, Keys
 from appendq.livevox.campaigns import CampaignResolver
 from appendq.livevox.client import LiveVoxClient
 from appendq.livevox.ratelimit import RateLimiter
@@ -70,6 +70,9 @@ class Drainer:
     sessions: sessionmaker[Session]
     client: LiveVoxClient
     resolver: CampaignResolver
+    #: The LiveVox account this drainer drains (``appendq.accounts``): ``settings``, ``keys``,
+    #: ``queue``, ``limiter``, ``client`` and ``resolver`` are that account's.
+    account: str = DEFAULT_ACCOUNT
     actor: str = field(default_factory=lambda: f"worker@{socket.gethostname()}")
     #: The lease of the tick in progress (set by ``drain_once``): ``check_lease`` between steps.
     lease: DrainLease | NoLease = field(default_factory=NoLease)

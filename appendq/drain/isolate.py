@@ -277,7 +277,7 @@ def _campaign_refusal(step: _Step, root: int) -> Isolation:
         f"between: the refusal is campaign {batch.campaign_id}'s, not the records'; no record "
         "rejected"
     )
-    for suspect in held_suspects(store.session, batch.campaign_id, root):
+    for suspect in held_suspects(store.session, batch.livevox_account, batch.campaign_id, root):
         view = reads.batch_view(store.session, suspect)
         if view is not None:
             store.requeue(suspect, view.version, note, expect=[BatchStatus.OPERATOR_HOLD])
@@ -287,16 +287,16 @@ def _campaign_refusal(step: _Step, root: int) -> Isolation:
 
 
 def confirm_suspects(
-    store: BatchStore, campaign_id: int, *, memory: NumberingMemory | None = None
+    store: BatchStore, account: str, campaign_id: int, *, memory: NumberingMemory | None = None
 ) -> list[int]:
-    """A batch of ``campaign_id`` was just accepted (204). A record refused alone is proven bad
+    """A batch of the account's ``campaign_id`` was just accepted (204). A record refused alone is proven bad
     once a batch of *its own family* (the batch it was cut out of) was accepted after its
     refusal: reject it. Another family's 204 proves nothing about it (the campaign may have
     refused everything a while, in words not recognised as a campaign refusal): it stays held for
     an operator. Returns the batches rejected."""
     session = store.session
     rejected: list[int] = []
-    for batch_id in held_suspects(session, campaign_id):
+    for batch_id in held_suspects(session, account, campaign_id):
         view = reads.batch_view(session, batch_id)
         if view is None or not _family_accepted_after_refusal(session, batch_id):
             continue

@@ -18,7 +18,7 @@ from appendq.batches import history, reads
 from appendq.batches.store import BatchStore, Change, after
 from appendq.batches.views import BatchView
 from appendq.db.models import BatchStatus
-from appendq.drain import set_aside
+from appendq.drain import bulkhead, set_aside
 from appendq.drain.context import Drainer
 from appendq.drain.reconcile import Evidence, evidence_detail, gather, verdict
 from appendq.errors import CampaignUnavailable, Configuration, LiveVoxError
@@ -45,14 +45,10 @@ def recover_claims(d: Drainer) -> int:
             recovered += _recover_claim(d, target)
         except (DataError, psycopg.DataError) as exc:
             reason = f"its claimed records cannot be stored: {getattr(exc, 'orig', None) or exc}"
-            set_aside.set_aside(
-                d.redis, d.keys, d.sessions, target, kind="persist", reason=reason, actor=d.actor
-            )
+            bulkhead.set_target_aside(d, target, "persist", reason)
         except ValueError as exc:  # an item that is not a record, a target that is no name
             reason = f"its claimed records cannot be read: {exc}"
-            set_aside.set_aside(
-                d.redis, d.keys, d.sessions, target, kind="malformed", reason=reason, actor=d.actor
-            )
+            bulkhead.set_target_aside(d, target, "malformed", reason)
     return recovered
 
 
@@ -72,7 +68,7 @@ def _recover_claim(d: Drainer, target: str) -> int:
 
 def reap_sending(d: Drainer) -> None:
     with d.store() as store:
-        for batch_id, version in reads.stale_sending(store.session, d.call_deadline):
+        for batch_id, version in reads.stale_sending(store.session, d.account, d.call_deadline):
             store.reap(batch_id, version, DIED_MID_CALL)
 
 
@@ -133,7 +129,7 @@ def reconcile_due(d: Drainer) -> int:
     """Reconcile the in_doubt batches that are due (``reads.in_doubt_due``: a short settle after
     an answer, a whole call deadline after a lost one); returns how many were read."""
     with d.sessions() as session:
-        due = reads.in_doubt_due(session, d.call_deadline)[:RECONCILE_PER_TICK]
+        due = reads.in_doubt_due(session, d.account, d.call_deadline)[:RECONCILE_PER_TICK]
     done = 0
     for batch in due:
         if batch.campaign_id is None or d.redis.exists(d.keys.calling(batch.id)):

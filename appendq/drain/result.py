@@ -13,7 +13,7 @@ from appendq.batches import reads
 from appendq.batches.store import BatchStore, Change, after
 from appendq.batches.views import BatchView
 from appendq.db.models import BatchStatus
-from appendq.drain import halt, set_aside
+from appendq.drain import bulkhead, halt
 from appendq.drain.context import Drainer, DrainReport, ReportOutcome, Tick
 from appendq.drain.isolate import RedisNumbering, confirm_suspects, isolate
 from appendq.drain.settle import Outcome
@@ -108,9 +108,13 @@ def _write(
     if written is None:
         return None
     if written.status == BatchStatus.APPENDED:  # the campaign takes appends: suspects proven bad
-        written.rejected_in += confirm_suspects(store, campaign_id, memory=memory)
+        written.rejected_in += confirm_suspects(
+            store, batch.livevox_account, campaign_id, memory=memory
+        )
     if written.status == BatchStatus.HELD:
-        store.set_target_state(batch.target, campaign_id=None, hold_reason=written.reason)
+        store.set_target_state(
+            batch.livevox_account, batch.target, campaign_id=None, hold_reason=written.reason
+        )
     return written
 
 
@@ -152,9 +156,7 @@ def _after_commit(d: Drainer, batch: BatchView, written: _Written) -> None:
         release_dedupe(d, rejected)
     if written.spent:  # LiveVox keeps refusing this target's records: stop spending its calls
         reason = f"LiveVox keeps refusing its records: batch {batch.id} {written.reason}"
-        set_aside.set_aside(
-            d.redis, d.keys, d.sessions, batch.target, kind="refused", reason=reason, actor=d.actor
-        )
+        bulkhead.set_target_aside(d, batch.target, "refused", reason)
 
 
 def _report(

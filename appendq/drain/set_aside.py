@@ -84,14 +84,16 @@ def set_aside(
     kind: str,
     reason: str,
     actor: str,
+    account: str,
 ) -> SetAside:
-    """Set ``target`` aside (or update why it is); the drain skips it until it is cleared."""
+    """Set ``target`` aside (or update why it is); the drain skips it until it is cleared.
+    ``keys`` are those of ``account`` (``Keys.for_account``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown set-aside kind {kind!r}")
     entry = SetAside(target, kind, clean_message(reason)[:REASON_MAX], time.time(), actor)
     client.hset(keys.set_aside, target, json.dumps(entry.to_dict()))
     client.hdel(keys.target_failures, target)
-    _record(sessions, target, "set_aside", kind, entry.reason, actor)
+    _record(sessions, account, target, "set_aside", kind, entry.reason, actor)
     log.error(
         "ALERT: target %s set aside (%s): %s; `appendq targets clear` puts it back",
         target[:60],
@@ -110,12 +112,13 @@ def clear(
     *,
     reason: str,
     actor: str,
+    account: str,
 ) -> bool:
     """Put a set-aside target back in the drain; False when it was not set aside."""
     if not client.hdel(keys.set_aside, target):
         return False
     client.hdel(keys.target_failures, target)
-    _record(sessions, target, "cleared", None, reason, actor)
+    _record(sessions, account, target, "cleared", None, reason, actor)
     log.warning("target %s cleared by %s: %s", target[:60], actor, reason)
     return True
 
@@ -129,9 +132,13 @@ def note_success(client: redis.Redis, keys: Keys, target: str) -> None:
     client.hdel(keys.target_failures, target)
 
 
-def history(session: Session, target: str | None = None, limit: int = 100) -> list[TargetEvent]:
-    """The latest set-aside and clear events, newest first."""
+def history(
+    session: Session, account: str | None = None, target: str | None = None, limit: int = 100
+) -> list[TargetEvent]:
+    """The latest set-aside and clear events (of one account, of one target), newest first."""
     query = select(TargetEvent).order_by(TargetEvent.id.desc()).limit(limit)
+    if account is not None:
+        query = query.where(TargetEvent.livevox_account == account)
     if target is not None:
         query = query.where(TargetEvent.target == target)
     return list(session.scalars(query))
@@ -139,6 +146,7 @@ def history(session: Session, target: str | None = None, limit: int = 100) -> li
 
 def _record(
     sessions: sessionmaker[Session],
+    account: str,
     target: str,
     action: str,
     kind: str | None,
@@ -150,7 +158,14 @@ def _record(
     try:
         with sessions() as session, session.begin():
             session.add(
-                TargetEvent(target=target, action=action, kind=kind, actor=actor, reason=reason)
+                TargetEvent(
+                    livevox_account=account,
+                    target=target,
+                    action=action,
+                    kind=kind,
+                    actor=actor,
+                    reason=reason,
+                )
             )
     except SQLAlchemyError as exc:
         log.error("target %s: %s not recorded in the audit: %s", target[:60], action, exc)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def drain_target(d: Drainer, target: Target) -> DrainReport:
     name = str(target)
     with d.sessions() as session:
-        batch = reads.next_open_batch(session, name)
+        batch = reads.next_open_batch(session, d.account, name)
         if batch is not None and not _sendable(batch, reads.is_due(session, batch)):
             why = f"oldest batch is {batch.status}"
             return DrainReport(Tick.WAITING, name, batch.id, batch.size, reason=why)
@@ -62,7 +62,7 @@ def _resolution_failed(
 ) -> DrainReport:
     reason = f"cannot resolve today's campaign: {exc}"
     with d.store() as store:
-        store.set_target_state(target, campaign_id=None, hold_reason=reason)
+        store.set_target_state(d.account, target, campaign_id=None, hold_reason=reason)
     log.warning("%s: %s", target, reason, extra={"target": target, "error_kind": exc.kind})
     if bulkhead.about_this_target(exc):  # a read-only 4xx for this service: the others go on
         reason = f"LiveVox refuses its campaign search: {exc}"

@@ -89,7 +89,7 @@ def _leased_tick(d: Drainer) -> DrainReport:
 
 def _ordered_targets(d: Drainer) -> list[str]:
     with d.sessions() as session:
-        oldest = {t: at.timestamp() for t, at in reads.open_targets(session).items()}
+        oldest = {t: at.timestamp() for t, at in reads.open_targets(session, d.account).items()}
     for target in d.queue.targets():
         try:
             head = d.queue.oldest(target)

@@ -10,8 +10,10 @@ duplicate keys) in ``appendq.http.validation``.
 
 Who may call what: every route names its roles (``appendq.http.auth``: 401 without a known token,
 403 for a role that may not), and the OpenAPI document lists them on each operation
-(``x-appendq-roles``, and a sentence in its description). Every read that returns records (the
-audit, a lead's lookup) writes an access-log row first (``appendq.audit.access``).
+(``x-appendq-roles``, and a sentence in its description). The ops routes take a LiveVox
+``account``; a token limited to accounts is kept to its own (``appendq.http.ops.account_scope``).
+Every read that returns records (the audit, a lead's lookup) writes an access-log row first
+(``appendq.audit.access``).
 
 No request ends in a 500 with internals: bad values are 4xx naming the field (``InvalidValue``:
 422; a phone budget: 413; too many targets: 429), FastAPI's own validation errors are answered
@@ -42,7 +44,16 @@ from appendq.http import auth
 from appendq.http.auth import Caller, authenticate
 from appendq.http.errors import install_handlers
 from appendq.http.intake import Intake
-from appendq.http.ops import health, lookup_record, preview, retry, retry_filter, search_audit
+from appendq.http.ops import (
+    account_scope,
+    health,
+    lookup_record,
+    preview,
+    retry_filter,
+    retry_requested,
+    search_audit,
+    status_of,
+)
 from appendq.http.refused import Refused
 from appendq.http.schemas import (
     ZONE,
@@ -55,7 +66,6 @@ from appendq.http.schemas import (
 from appendq.http.tokens import ApiToken, Role, as_tokens
 from appendq.http.validation import MAX_SMALL_BODY_BYTES, SafeJSONResponse
 from appendq.metrics import registry_for
-from appendq.ops.status import collect
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.target import ID_MAX
@@ -76,7 +86,7 @@ class Deps:
 
     @property
     def intake(self) -> Intake:
-        return Intake(self.settings, self.producer, self.rt.redis, self.rt.keys)
+        return Intake(self.settings, self.producer, self.rt.redis, self.rt.keys, self.rt.accounts)
 
     def accessed(self, caller: Caller, action: str, where: Mapping[str, Any], records: int) -> None:
         """The access-log row of a read that returned (or looked for) personal data."""
@@ -156,11 +166,16 @@ def post_leads(
     return SafeJSONResponse(reply.body, reply.status, reply.headers)
 
 
+#: The ``account`` parameter of the ops endpoints.
+_ACCOUNT = "a LiveVox account (APPENDQ_ACCOUNTS_FILE); a token limited to accounts: one of its own"
+
+
 def get_lead(record_id: str, deps: DepsDep, caller: CallerDep) -> dict[str, Any]:
     """A record's status and timeline once a drain has batched it; before that, for a record
     queued through this intake: status ``queued``, target, queued_at, age_s, target_depth. An
-    intake token finds only the records it submitted (phone numbers masked); another's record is
-    404 as an unknown one. Each lookup is written to the access log."""
+    intake token finds only the records it submitted (phone numbers masked), a token limited to
+    LiveVox accounts only theirs; another record is 404 as an unknown one. Both answers name the
+    record's ``livevox_account``. Each lookup is written to the access log."""
     where = {"record": record_id}
     try:
         answer = lookup_record(deps.rt, record_id, caller)
@@ -176,38 +191,36 @@ def get_audit(
     deps: DepsDep,
     caller: CallerDep,
     phone: str | None = None,
-    account: str | None = None,
+    account: Annotated[str | None, Query(description=_ACCOUNT)] = None,
+    lead_account: Annotated[str | None, Query(description="the lead's account number")] = None,
     batch: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     record: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Records matching every filter given, with status and timeline (full phone numbers). Each
-    search is written to the access log (who, when, the filter with phones masked, how many)."""
-    found = search_audit(
-        deps.rt,
-        phone=phone,
-        account=account,
-        batch_id=batch,
-        record_id=record,
-        region=deps.settings.default_region,
-        limit=limit,
-        full_phones=caller.reads_all,
+    """Records matching every filter given, with status, LiveVox account and timeline (full
+    phone numbers). A token limited to LiveVox accounts finds only their records. Each search
+    is written to the access log (who, when, the filter with phones masked and the accounts it
+    was kept to, how many)."""
+    asked = dict(
+        phone=phone, account=account, lead_account=lead_account, batch=batch, record=record
     )
-    asked = {"phone": phone, "account": account, "batch": batch, "record": record, "limit": limit}
-    deps.accessed(caller, "audit", asked, len(found))
+    found, applied = search_audit(deps.rt, caller, asked, limit=limit)
+    deps.accessed(caller, "audit", {**applied, "limit": limit}, len(found))
     return found
 
 
 def get_retry_preview(
     deps: DepsDep,
+    caller: CallerDep,
     status: Annotated[list[str] | None, Query()] = None,
     target: str | None = None,
     since: Annotated[datetime | None, Query(description=f"created at or after ({ZONE})")] = None,
     until: Annotated[datetime | None, Query(description=f"created before ({ZONE})")] = None,
     batch: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+    account: Annotated[str | None, Query(description=_ACCOUNT)] = None,
 ) -> dict[str, Any]:
     """The batches a retry with these filters would send again (batches only, no record's
-    data); changes nothing."""
+    data), of every LiveVox account or ``account``'s; changes nothing."""
     where = retry_filter(
         batch=batch,
         statuses=status or [],
@@ -215,6 +228,7 @@ def get_retry_preview(
         since=since,
         until=until,
         tz=deps.settings.tz,
+        accounts=account_scope(caller, account, deps.rt.accounts),
     )
     return preview(deps.rt, where)
 
@@ -226,23 +240,20 @@ def post_retry(
     content_type: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """Send matching batches again; the reason and the caller (api:<token name>) go into the
-    audit."""
-    body = retry_request(raw, content_type)
-    where = retry_filter(
-        batch=body.batch,
-        statuses=body.status,
-        target=None if body.target is None else str(body.target),
-        since=body.since,
-        until=body.until,
-        tz=deps.settings.tz,
-    )
-    expect = None if body.expect is None else {e.id: (e.status, e.version) for e in body.expect}
-    return retry(deps.rt, where, reason=body.reason, actor=caller.actor, expect=expect)
+    audit. A token limited to LiveVox accounts moves only their batches: another account's is
+    not found, as a batch that does not exist."""
+    return retry_requested(deps.rt, caller, retry_request(raw, content_type))
 
 
-def get_status(deps: DepsDep) -> dict[str, Any]:
-    """Queue depth and oldest age per target, hold reasons, rate budget, batches by status."""
-    return collect(deps.rt)
+def get_status(
+    deps: DepsDep,
+    caller: CallerDep,
+    account: Annotated[str | None, Query(description=_ACCOUNT)] = None,
+) -> dict[str, Any]:
+    """Per LiveVox account (every one, or ``account``; a limited token: its own): queue depth
+    and oldest age per target, hold reasons, halt, rate budget, batches by status; and the
+    batches of the accounts shown, by status."""
+    return status_of(deps.rt, caller, account)
 
 
 def get_metrics(deps: DepsDep) -> Response:

@@ -45,6 +45,23 @@ class Caller:
     name: str
     roles: frozenset[Role]
     scope: str
+    #: The LiveVox accounts this caller may act on; None: every one.
+    accounts: frozenset[str] | None = None
+
+    def may_use(self, account: str) -> bool:
+        return self.accounts is None or account in self.accounts
+
+    def require_account(self, account: str) -> Caller:
+        """This caller if it may act on ``account``, else 403 naming it."""
+        if self.may_use(account):
+            return self
+        assert self.accounts is not None
+        raise Refused(
+            403,
+            f"the token {self.name!r} may not act on account {account!r} "
+            f"(only {', '.join(sorted(self.accounts))})",
+            field="account",
+        )
 
     @property
     def actor(self) -> str:
@@ -89,4 +106,4 @@ def authenticate(tokens: Sequence[ApiToken], authorization: str | None) -> Calle
     if found is None:
         raise Refused(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     digest = hashlib.sha256(found.get_secret_value().encode()).hexdigest()
-    return Caller(found.name, frozenset({found.role}), digest)
+    return Caller(found.name, frozenset({found.role}), digest, found.accounts)

@@ -19,7 +19,6 @@ The body is parsed by ``appendq.http.validation`` (UTF-8 only, nesting depth, du
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -31,6 +30,7 @@ from typing import Any
 
 import redis
 
+from appendq.accounts import Account, Accounts
 from appendq.errors import InvalidValue
 from appendq.faults import crashpoint
 from appendq.http.auth import Caller
@@ -38,6 +38,7 @@ from appendq.http.intake_queue import PUSHED, IntakeQueue, rebuild
 from appendq.http.refused import Refused
 from appendq.http.validation import BodyError, ambiguous_keys, explain_ambiguous, loads
 from appendq.keys import Keys
+from appendq.queue.record_queue import RecordQueue
 from appendq.settings import LIVEVOX_BATCH_LIMIT, Settings
 from appendq.target import check_id
 from producer.api import Producer
@@ -64,8 +65,16 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def parse_submission(raw: bytes, content_type: str | None = None) -> tuple[str, list[Any]]:
-    """``{"service": ID | "campaign": ID, "records": [...]}`` -> (target, records).
+@dataclass(frozen=True)
+class Submission:
+    account: str | None  # None: not given (the default account)
+    target: str
+    records: list[Any]
+
+
+def parse_submission(raw: bytes, content_type: str | None = None) -> Submission:
+    """``{"account": NAME, "service": ID | "campaign": ID, "records": [...]}`` (account
+    optional) -> what was asked.
 
     The records themselves are validated one by one by the Producer; here only the shape, and the
     target's id against the BIGINT range it is stored in (422 naming the field).
@@ -81,11 +90,29 @@ def parse_submission(raw: bytes, content_type: str | None = None) -> tuple[str, 
         raise Refused(
             422, f"{twice[0][:60]!r} is given more than once: ambiguous", field=twice[0][:60]
         )
-    unknown = sorted(k[:60] for k in set(body) - {"records", *_TARGET_KINDS})
+    unknown = sorted(k[:60] for k in set(body) - {"account", "records", *_TARGET_KINDS})
     if unknown:
         raise Refused(
-            422, f"unknown fields {unknown[:5]}: expected service or campaign, and records"
+            422,
+            f"unknown fields {unknown[:5]}: expected service or campaign, records, and "
+            "optionally account",
         )
+    account = body.get("account")
+    if account is not None and not isinstance(account, str):
+        raise Refused(422, "account must be an account name (a string)", field="account")
+    target = _target(body)
+    records = body.get("records")
+    if not isinstance(records, list):
+        raise Refused(422, "records must be a list of LiveVox records", field="records")
+    if len(records) > MAX_RECORDS:
+        raise Refused(
+            422, f"{len(records):,} records: at most {MAX_RECORDS:,} per request, split it"
+        )
+    return Submission(account, target, records)
+
+
+def _target(body: dict[str, Any]) -> str:
+    """``service:ID`` or ``campaign:ID`` from the body (exactly one of them)."""
     kinds = [k for k in _TARGET_KINDS if k in body]
     if len(kinds) != 1:
         raise Refused(422, "give exactly one of service and campaign")
@@ -96,14 +123,7 @@ def parse_submission(raw: bytes, content_type: str | None = None) -> tuple[str, 
         check_id(ident, kinds[0])
     except InvalidValue as exc:
         raise Refused(422, str(exc), field=exc.field) from None
-    records = body.get("records")
-    if not isinstance(records, list):
-        raise Refused(422, "records must be a list of LiveVox records", field="records")
-    if len(records) > MAX_RECORDS:
-        raise Refused(
-            422, f"{len(records):,} records: at most {MAX_RECORDS:,} per request, split it"
-        )
-    return f"{kinds[0]}:{ident}", records
+    return f"{kinds[0]}:{ident}"
 
 
 # Delete the slot only while it holds this request's own pending marker: never a receipt, never
@@ -169,6 +189,7 @@ class Intake:
     producer: Producer
     redis: redis.Redis
     keys: Keys
+    accounts: Accounts
 
     def submit(
         self,
@@ -178,7 +199,13 @@ class Intake:
         content_type: str | None = None,
     ) -> Reply:
         started = time.perf_counter()
-        target, records = parse_submission(raw, content_type)
+        asked = parse_submission(raw, content_type)
+        records = asked.records
+        try:
+            account = self.accounts.get_account(asked.account)
+        except InvalidValue as exc:
+            raise Refused(422, str(exc), field="account") from None
+        caller.require_account(account.name)
         body_hash = hashlib.sha256(raw).hexdigest()
         idem = Idempotency(self.redis, self.keys)
         slot = idem.slot(caller, idempotency_key) if idempotency_key is not None else None
@@ -188,9 +215,9 @@ class Intake:
             if saved is not None:
                 return Reply(202, self._replay(saved, records), {"Idempotent-Replayed": "true"})
         try:
-            self._check_backlog()
-            producer = self._producer(slot, body_hash)
-            receipt = producer.enqueue(target, records, submitted_by=caller.name).to_dict()
+            producer = self._producer(account, slot, body_hash)
+            self._check_backlog(producer.queue)
+            receipt = producer.enqueue(asked.target, records, submitted_by=caller.name).to_dict()
         except BaseException:
             if slot is not None:
                 idem.release(slot, marker)
@@ -202,19 +229,21 @@ class Intake:
         _log_submission(caller, receipt, time.perf_counter() - started)
         return Reply(202, receipt)
 
-    def _producer(self, slot: str | None, body_hash: str) -> Producer:
-        """The Producer, pushing through an ``IntakeQueue`` for this request."""
-        producer = copy.copy(self.producer)
-        producer.queue = IntakeQueue(
+    def _producer(self, account: Account, slot: str | None, body_hash: str) -> Producer:
+        """The Producer of ``account``, pushing through an ``IntakeQueue`` for this request
+        (the account's queues; the receipt and the id index under the intake's own keys)."""
+        queue = IntakeQueue(
             self.redis,
-            self.keys,
+            account.keys(),
+            account=account.name,
+            intake_keys=self.keys,
             dedupe=self.settings.dedupe,
-            tz=self.settings.tz,
+            tz=account.settings.tz,
             slot=slot,
             body_hash=body_hash,
             slot_ttl_s=IDEMPOTENCY_TTL_S,
         )
-        return producer
+        return self.producer.on_queue(queue, account.settings.tz)
 
     def _replay(self, saved: dict[str, Any], records: list[Any]) -> dict[str, Any]:
         if saved.get("state") != PUSHED:
@@ -224,14 +253,16 @@ class Intake:
         explain_ambiguous(records, rebuilt["errors"])
         return rebuilt
 
-    def _check_backlog(self) -> None:
-        depth = self.producer.queue.depth()
+    def _check_backlog(self, queue: RecordQueue) -> None:
+        """Past APPENDQ_INTAKE_MAX_DEPTH records queued for the account, 503: one account's
+        backlog never refuses another's leads."""
+        depth = queue.depth()
         if depth > self.settings.intake_max_depth:
             wait = retry_after_s(self.settings, depth)
             raise Refused(
                 503,
-                f"{depth:,} records already queued (limit {self.settings.intake_max_depth:,}): "
-                f"retry in {wait} s",
+                f"{depth:,} records already queued for account {queue.account} (limit "
+                f"{self.settings.intake_max_depth:,}): retry in {wait} s",
                 {"Retry-After": str(wait)},
             )
 

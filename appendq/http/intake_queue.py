@@ -8,12 +8,13 @@
   marker lands with the records or not at all, so a retry with the same key can never queue them
   again, whether the answer was lost after redis-py's retries or the intake died before storing
   the full receipt (``rebuild`` turns the marker back into that receipt);
-- indexes every record id under the UTC day of its id (``Keys.intake_ids``: id -> target, then
-  " <first id>" (empty if none) " <token name>" for a duplicate or a record a named caller
-  submitted), for three days, so ``GET /v1/leads/{id}`` can answer ``queued`` for a record still
-  in Redis (``find_queued``) without scanning a queue, and only to the token that submitted it
-  (or a reader of every record). Only records queued through the HTTP intake are indexed; the
-  audit answers for every record once it is batched.
+- indexes every record id under the UTC day of its id (``Keys.intake_ids``: id -> target,
+  ``account/target`` for an account other than ``default``; then " <first id>" (empty if
+  none) " <token name>" for a duplicate or a record a named caller submitted), for three days,
+  so ``GET /v1/leads/{id}`` can answer ``queued`` for a record still in Redis (``find_queued``)
+  without scanning a queue, and only to the token that submitted it (or a reader of every
+  record). Only records queued through the HTTP intake are indexed; the audit answers for every
+  record once it is batched.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import redis
 
 from appendq.clock import utcnow
 from appendq.errors import FieldError
-from appendq.keys import Keys
+from appendq.keys import DEFAULT_ACCOUNT, Keys
 from appendq.leads import validate_record
 from appendq.queue.dedupe import Mode, day_of, dedupe_key
 from appendq.queue.item import QueuedRecord, id_moment
 from appendq.queue.record_queue import RecordQueue
+from appendq.runtime import Runtime
 from producer.receipt import Duplicate, Receipt
 
 #: How long a record id stays findable as ``queued`` (a record is normally batched in seconds).
@@ -83,13 +85,16 @@ class IntakeQueue(RecordQueue):
         client: redis.Redis,
         keys: Keys,
         *,
+        account: str,
+        intake_keys: Keys,
         dedupe: Mode,
         tz: ZoneInfo,
         slot: str | None,
         body_hash: str,
         slot_ttl_s: int,
     ) -> None:
-        super().__init__(client, keys)
+        super().__init__(client, keys, account)
+        self.intake_keys = intake_keys
         self._mark = client.register_script(_MARK)
         self.dedupe: Mode = dedupe
         self.tz = tz
@@ -104,11 +109,13 @@ class IntakeQueue(RecordQueue):
             return
         stamped = datetime.fromtimestamp(records[0].enqueued_at, UTC)
         hash_key = self.keys.dedupe(target, day_of(stamped, self.tz))
-        index_key = self.keys.intake_ids((id_moment(records[0].id) or stamped).date().isoformat())
+        day = (id_moment(records[0].id) or stamped).date().isoformat()
+        index_key = self.intake_keys.intake_ids(day)
         head = json.dumps(
             {
                 "state": PUSHED,
                 "body_sha256": self.body_hash,
+                "account": self.account,
                 "target": target,
                 "ids": [r.id for r in records],
             }
@@ -117,13 +124,19 @@ class IntakeQueue(RecordQueue):
             self.slot_ttl_s if self.slot is not None else 0,
             ID_INDEX_TTL_S,
             head[:-1] + ',"dup":[',
-            target,
+            _indexed(self.account, target),
             records[0].submitted_by or "",
         ]
         for rec in records:
             args += (dedupe_key(rec.payload, self.dedupe) or "", rec.id)
         slot = self.slot if self.slot is not None else index_key
         self._mark(keys=[slot, index_key, hash_key], args=args, client=pipe)
+
+
+def _indexed(account: str, target: str) -> str:
+    """The id index's place of a record: its target, after ``account/`` unless it is the
+    default account's (entries written before accounts existed have no account)."""
+    return target if account == DEFAULT_ACCOUNT else f"{account}/{target}"
 
 
 def rebuild(saved: dict[str, Any], records: list[Any], region: str) -> dict[str, Any]:
@@ -149,32 +162,37 @@ def rebuild(saved: dict[str, Any], records: list[Any], region: str) -> dict[str,
             duplicates.append(Duplicate(index, None, record_id, first))
         else:
             accepted.append(record_id)
-    return Receipt(saved["target"], len(accepted), accepted, errors, duplicates).to_dict()
+    account = saved.get("account", DEFAULT_ACCOUNT)
+    return Receipt(saved["target"], len(accepted), accepted, errors, duplicates, account).to_dict()
 
 
-def find_queued(queue: RecordQueue, record_id: str) -> dict[str, Any] | None:
-    """``queued`` with its target, age and the target's depth, for a record the HTTP intake
-    queued and no drain has batched yet; None if it is not in the index."""
+def find_queued(rt: Runtime, record_id: str) -> dict[str, Any] | None:
+    """``queued`` with its account, target, age and the target's depth, for a record the HTTP
+    intake queued and no drain has batched yet; None if it is not in the index."""
     queued_at = id_moment(record_id)
     if queued_at is None:
         return None
     day = queued_at.date()
-    with queue.redis.pipeline(transaction=False) as pipe:
+    with rt.redis.pipeline(transaction=False) as pipe:
         for each in (day, day - timedelta(days=1)):
-            pipe.hget(queue.keys.intake_ids(each.isoformat()), record_id)
+            pipe.hget(rt.keys.intake_ids(each.isoformat()), record_id)
         found = next((v for v in pipe.execute() if v is not None), None)
     if found is None:
         return None
-    target, _, rest = found.decode().partition(" ")
+    place, _, rest = found.decode().partition(" ")
+    account, _, target = place.rpartition("/")
+    account = account or DEFAULT_ACCOUNT
     first, _, who = rest.partition(" ")
     answer: dict[str, Any] = {
         "record_id": record_id,
         "status": "queued",
+        "account": account,
         "target": target,
         "queued_at": queued_at.isoformat(),
         "age_s": round(max(0.0, (utcnow() - queued_at).total_seconds()), 3),
-        "target_depth": queue.depth(target),
     }
+    if account in rt.accounts:  # an account since removed from the file: no depth to show
+        answer["target_depth"] = rt.lane(account).queue.depth(target)
     if first:
         answer["duplicate_of"] = first
     if who:

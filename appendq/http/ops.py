@@ -5,6 +5,12 @@ them; they raise ``Refused`` (``appendq.http.refused``) for every answer that is
 Every value that reaches PostgreSQL is checked first (ids within BIGINT, search terms and the
 operator's reason as one line of text, capped): a bad one is a 422 naming it, never a database
 error.
+
+LiveVox accounts (``account_scope``): a caller may keep a question to one account (the
+``account`` parameter); a token limited to some accounts gets its accounts forced on every
+question, a 403 naming the account when it asks for another, and finds another account's
+records and batches exactly as it finds ones that do not exist (404 for a lead, "not found" for
+a batch): it learns nothing of them, not even that they exist.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from appendq.accounts import Accounts, check_name
 from appendq.audit import timeline
 from appendq.clock import in_zone
 from appendq.db.models import RETRYABLE_STATUSES, BatchStatus
@@ -26,10 +33,12 @@ from appendq.errors import InvalidValue
 from appendq.http.auth import Caller
 from appendq.http.intake_queue import find_queued
 from appendq.http.refused import Refused
+from appendq.http.schemas import RetryRequest
 from appendq.http.validation import MAX_QUERY_TEXT
 from appendq.leads import check_text
 from appendq.ops import retry as retries
 from appendq.ops.retry import RetryFilter
+from appendq.ops.status import collect
 from appendq.runtime import Runtime
 from appendq.target import check_id
 from producer.door import parse_target
@@ -45,7 +54,9 @@ def lookup_record(rt: Runtime, record_id: str, caller: Caller) -> dict[str, Any]
     HTTP intake queued and no drain has batched yet, ``queued`` with its target and age
     (``appendq.http.intake_queue.find_queued``). A caller that does not read every record (an
     intake token) finds only the records it submitted, phones masked: another's record is
-    "unknown", exactly as a record that does not exist."""
+    "unknown", exactly as a record that does not exist; so is a record of a LiveVox account a
+    token limited to others may not use. Both answers name the record's LiveVox account
+    ``livevox_account`` (``account`` is the lead's account number, once batched)."""
     try:
         uuid.UUID(record_id)
     except ValueError:
@@ -53,8 +64,8 @@ def lookup_record(rt: Runtime, record_id: str, caller: Caller) -> dict[str, Any]
     found = _audited(rt, record_id, caller.reads_all)
     if found is not None:
         return _visible(found, caller, record_id)
-    queued = find_queued(rt.queue, record_id)
-    if queued is not None and queued["target_depth"] > 0:
+    queued = _queued(rt, record_id)
+    if queued is not None and queued.get("target_depth", 0) > 0:
         return _visible(queued, caller, record_id)
     found = _audited(rt, record_id, caller.reads_all)  # batched between the two looks
     if found is not None:
@@ -70,10 +81,21 @@ def lookup_record(rt: Runtime, record_id: str, caller: Caller) -> dict[str, Any]
 
 
 def _visible(answer: dict[str, Any], caller: Caller, record_id: str) -> dict[str, Any]:
-    """``answer`` if ``caller`` may see this record, else the 404 of an unknown record."""
-    if caller.reads_all or answer.get("submitted_by") == caller.name:
+    """``answer`` if ``caller`` may see this record (its own, or every record, of an account it
+    may use), else the 404 of an unknown record."""
+    mine = caller.reads_all or answer.get("submitted_by") == caller.name
+    if mine and caller.may_use(answer["livevox_account"]):
         return answer
     raise _unknown(record_id)
+
+
+def _queued(rt: Runtime, record_id: str) -> dict[str, Any] | None:
+    """The intake's index entry of a record still queued, its LiveVox account named as the
+    audit names it (``livevox_account``)."""
+    queued = find_queued(rt, record_id)
+    if queued is not None:
+        queued["livevox_account"] = queued.pop("account")
+    return queued
 
 
 def _unknown(record_id: str) -> Refused:
@@ -92,27 +114,84 @@ def _audited(rt: Runtime, record_id: str, full_phones: bool) -> dict[str, Any] |
     return found[0].to_dict() if found else None
 
 
-def search_audit(rt: Runtime, *, full_phones: bool, **where: Any) -> list[dict[str, Any]]:
-    """``GET /v1/audit``: records matching every filter given (at least one); phone numbers in
-    full for a caller allowed them (``full_phones``), masked otherwise."""
-    filters = {k: v for k, v in where.items() if v is not None and k not in ("limit", "region")}
-    if not filters:
-        raise Refused(422, "give phone, account, batch or record")
+#: The audit's filters as the API names them (the LiveVox ``account``, the lead's
+#: ``lead_account``), and as ``timeline.find_records`` does.
+_AUDIT_FILTERS = {
+    "phone": "phone",
+    "lead_account": "account",
+    "batch": "batch_id",
+    "record": "record_id",
+}
+
+
+def search_audit(
+    rt: Runtime, caller: Caller, asked: Mapping[str, Any], *, limit: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``GET /v1/audit``: the records matching every filter ``asked`` (at least one of phone,
+    account, lead_account, batch, record), phones in full for a caller allowed them, kept to
+    the accounts the caller may use; and the filter as applied, for the access log (the
+    accounts forced on a limited caller included)."""
+    if all(v is None for v in asked.values()):
+        raise Refused(422, "give phone, account, lead_account, batch or record")
     try:
-        for name in ("phone", "account", "record_id"):
-            check_text(where.get(name), name.removesuffix("_id"), max_len=MAX_QUERY_TEXT)
-        if where.get("batch_id") is not None:
-            check_id(where["batch_id"], "batch")
+        for name in ("phone", "record"):
+            check_text(asked.get(name), name, max_len=MAX_QUERY_TEXT)
+        check_text(asked.get("lead_account"), "lead_account", max_len=timeline.ACCOUNT_MAX)
+        if asked.get("batch") is not None:
+            check_id(asked["batch"], "batch")
     except InvalidValue as exc:
         raise refuse(exc) from None
+    scope = account_scope(caller, asked.get("account"), hint=_LEAD_ACCOUNT_HINT)
+    where = {_AUDIT_FILTERS[k]: v for k, v in asked.items() if k in _AUDIT_FILTERS}
     with rt.sessions() as session:
         try:
-            found = timeline.find_records(session, **where, full_phones=full_phones)
+            found = timeline.find_records(
+                session,
+                **where,
+                livevox_account=scope,
+                region=rt.settings.default_region,
+                limit=limit,
+                full_phones=caller.reads_all,
+            )
         except InvalidValue as exc:
             raise refuse(exc) from None
         except ValueError as exc:  # a phone or record id that cannot match anything
             raise Refused(422, str(exc)) from None
-    return [r.to_dict() for r in found]
+    applied = {**asked, "account": list(scope) if scope else None}
+    return [r.to_dict() for r in found], applied
+
+
+_LEAD_ACCOUNT_HINT = "account is the LiveVox account; a lead's account number is lead_account"
+
+
+def account_scope(
+    caller: Caller,
+    account: str | None,
+    configured: Accounts | None = None,
+    *,
+    hint: str | None = None,
+) -> tuple[str, ...] | None:
+    """The LiveVox accounts a question is kept to: ``(account,)`` when one is asked (422 if it
+    is not an account name, or with ``configured`` not one of them; 403 if the caller may not
+    use it), else the accounts of a caller limited to some, else None (every account)."""
+    if account is None:
+        return None if caller.accounts is None else tuple(sorted(caller.accounts))
+    try:
+        name = check_name(account)
+    except InvalidValue as exc:
+        raise Refused(422, f"{exc} ({hint})" if hint else str(exc), field="account") from None
+    caller.require_account(name)
+    if configured is not None and name not in configured:
+        known = f" (known: {', '.join(configured)})" if caller.accounts is None else ""
+        raise Refused(422, f"account: no account {name!r}{known}", field="account")
+    return (name,)
+
+
+def status_of(rt: Runtime, caller: Caller, account: str | None) -> dict[str, Any]:
+    """``GET /v1/status``: every account's status, or ``account``'s; a caller limited to some
+    accounts sees only those (403 for another)."""
+    scope = account_scope(caller, account, rt.accounts)
+    return collect(rt, account, among=scope)
 
 
 def retry_filter(
@@ -123,9 +202,11 @@ def retry_filter(
     since: datetime | None,
     until: datetime | None,
     tz: tzinfo,
+    accounts: tuple[str, ...] | None = None,
 ) -> RetryFilter:
     """A ``RetryFilter`` from request parameters (a time without a zone is in ``tz``,
-    APPENDQ_TIMEZONE); 422 on an unknown or final status or target."""
+    APPENDQ_TIMEZONE), kept to ``accounts`` (``account_scope``; None: every account); 422 on an
+    unknown or final status or target."""
     names = [s.strip() for text in statuses for s in text.split(",") if s.strip()]
     wrong = [s for s in names if s not in {str(r) for r in RETRYABLE_STATUSES}]
     if wrong:
@@ -145,7 +226,24 @@ def retry_filter(
         target=where,
         since=in_zone(since, tz),
         until=in_zone(until, tz),
+        accounts=accounts or (),
     )
+
+
+def retry_requested(rt: Runtime, caller: Caller, body: RetryRequest) -> dict[str, Any]:
+    """``POST /v1/batches/retry``: the batches ``body`` names back to ready, as ``caller``, kept
+    to the LiveVox accounts it may use (``account_scope``)."""
+    where = retry_filter(
+        batch=body.batch,
+        statuses=body.status,
+        target=None if body.target is None else str(body.target),
+        since=body.since,
+        until=body.until,
+        tz=rt.settings.tz,
+        accounts=account_scope(caller, body.account, rt.accounts),
+    )
+    expect = None if body.expect is None else {e.id: (e.status, e.version) for e in body.expect}
+    return retry(rt, where, reason=body.reason, actor=caller.actor, expect=expect)
 
 
 def retry(
@@ -162,7 +260,7 @@ def retry(
     while still so. Without it, the batches matching now are moved except those that may
     already be at LiveVox (in_doubt, operator_hold): re-sending them may make
     LiveVox hold their records twice, so a caller must name them with their previewed state."""
-    if where == RetryFilter():
+    if where.empty:
         raise Refused(422, "give batch, status, target, since or until (all of them: status)")
     try:
         retries.check_reason(reason)  # one line, at most retries.REASON_MAX characters

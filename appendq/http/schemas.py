@@ -8,9 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from appendq.accounts import NAME
 from appendq.http.intake import MAX_RECORDS
 from appendq.http.refused import Refused
 from appendq.http.validation import BodyError, ambiguous_keys, loads
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.leads import LeadRecord
 from appendq.ops.retry import REASON_MAX
 from appendq.target import ID_MAX
@@ -54,9 +56,20 @@ class ExpectedBatch(BaseModel):
     version: int = Field(ge=0, le=2**31 - 1)
 
 
+#: The ``account`` field of a body: a LiveVox account's name (``appendq.accounts.NAME``).
+ACCOUNT_FIELD = {"type": "string", "pattern": NAME.pattern, "maxLength": 32}
+
+
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch: int | None = Field(None, ge=1, le=ID_MAX)
+    account: str | None = Field(
+        None,
+        max_length=64,
+        examples=["acme"],
+        description="only this LiveVox account's batches (default: every account; a token "
+        "limited to accounts: its own)",
+    )
     status: list[str] = Field(default_factory=list)
     target: str | int | None = Field(None, examples=["service:1001"])
     since: datetime | None = Field(None, description=f"created at or after ({ZONE})")
@@ -87,6 +100,12 @@ def leads_body() -> dict[str, Any]:
         "properties": {
             "service": {**target, "description": "LiveVox service id (today's campaign)"},
             "campaign": {**target, "description": "a pinned LiveVox campaign id"},
+            "account": {
+                **ACCOUNT_FIELD,
+                "default": DEFAULT_ACCOUNT,
+                "description": "the LiveVox account (APPENDQ_ACCOUNTS_FILE) whose service or "
+                "campaign this is; a token limited to accounts may only name its own",
+            },
             "records": {
                 "type": "array",
                 "maxItems": MAX_RECORDS,

@@ -4,7 +4,9 @@ separated.
 - **name**: 1 to 48 characters of ``A-Z a-z 0-9 _ . -``; the audit records the caller as
   ``api:<name>``.
 - **role**: ``intake``, ``auditor`` or ``operator`` (``Role``; what each may do is in
-  ``appendq.http.auth``).
+  ``appendq.http.auth``), optionally limited to some LiveVox accounts: ``intake@acme`` or
+  ``operator@acme+beta`` (account names: ``appendq.accounts``). A token limited to accounts may
+  only enqueue to, read and act on those; without ``@`` it may on every account.
 - **secret**: the rest of the entry (it may hold ``:``), the bearer token itself.
 
 A bare token (no ``:`` at all, as before roles existed) is an ``intake`` token named
@@ -26,6 +28,8 @@ from enum import StrEnum
 from pydantic import SecretStr
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+#: An account name as ``appendq.accounts.NAME`` has it (kept here: settings read tokens).
+ACCOUNT = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 SETTING = "APPENDQ_API_TOKENS"
 
 
@@ -42,14 +46,25 @@ class ApiToken(SecretStr):
     """One configured token: ``name`` (for the audit), ``role``, and the secret. ``bare``: it was
     configured without a name and role."""
 
-    def __init__(self, secret: str, name: str, role: Role, *, bare: bool = False) -> None:
+    def __init__(
+        self,
+        secret: str,
+        name: str,
+        role: Role,
+        *,
+        bare: bool = False,
+        accounts: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(secret)
         self.name = name
         self.role = role
         self.bare = bare
+        #: The LiveVox accounts this token may act on; None: every one.
+        self.accounts = accounts
 
     def __repr__(self) -> str:
-        return f"ApiToken(name={self.name!r}, role={self.role.value!r})"
+        limited = f", accounts={sorted(self.accounts)!r}" if self.accounts is not None else ""
+        return f"ApiToken(name={self.name!r}, role={self.role.value!r}{limited})"
 
 
 def parse_entry(entry: str, position: int) -> ApiToken:
@@ -58,7 +73,8 @@ def parse_entry(entry: str, position: int) -> ApiToken:
     if ":" not in entry:
         return ApiToken(entry, f"token-{position}", Role.INTAKE, bare=True)
     name, _, rest = entry.partition(":")
-    role, _, secret = rest.partition(":")
+    role_text, _, secret = rest.partition(":")
+    role, at, limits = role_text.partition("@")
     where = f"{SETTING} entry {position}"
     expected = "expected name:role:secret; a bare token has no ':'"
     if not NAME.fullmatch(name):
@@ -66,9 +82,15 @@ def parse_entry(entry: str, position: int) -> ApiToken:
     if role not in {r.value for r in Role}:
         # not named: an entry that is not name:role:... may be a secret holding ':'
         raise ValueError(f"{where}: the role is not one of {ROLES} ({expected})")
+    accounts = frozenset(limits.split("+")) if at else None
+    if accounts is not None and not all(ACCOUNT.fullmatch(a) for a in accounts):
+        raise ValueError(
+            f"{where} ({name!r}): after {role}@ come account names joined by + "
+            "(a-z, 0-9, _ and -)"
+        )
     if not secret.strip():
         raise ValueError(f"{where} ({name!r}): the secret is empty")
-    return ApiToken(secret.strip(), name, Role(role))
+    return ApiToken(secret.strip(), name, Role(role), accounts=accounts)
 
 
 def parse_tokens(value: object) -> object:

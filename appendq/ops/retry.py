@@ -10,6 +10,11 @@ batch that moved on since the preview (held at the preview, then sent by a tick 
 is left alone and reported (``LeftAlone``): the "may send twice" warning was decided on the
 preview, so only a new preview may lead to re-sending it.
 
+A retry may be kept to some LiveVox accounts (``RetryFilter.accounts``: ``appendq retry
+--account``, or forced on an API token limited to some): a batch of another account is then not
+chosen, and a previewed one is reported as not found, exactly as a batch that does not exist (a
+caller limited to accounts learns nothing of the others' batches).
+
 Operator text is bounded: a reason is one line of at most ``REASON_MAX`` characters, an actor
 at most ``ACTOR_MAX`` (the column), neither with a control character (``appendq.leads.
 text_problem``). Every id must fit its BIGINT column. Violations raise ``InvalidValue`` naming
@@ -26,11 +31,13 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from appendq.accounts import check_name
 from appendq.audit.access import operator_actor
 from appendq.batches import reads
 from appendq.batches.store import BatchStore, Change
 from appendq.db.models import ACTOR_MAX, MAY_DUPLICATE, RETRYABLE_STATUSES, Batch, BatchStatus
 from appendq.errors import InvalidValue
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.leads import check_text
 from appendq.target import Target, check_id
 
@@ -57,7 +64,8 @@ def check_actor(actor: object, field: str = "actor") -> str:
 @dataclass(frozen=True)
 class RetryFilter:
     """Which batches to retry. Empty ``statuses`` means every retryable status; ``since`` and
-    ``until`` bound the batch's creation time (``until`` excluded)."""
+    ``until`` bound the batch's creation time (``until`` excluded); empty ``accounts`` means
+    the batches of every LiveVox account."""
 
     batch_id: int | None = None
     statuses: tuple[BatchStatus, ...] = ()
@@ -66,11 +74,15 @@ class RetryFilter:
     campaign_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    accounts: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        """True when nothing narrows the choice: "retry everything" is never done by accident."""
-        return all(getattr(self, f.name) in (None, ()) for f in fields(self))
+        """True when nothing narrows the choice: "retry everything" is never done by accident.
+        An account alone does not narrow it: every batch of an account is still everything."""
+        return all(
+            getattr(self, f.name) in (None, ()) for f in fields(self) if f.name != "accounts"
+        )
 
     def check(self) -> None:
         """Raise ``InvalidValue`` (naming the parameter) for an id outside its column, a bad
@@ -81,6 +93,8 @@ class RetryFilter:
                 check_id(value, name)
         if self.target is not None:
             Target.parse(self.target)
+        for account in self.accounts:
+            check_name(account)
         for status in self.statuses:
             if not isinstance(status, BatchStatus):
                 raise InvalidValue("status", f"{status!r} is not a batch status")
@@ -94,6 +108,8 @@ class RetryFilter:
         query = select(Batch).where(Batch.status.in_(statuses), ~reads.payload_dropped())
         if self.batch_id is not None:
             query = query.where(Batch.id == self.batch_id)
+        if self.accounts:
+            query = query.where(Batch.livevox_account.in_(self.accounts))
         if self.target is not None:
             query = query.where(Batch.target == self.target)
         if self.service_id is not None:
@@ -119,6 +135,7 @@ class BatchSummary:
     error: str | None
     may_duplicate: bool  # in_doubt or partly landed: the records may already be at LiveVox
     version: int = 0  # the batch's fence: +1 on every transition
+    account: str = DEFAULT_ACCOUNT  # the LiveVox account of the batch
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": self.created_at.isoformat()}
@@ -176,6 +193,7 @@ def _summary(batch: Batch) -> BatchSummary:
         batch.error_message,
         _may_duplicate(batch),
         batch.version,
+        batch.livevox_account,
     )
 
 
@@ -229,7 +247,8 @@ def retry(
         result.moved.append(_move(BatchStore(session, who), batch, reason))
     if only is not None:
         handled = {b.id for b in result.moved} | {b.id for b in result.left}
-        result.left.extend(_unseen(session, {k: v for k, v in only.items() if k not in handled}))
+        unseen = {k: v for k, v in only.items() if k not in handled}
+        result.left.extend(_unseen(session, unseen, where.accounts))
     return result
 
 
@@ -268,13 +287,17 @@ def _changed(batch_id: int, seen: PreviewedState, now: BatchStatus, version: int
     return LeftAlone(batch_id, str(seen.status), str(now), f"{why}: preview again")
 
 
-def _unseen(session: Session, missing: Mapping[int, PreviewedState]) -> list[LeftAlone]:
-    """Previewed batches the retry's query did not return: why each one was left alone."""
+def _unseen(
+    session: Session, missing: Mapping[int, PreviewedState], accounts: tuple[str, ...]
+) -> list[LeftAlone]:
+    """Previewed batches the retry's query did not return: why each one was left alone. A batch
+    outside ``accounts`` (when given) is not found, as one that does not exist."""
     if not missing:
         return []
-    rows = session.execute(
-        select(Batch.id, Batch.status, Batch.version).where(Batch.id.in_(list(missing)))
-    ).all()
+    query = select(Batch.id, Batch.status, Batch.version).where(Batch.id.in_(list(missing)))
+    if accounts:
+        query = query.where(Batch.livevox_account.in_(accounts))
+    rows = session.execute(query).all()
     found = {int(r.id): (r.status, int(r.version)) for r in rows}
     left = []
     for batch_id, seen in sorted(missing.items()):

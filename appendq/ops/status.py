@@ -1,53 +1,93 @@
-"""``appendq status``: queue depth and oldest age per target, current campaign, hold reason, rate
-budget left, batches by status. One plain function returning a JSON-ready dict."""
+"""``appendq status``: per LiveVox account, queue depth and oldest age per target, current
+campaign, hold reason, rate budget left, halt, dry run and batches by status; and the batches of
+every account shown, by status. One plain function returning a JSON-ready dict.
+
+Each account is read through its own lane (``Runtime.lane``): its queues, rate limiter, halt,
+campaign cache (its own time zone) and target states. Two accounts may have a target of the same
+name (``service:1001`` at two LiveVox clients); they are never mixed.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from appendq.audit import timeline
 from appendq.batches import reads
 from appendq.clock import utcnow
 from appendq.drain import halt, set_aside
 from appendq.livevox.campaigns import cache_name
-from appendq.runtime import Runtime
+from appendq.runtime import Lane, Runtime
 
 
-def collect(rt: Runtime) -> dict[str, Any]:
+def collect(
+    rt: Runtime, account: str | None = None, *, among: Collection[str] | None = None
+) -> dict[str, Any]:
+    """``{"accounts": [one section per account], "batches": {status: count}}``.
+
+    ``account``: that account alone (``InvalidValue`` if it is not configured); None: every
+    configured account, or only those in ``among`` (a caller limited to some accounts). The
+    totals are over every batch in PostgreSQL when every account is shown (an account since
+    removed from the accounts file included), else over the accounts shown."""
+    if account is not None:
+        names = [rt.accounts.get_account(account).name]
+    else:
+        names = [n for n in rt.accounts if among is None or n in among]
     with rt.sessions() as session:
-        states = timeline.target_states(session)
-        by_status = reads.count_by_status(session)
-        open_targets = reads.open_targets(session)
-    aside = set_aside.current(rt.redis, rt.keys)
-    targets = sorted(set(rt.queue.targets()) | set(states) | set(open_targets) | set(aside))
+        sections = [_section(rt.lane(name), session) for name in names]
+        if account is None and among is None:
+            totals = reads.count_by_status(session)
+        else:
+            totals = dict(sum((Counter(s["batches"]) for s in sections), Counter()))
+    return {"accounts": sections, "batches": totals}
+
+
+def _section(lane: Lane, session: Session) -> dict[str, Any]:
+    """One account's part of the status."""
+    name = lane.account.name
+    stopped = halt.current(lane.redis, lane.keys)
+    dry = lane.redis.get(lane.keys.dry_run)
+    budget = lane.limiter.budget()
+    return {
+        "account": name,
+        "client_name": lane.account.client_name,
+        "dry_run": (dry.decode() if isinstance(dry, bytes) else dry) if dry else None,
+        "halt": {"reason": stopped.reason, "remaining_s": stopped.remaining_s} if stopped else None,
+        "targets": _targets(lane, session),
+        "rate": {
+            "max_calls": lane.settings.rate_max_calls,
+            "window_s": lane.settings.rate_window_s,
+            "remaining": budget.remaining,
+            "wait_s": budget.wait_s,
+        },
+        "batches": reads.count_by_status(session, name),
+    }
+
+
+def _targets(lane: Lane, session: Session) -> list[dict[str, Any]]:
+    """Every target of the account that has records queued, a state, open batches or is set
+    aside: depth, oldest age, campaign, hold reason."""
+    name, queue = lane.account.name, lane.queue
+    states = timeline.target_states(session, name)
+    open_targets = reads.open_targets(session, name)
+    aside = set_aside.current(lane.redis, lane.keys)
     rows = []
-    for target in targets:
-        head = rt.queue.oldest(target)
+    for target in sorted(set(queue.targets()) | set(states) | set(open_targets) | set(aside)):
+        head = queue.oldest(target)
         state = states.get(target)
-        cached = rt.redis.get(rt.keys.campaign(cache_name(target, utcnow(), rt.settings.tz)))
+        day = cache_name(target, utcnow(), lane.settings.tz)
         rows.append(
             {
                 "target": target,
-                "queued": rt.queue.depth(target),
+                "queued": queue.depth(target),
                 "oldest_age_s": round(timeline.age_s(head.enqueued_at), 1) if head else None,
                 "campaign_id": state.campaign_id if state else None,
-                "campaign_cached": cached is not None,
+                "campaign_cached": lane.redis.get(lane.keys.campaign(day)) is not None,
                 "hold_reason": state.hold_reason if state else None,
                 "set_aside": aside[target].to_dict() if target in aside else None,
             }
         )
-    budget = rt.limiter.budget()
-    stopped = halt.current(rt.redis, rt.keys)
-    dry = rt.redis.get(rt.keys.dry_run)
-    return {
-        "dry_run": (dry.decode() if isinstance(dry, bytes) else dry) if dry else None,
-        "halt": {"reason": stopped.reason, "remaining_s": stopped.remaining_s} if stopped else None,
-        "targets": rows,
-        "rate": {
-            "max_calls": rt.settings.rate_max_calls,
-            "window_s": rt.settings.rate_window_s,
-            "remaining": budget.remaining,
-            "wait_s": budget.wait_s,
-        },
-        "batches": by_status,
-    }
+    return rows

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from appendq.keys import Keys
+from appendq.keys import DEFAULT_ACCOUNT, Keys
 from appendq.queue.item import QueuedRecord
 
 _CLAIM = """
@@ -112,6 +112,8 @@ def _duplicates_of(count: int, replies: Iterable[tuple[int, list[Any]]]) -> list
 
 @dataclass(frozen=True)
 class Claim:
+    #: The LiveVox account whose queue this is (``appendq.accounts``).
+    account: str
     target: str
     records: list[QueuedRecord]
     raw_head: bytes | None  # the first item as stored: the claim's fence for ack
@@ -119,9 +121,12 @@ class Claim:
 
 
 class RecordQueue:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, account: str = DEFAULT_ACCOUNT) -> None:
+        """The queues of one LiveVox account: ``keys`` under its prefix
+        (``appendq.accounts.Account.keys``)."""
         self.redis = client
         self.keys = keys
+        self.account = account
         self._claim = client.register_script(_CLAIM)
         self._ack = client.register_script(_ACK)
         self._push_deduped = client.register_script(_PUSH_DEDUPED)
@@ -202,7 +207,7 @@ class RecordQueue:
             keys=[self.keys.queue(target), self.keys.inflight(target)], args=[limit]
         )
         records = [QueuedRecord.loads(item) for item in items]
-        return Claim(target, records, items[0] if items else None, bool(recovered))
+        return Claim(self.account, target, records, items[0] if items else None, bool(recovered))
 
     def ack(self, claim: Claim) -> bool:
         if claim.raw_head is None:

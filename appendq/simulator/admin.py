@@ -5,6 +5,9 @@ method   path                                        body / answer
 =======  ==========================================  =========================================
 POST     /_admin/reset                               config (``{}``: default seed) -> state
 GET      /_admin/state                               -> everything, campaigns with portal counts
+                                                     and "client"; "rate_window_calls" (all
+                                                     clients) and "rate_window_calls_by_client"
+                                                     ({name: n}, every client)
 POST     /_admin/campaigns                           campaign (config shape) -> campaign
 PATCH    /_admin/campaigns/{id}                      any of name, serviceId, typeId, status,
                                                      allowAppend, requeue, day -> campaign
@@ -13,12 +16,15 @@ GET      /_admin/campaigns/{id}/records              -> [record as received + ac
 PATCH    /_admin/clients/{name}                      {"appends_allowed": bool} -> client
 PATCH    /_admin/services/{id}                       {"name", "report_at_end_of_day"} -> service
 GET      /_admin/calls                               -> [{"at", "method", "path", "kind",
-                                                         "status", "campaignId", "records",
-                                                         "fault"}], oldest first
+                                                         "client", "status", "campaignId",
+                                                         "records", "fault"}], oldest first
 DELETE   /_admin/calls                               -> 204
 POST     /_admin/sessions/expire                     -> {"expired": n}
-GET      /_admin/faults                              -> {"faults": {kind: [...]}}
-POST     /_admin/faults                              {"kind", "fault", "times"} -> pending faults
+GET      /_admin/faults                              -> {"faults": {kind: [{"fault", "times",
+                                                         "client"}]}}, oldest first
+POST     /_admin/faults                              {"kind", "fault", "times", "client"}
+                                                     (times default 1, client default null:
+                                                     any client's calls) -> pending faults
 DELETE   /_admin/faults                              -> 204
 GET      /_admin/clock                               -> {"now", "offset_s"}
 POST     /_admin/clock                               {"offset_s": N} and/or {"advance_s": N}
@@ -27,6 +33,10 @@ POST     /_admin/dialect                             {field: value, ...} (option
                                                      first) -> the dialect; reset restores the
                                                      configured one
 =======  ==========================================  =========================================
+
+A call's client (``"client"`` of a call and of a fault) is the client of its LV-Session session,
+or for a login the clientName of its body; null when there is none (see
+:mod:`appendq.simulator.faults`).
 """
 
 from __future__ import annotations
@@ -88,10 +98,16 @@ def _faults(state: SimulatorState, _: Request, __: re.Match[str]) -> Reply:
 
 def _add_fault(state: SimulatorState, request: Request, match: re.Match[str]) -> Reply:
     body = _object(request.body)
+    unknown = set(body) - {"kind", "fault", "times", "client"}
+    if unknown:
+        raise ValueError(f"unknown fault request keys: {', '.join(sorted(unknown))}")
     times = body.get("times", 1)
     if isinstance(times, bool) or not isinstance(times, int):
         raise ValueError("times must be an integer")
-    state.push_fault(str(body.get("kind")), parse_fault(body.get("fault")), times)
+    client = body.get("client")
+    if client is not None and not isinstance(client, str):
+        raise ValueError("client must be a client name or null")
+    state.push_fault(str(body.get("kind")), parse_fault(body.get("fault")), times, client)
     return _faults(state, request, match)
 
 

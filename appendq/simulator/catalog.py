@@ -123,6 +123,11 @@ class Catalog:
         self.services[service_id] = replace(service, name=name, report_at_end_of_day=report)
         return self.services[service_id]
 
+    def admin_view(self, campaign: Campaign) -> dict[str, Any]:
+        """A campaign as ``/_admin`` shows it: every setting, its portal counts, its client."""
+        client = self.services[campaign.service_id].client
+        return {**campaign.admin_view(self.config.tz), "client": client}
+
     def settings_json(self) -> dict[str, Any]:
         config = self.config
         return {

@@ -3,6 +3,9 @@
 
 Precedence: command-line option (or ``APPENDQ_TIMEZONE``) > ``--config`` file > default; for
 the dialect: ``--dialect`` > ``--contract`` > the file's ``"dialect"`` > the default dialect.
+``--clients ACME,BETA`` seeds those clients (:func:`appendq.simulator.config.seeded_clients`)
+in place of the default seed; the file's users, services and campaigns, if it has any, replace
+the seeded ones, and a file that lists clients cannot be combined with it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pydantic import ValidationError
 
 from appendq.logs import configure_logging
 from appendq.settings import Settings
-from appendq.simulator.config import SimConfig, load_config_file, parse_config
+from appendq.simulator.config import SimConfig, load_config_file, parse_config, seeded_clients
 from appendq.simulator.dialect import dialect_from_contract, parse_dialect_option
 from appendq.simulator.server import serve
 from appendq.simulator.state import SimulatorState
@@ -35,7 +38,16 @@ _OPTIONS = (
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="JSON file: clients, users, services, campaigns, limits (POST /_admin/reset shape).",
     ),
-    click.option("--rate-max-calls", type=int, help="Append calls per window [default: 5]."),
+    click.option(
+        "--clients",
+        "client_names",
+        metavar="NAMES",
+        help="Comma-separated LiveVox clients to seed (e.g. ACME,BETA): the k-th gets user "
+        "appendq, service 1001+100k and campaign 5001+100k [default: SIMCLIENT].",
+    ),
+    click.option(
+        "--rate-max-calls", type=int, help="Append calls per window, per client [default: 5]."
+    ),
     click.option("--rate-window-s", type=float, help="Rolling window in seconds [default: 60]."),
     click.option("--session-idle-s", type=float, help="Session idle expiry [default: 7200]."),
     click.option("--dial-per-s", type=float, help="Records dialled per second [default: 0.5]."),
@@ -69,10 +81,18 @@ def build_config(
     config_path: Path | None = None,
     contract_path: Path | None = None,
     dialect_option: str | None = None,
+    client_names: str | None = None,
     **overrides: Any,
 ) -> SimConfig:
-    """The configuration from the optional file, then the command-line overrides."""
-    config = parse_config(load_config_file(config_path)) if config_path else SimConfig()
+    """The configuration from the optional file and ``--clients``, then the command-line
+    overrides."""
+    data = load_config_file(config_path) if config_path else {}
+    if client_names is not None:
+        if "clients" in data:
+            raise ValueError("--clients cannot be combined with a --config that lists clients")
+        names = [n.strip() for n in client_names.split(",") if n.strip()]
+        data = {**seeded_clients(names), **data}
+    config = parse_config(data)
     dialect = config.dialect
     if contract_path is not None:
         dialect = dialect_from_contract(load_config_file(contract_path))

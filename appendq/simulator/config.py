@@ -5,7 +5,7 @@ Missing entity lists (clients, users, services, campaigns) fall back to the defa
 scalar settings fall back to ``base`` (the settings the simulator was started with)::
 
     {"access_token": "simulator-token",
-     "clients":  [{"name": "SIMCLIENT", "appends_allowed": true}],
+     "clients":  [{"name": "SIMCLIENT", "appends_allowed": true, "access_token": null}],
      "users":    [{"client": "SIMCLIENT", "user": "appendq", "password": "...", "role": "Manager"}],
      "services": [{"id": 1001, "name": "Sales", "report_at_end_of_day": true,
                    "client": "SIMCLIENT"}],
@@ -17,6 +17,11 @@ scalar settings fall back to ``base`` (the settings the simulator was started wi
      "dialect": {"phone_key": "phone", ...}}
 
 ``dialect`` (see :mod:`appendq.simulator.dialect`) is merged over the dialect of ``base``.
+
+Each client is a LiveVox account of its own: it sees only its services' campaigns, and
+``rate_max_calls`` per ``rate_window_s`` apply to each client separately. A client's
+``access_token``, when set, is the LV-Access token its logins need instead of the global one.
+:func:`seeded_clients` builds the mapping for several clients at once (``--clients``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from appendq.simulator.dialect import Dialect, parse_dialect
 
 DEFAULT_CLIENT = "SIMCLIENT"
 DEFAULT_TOKEN = "simulator-token"
+#: The seeded users' password (appendq.settings.SIMULATOR_PASSWORD, the settings' default).
+DEFAULT_PASSWORD = "simulator-password"
+DEFAULT_USER = "appendq"
 _DAY = re.compile(r"^(today|yesterday|tomorrow|\d{4}-\d{2}-\d{2})$")
 _T = TypeVar("_T")
 
@@ -58,6 +66,8 @@ class Status(StrEnum):
 class ClientSpec:
     name: str
     appends_allowed: bool = True
+    #: The LV-Access token this client's logins need; None: the configuration's access_token.
+    access_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ CAMPAIGN_KEYS = {
 }
 
 _SEED_CLIENTS = (ClientSpec(DEFAULT_CLIENT),)
-_SEED_USERS = (UserSpec(DEFAULT_CLIENT, "appendq", "simulator-password"),)
+_SEED_USERS = (UserSpec(DEFAULT_CLIENT, DEFAULT_USER, DEFAULT_PASSWORD),)
 _SEED_SERVICES = (ServiceSpec(1001, "Sales"),)
 _SEED_CAMPAIGNS = (CampaignSpec(5001, 1001, "Sales today"),)
 
@@ -134,6 +144,39 @@ class SimConfig:
         config = replace(self, **{k: v for k, v in values.items() if v is not None})
         _check(config)
         return config
+
+
+def seeded_clients(names: Sequence[str]) -> dict[str, Any]:
+    """A configuration mapping (the ``POST /_admin/reset`` shape) with one LiveVox account per
+    name, each seeded as the default seed is: the k-th (0-based) gets user ``appendq``, service
+    1001+100k named "Sales <name>" and campaign 5001+100k on it (PLAYING, Allow Append, today's).
+    The default client keeps the default seed's names ("Sales"), so ``["SIMCLIENT"]`` gives
+    exactly the default seed."""
+    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise ValueError("client names must be a non-empty list of non-empty names")
+    if len(set(names)) != len(names):
+        raise ValueError("client names must be unique")
+    clients: list[dict[str, Any]] = []
+    users: list[dict[str, Any]] = []
+    services: list[dict[str, Any]] = []
+    campaigns: list[dict[str, Any]] = []
+    for k, name in enumerate(names):
+        service = "Sales" if name == DEFAULT_CLIENT else f"Sales {name}"
+        clients.append({"name": name})
+        users.append({"client": name, "user": DEFAULT_USER, "password": DEFAULT_PASSWORD})
+        services.append({"id": 1001 + 100 * k, "name": service, "client": name})
+        campaigns.append(
+            {
+                "id": 5001 + 100 * k,
+                "serviceId": 1001 + 100 * k,
+                "name": f"{service} today",
+                "typeId": 1,
+                "status": Status.PLAYING.value,
+                "allowAppend": True,
+                "day": "today",
+            }
+        )
+    return {"clients": clients, "users": users, "services": services, "campaigns": campaigns}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -183,6 +226,8 @@ def _check(config: SimConfig) -> None:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {config.timezone!r}") from exc
     client_names = {c.name for c in config.clients}
+    if len(client_names) != len(config.clients):
+        raise ValueError("client names must be unique")
     for user in config.users:
         if user.client not in client_names:
             raise ValueError(f"user {user.user!r}: unknown client {user.client!r}")
@@ -239,8 +284,11 @@ def _status(value: Any) -> Status:
 def _parse_client(data: Any) -> ClientSpec:
     if isinstance(data, ClientSpec):
         return data
-    obj = _object(data, "client", {"name", "appends_allowed"})
-    return ClientSpec(_req(obj, "name", str), _get(obj, "appends_allowed", bool, True))
+    obj = _object(data, "client", {"name", "appends_allowed", "access_token"})
+    token = obj.get("access_token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError("a client's access_token must be non-empty text or null")
+    return ClientSpec(_req(obj, "name", str), _get(obj, "appends_allowed", bool, True), token)
 
 
 def _parse_user(data: Any) -> UserSpec:

@@ -1,4 +1,5 @@
-"""Scripted failures: a fault queued for a kind of call is consumed by the next calls of that kind.
+"""Scripted failures: a fault queued for a kind of call is consumed by the next calls of that kind,
+``times`` calls in all (``POST /_admin/faults {"kind", "fault", "times", "client"}``).
 
 A fault is read after the request body, before any processing::
 
@@ -11,12 +12,18 @@ A fault is read after the request body, before any processing::
     {"drop": true, "apply": false}       close the socket without answering; nothing applied
     {"drop": true, "apply": true}        process the call, then close the socket without answering
 
-Faulted appends still take a slot of the rate window and are logged.
+Faulted appends still take a slot of their client's rate window and are logged.
+
+A fault with a ``client`` (``"client": "ACME"``) is consumed only by that client's calls: the
+client of the call's LV-Session session, or for a login the body's ``clientName`` (see
+:mod:`appendq.simulator.server`); one without (``null``) by the next call of its kind, whoever
+makes it. A call takes the first fault of its kind, in the order they were queued, that is
+unscoped or scoped to its client, so a fault waiting for one client never holds back the faults
+queued after it for others.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,36 +89,43 @@ def parse_fault(data: Any) -> Fault:
     return fault
 
 
+@dataclass
+class _Pending:
+    fault: Fault
+    times: int
+    client: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fault": self.fault.as_json(), "times": self.times, "client": self.client}
+
+
 class FaultQueue:
-    """Faults waiting per kind of call, each for a number of calls (not thread-safe by itself)."""
+    """Faults waiting per kind of call, each for a number of calls and optionally for one client
+    (not thread-safe by itself)."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[list[Any]]] = {}
+        self._queues: dict[str, list[_Pending]] = {}
 
-    def push(self, kind: str, fault: Fault, times: int) -> None:
+    def push(self, kind: str, fault: Fault, times: int, client: str | None = None) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}")
         if times < 1:
             raise ValueError("times must be >= 1")
-        self._queues.setdefault(kind, deque()).append([fault, times])
+        self._queues.setdefault(kind, []).append(_Pending(fault, times, client))
 
-    def take(self, kind: str) -> Fault | None:
-        queue = self._queues.get(kind)
-        if not queue:
-            return None
-        entry = queue[0]
-        entry[1] -= 1
-        if entry[1] <= 0:
-            queue.popleft()
-        fault: Fault = entry[0]
-        return fault
+    def take(self, kind: str, client: str | None = None) -> Fault | None:
+        """The fault for a call of ``kind`` by ``client`` (None: no known client), used once."""
+        queue = self._queues.get(kind, [])
+        for index, entry in enumerate(queue):
+            if entry.client is None or entry.client == client:
+                entry.times -= 1
+                if entry.times <= 0:
+                    del queue[index]
+                return entry.fault
+        return None
 
     def clear(self) -> None:
         self._queues.clear()
 
     def pending(self) -> dict[str, list[dict[str, Any]]]:
-        return {
-            kind: [{"fault": f.as_json(), "times": n} for f, n in queue]
-            for kind, queue in self._queues.items()
-            if queue
-        }
+        return {kind: [e.as_json() for e in queue] for kind, queue in self._queues.items() if queue}

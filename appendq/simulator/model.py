@@ -138,12 +138,14 @@ class Campaign:
 
 @dataclass
 class Call:
-    """One LiveVox request as the server saw it; ``status`` stays None if the socket was dropped."""
+    """One LiveVox request as the server saw it; ``status`` stays None if the socket was dropped.
+    ``client`` is the client it came from (its session's; a login's clientName), None if unknown."""
 
     at: float
     method: str
     path: str
     kind: str
+    client: str | None = None
     campaign_id: int | None = None
     records: int | None = None
     status: int | None = None
@@ -155,6 +157,7 @@ class Call:
             "method": self.method,
             "path": self.path,
             "kind": self.kind,
+            "client": self.client,
             "status": self.status,
             "campaignId": self.campaign_id,
             "records": self.records,

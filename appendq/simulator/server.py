@@ -1,8 +1,10 @@
 """The simulator's HTTP server: stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive, JSON.
 
-The handler reads the whole request body first, logs the call, applies any queued fault, then
-runs the route (:mod:`appendq.simulator.routes`, :mod:`appendq.simulator.admin`) against the
-shared :class:`SimulatorState`. Owning the socket lets a fault stall a call or drop the connection
+The handler reads the whole request body first, names the client the call comes from (the
+client of its LV-Session session, or for a login the body's clientName; looked up without
+touching the session), logs the call with it, applies any fault queued for it, then runs the
+route (:mod:`appendq.simulator.routes`, :mod:`appendq.simulator.admin`) against the shared
+:class:`SimulatorState`. Owning the socket lets a fault stall a call or drop the connection
 after the body was read. ``start_in_thread`` serves tests; ``serve`` serves the CLI.
 """
 
@@ -124,8 +126,9 @@ class SimHandler(BaseHTTPRequestHandler):
         if state.get_dialect().unversioned_only and versioned(request.raw_path):
             found = Reply(404, {"code": 404, "message": "no such resource"})
         kind = found[0].kind if isinstance(found, tuple) else "other"
-        fault = state.take_fault(kind) if kind in FAULT_KINDS else None
-        call = Call(self._started, request.method, request.raw_path, kind)
+        client = _caller(state, kind, found, request)
+        fault = state.take_fault(kind, client) if kind in FAULT_KINDS else None
+        call = Call(self._started, request.method, request.raw_path, kind, client)
         call.fault = fault.as_json() if fault else None
         _describe(call, found, request)
         state.start_call(call)
@@ -145,7 +148,7 @@ class SimHandler(BaseHTTPRequestHandler):
         log.info("simulator: fault %s on %s %s", call.fault, call.method, call.path)
         reply = action() if fault.applies_first else None
         if reply is None and call.kind == "append" and not fault.applies_late:
-            self.server.state.count_append()
+            self.server.state.count_append(call.client)
         if fault.stall_s:
             self.server.stopping.wait(fault.stall_s)
         if fault.drop:
@@ -180,6 +183,23 @@ class SimHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _caller(
+    state: SimulatorState, kind: str, found: tuple[Route, Any] | Reply, request: Request
+) -> str | None:
+    """The client a call comes from, or None: a login's clientName if it names a client; else
+    the client of the live session in LV-Session (validate/logout: the session in the path)."""
+    if kind == "login":
+        try:
+            body = request.body
+        except SimError:
+            return None
+        return state.known_client(body.get("clientName") if isinstance(body, dict) else None)
+    session_id = request.header("LV-Session")
+    if session_id is None and isinstance(found, tuple):
+        session_id = found[1].groupdict().get("sid")
+    return state.session_client(session_id)
 
 
 def _describe(call: Call, found: tuple[Route, Any] | Reply, request: Request) -> None:

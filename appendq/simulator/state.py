@@ -1,4 +1,4 @@
-"""The simulated LiveVox: sessions, campaigns, appended records, rate window, call log, faults.
+"""The simulated LiveVox: sessions, campaigns, appended records, rate windows, call log, faults.
 
 Pure in-memory and thread-safe: every public method takes the one lock. Time comes from an
 injectable clock (epoch seconds) plus an offset that ``POST /_admin/clock`` can shift, so tests
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -32,6 +31,8 @@ from appendq.simulator.queries import (
     transaction_json,
     visible_transactions,
 )
+from appendq.simulator.ratewindow import RateWindows
+from appendq.simulator.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ class SimulatorState:
 
     def _load(self, config: SimConfig) -> None:
         self._offset = 0.0
-        self._sessions: dict[str, Session] = {}
-        self._rate: deque[float] = deque()
+        self._sessions = Sessions(config.session_idle_s)
+        self._rate = RateWindows(config.rate_window_s)
         self._calls.clear()
         self._faults.clear()
         self.config = config
@@ -78,7 +79,8 @@ class SimulatorState:
         if not isinstance(body, dict):
             raise SimError(400, "login body must be a JSON object")
         with self._lock:
-            if token != self.config.access_token:
+            expected = self._token_for(body.get("clientName"))
+            if token is None or token != expected:
                 raise SimError(401, "invalid LV-Access token")
             names = (body.get("clientName"), body.get("userName"), body.get("password"))
             user = next(
@@ -89,25 +91,31 @@ class SimulatorState:
             agent = body.get("agent", False)
             if not isinstance(agent, bool):
                 raise SimError(400, "agent must be true or false")
-            now = self.now()
-            self._expire_idle(now)
-            key = (user.client, user.user, token, agent)
-            session = next(
-                (s for s in self._sessions.values() if (s.client, s.user, s.token, s.agent) == key),
-                None,
-            )
-            if session is None:
-                session = Session(
-                    str(uuid.uuid4()), user.client, user.user, user.role, agent, token, now
-                )
-                self._sessions[session.id] = session
-            session.last_used = now
+            session = self._sessions.open(user, token, agent, self.now())
             return {
                 "sessionId": session.id,
                 "userId": self._cat.user_ids[(user.client, user.user)],
                 "clientId": self._cat.client_ids[user.client],
                 "daysUntilPasswordExpires": 90,
             }
+
+    def _token_for(self, client_name: Any) -> str:
+        """The LV-Access token a login for ``client_name`` needs: the client's own, if it has
+        one, else the configuration's."""
+        client = self._cat.clients.get(client_name) if isinstance(client_name, str) else None
+        if client is not None and client.access_token is not None:
+            return client.access_token
+        return self.config.access_token
+
+    def known_client(self, name: Any) -> str | None:
+        """``name`` if it names a configured client (a login's clientName), else None."""
+        with self._lock:
+            return name if isinstance(name, str) and name in self._cat.clients else None
+
+    def session_client(self, session_id: str | None) -> str | None:
+        """The client of a live session, or None; restarts no idle timer, raises nothing."""
+        with self._lock:
+            return self._sessions.client_of(session_id, self.now())
 
     def validate(self, session_id: str) -> bool:
         with self._lock:
@@ -119,28 +127,14 @@ class SimulatorState:
 
     def logout(self, session_id: str) -> bool:
         with self._lock:
-            self._expire_idle(self.now())
-            return self._sessions.pop(session_id, None) is not None
+            return self._sessions.close(session_id, self.now())
 
     def expire_sessions(self) -> int:
         with self._lock:
-            count = len(self._sessions)
-            self._sessions.clear()
-            return count
-
-    def _expire_idle(self, now: float) -> None:
-        idle = self.config.session_idle_s
-        for sid in [s.id for s in self._sessions.values() if now - s.last_used > idle]:
-            del self._sessions[sid]
+            return self._sessions.clear()
 
     def _session(self, session_id: str | None) -> Session:
-        now = self.now()
-        self._expire_idle(now)
-        session = self._sessions.get(session_id or "")
-        if session is None:
-            raise SimError(401, "session invalid or expired")
-        session.last_used = now
-        return session
+        return self._sessions.use(session_id, self.now())
 
     def _campaign_for(self, session: Session, campaign_id: int) -> Campaign:
         campaign = self._cat.campaigns.get(campaign_id)
@@ -183,7 +177,7 @@ class SimulatorState:
         """Apply an Append call; return the number of records stored."""
         with self._lock:
             now = self.now()
-            self._take_rate_slot(now)
+            self._take_rate_slot(self._sessions.client_of(session_id, now), now)
             session = self._session(session_id)
             self._not_agent(session)
             if session.role not in APPEND_ROLES:
@@ -213,26 +207,20 @@ class SimulatorState:
             log.debug("campaign %s: %d records appended", campaign_id, len(records))
             return len(records)
 
-    def count_append(self) -> None:
-        """A faulted append that is not processed still takes its slot of the rate window."""
+    def count_append(self, client: str | None) -> None:
+        """A faulted append that is not processed still takes its slot of its client's rate
+        window."""
         with self._lock:
-            now = self.now()
-            self._prune_rate(now)
-            self._rate.append(now)
+            self._rate.add(client, self.now())
 
-    def _take_rate_slot(self, now: float) -> None:
-        self._prune_rate(now)
-        self._rate.append(now)
-        if len(self._rate) > self.config.rate_max_calls:
+    def _take_rate_slot(self, client: str | None, now: float) -> None:
+        calls = self._rate.add(client, now)
+        if calls > self.config.rate_max_calls:
             raise SimError(
                 self.dialect.rate_limit_status,
-                f"rate limit: {len(self._rate)} Append calls in the last "
+                f"rate limit: {calls} Append calls in the last "
                 f"{self.config.rate_window_s:g} s, at most {self.config.rate_max_calls} allowed",
             )
-
-    def _prune_rate(self, now: float) -> None:
-        while self._rate and self._rate[0] <= now - self.config.rate_window_s:
-            self._rate.popleft()
 
     def _client_of(self, campaign: Campaign) -> ClientSpec:
         return self._cat.clients[self._cat.services[campaign.service_id].client]
@@ -306,8 +294,7 @@ class SimulatorState:
         with self._lock:
             self._advance()
             now = self.now()
-            self._expire_idle(now)
-            self._prune_rate(now)
+            in_window = self._rate.counts(now)
             return {
                 "now": now,
                 "clock_offset_s": self._offset,
@@ -317,25 +304,28 @@ class SimulatorState:
                 "clients": [asdict(c) for c in self._cat.clients.values()],
                 "services": [asdict(s) for s in self._cat.services.values()],
                 "campaigns": [
-                    c.admin_view(self.config.tz)
+                    self._cat.admin_view(c)
                     for c in sorted(self._cat.campaigns.values(), key=lambda c: c.id)
                 ],
-                "sessions": len(self._sessions),
-                "rate_window_calls": len(self._rate),
+                "sessions": self._sessions.live(now),
+                "rate_window_calls": sum(in_window.values()),
+                "rate_window_calls_by_client": {
+                    name: in_window.get(name, 0) for name in self._cat.clients
+                },
                 "faults": self._faults.pending(),
             }
 
     def add_campaign(self, data: Any) -> dict[str, Any]:
         with self._lock:
             campaign = self._cat.create_campaign(data, self.now())
-            return campaign.admin_view(self.config.tz)
+            return self._cat.admin_view(campaign)
 
     def patch_campaign(self, campaign_id: int, data: Any) -> dict[str, Any]:
         with self._lock:
             self._advance()
             campaign = self._cat.update_campaign(campaign_id, data, self.now())
             self._advance()
-            return campaign.admin_view(self.config.tz)
+            return self._cat.admin_view(campaign)
 
     def patch_client(self, name: str, data: Any) -> ClientSpec:
         with self._lock:
@@ -369,13 +359,16 @@ class SimulatorState:
         with self._lock:
             self._calls.clear()
 
-    def push_fault(self, kind: str, fault: Fault, times: int) -> None:
+    def push_fault(self, kind: str, fault: Fault, times: int, client: str | None = None) -> None:
+        """Queue a fault for ``times`` calls of ``kind``; with ``client``, for its calls only."""
         with self._lock:
-            self._faults.push(kind, fault, times)
+            if client is not None and client not in self._cat.clients:
+                raise ValueError(f"unknown client {client!r}")
+            self._faults.push(kind, fault, times, client)
 
-    def take_fault(self, kind: str) -> Fault | None:
+    def take_fault(self, kind: str, client: str | None = None) -> Fault | None:
         with self._lock:
-            return self._faults.take(kind)
+            return self._faults.take(kind, client)
 
     def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
         with self._lock:

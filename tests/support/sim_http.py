@@ -1,6 +1,7 @@
 """The LiveVox simulator over real HTTP, for its own tests (``tests/test_simulator*.py``): a server
 on an ephemeral port with a fake clock pinned at noon today (America/New_York), moved through
-``POST /_admin/clock``, and a thin client of its API and admin routes."""
+``POST /_admin/clock``, and a thin client of its API and admin routes (several clients:
+``seed("ACME", "BETA")``, ``login_as``, ``fault(..., client=)``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from appendq.simulator import SimulatorState, start_in_thread
+from appendq.simulator import SimulatorState, seeded_clients, start_in_thread
 
 NY = ZoneInfo("America/New_York")
 TOKEN = {"LV-Access": "simulator-token"}
@@ -42,8 +43,24 @@ class LV:
     def reset(self, **config: Any) -> None:
         self.http.post("/_admin/reset", json=config).raise_for_status()
 
+    def seed(self, *clients: str, **config: Any) -> None:
+        """Reset to one seeded LiveVox client per name (appendq.simulator.config.seeded_clients:
+        the k-th has service 1001+100k and campaign 5001+100k), ``config`` over it."""
+        self.reset(**{**seeded_clients(clients), **config})
+
     def login(self, **body: Any) -> str:
         answer = self.http.post("/session/v6.0/login", headers=TOKEN, json={**CREDS, **body})
+        answer.raise_for_status()
+        sid: str = answer.json()["sessionId"]
+        return sid
+
+    def login_as(self, client: str, token: str = TOKEN["LV-Access"]) -> str:
+        """A session of a seeded client's user, logged in with ``token``."""
+        answer = self.http.post(
+            "/session/v6.0/login",
+            headers={"LV-Access": token},
+            json={**CREDS, "clientName": client},
+        )
         answer.raise_for_status()
         sid: str = answer.json()["sessionId"]
         return sid
@@ -80,14 +97,22 @@ class LV:
     def calls(self, kind: str) -> list[dict[str, Any]]:
         return [c for c in self.http.get("/_admin/calls").json() if c["kind"] == kind]
 
+    def state(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.http.get("/_admin/state").json()
+        return found
+
     def campaign(self, campaign: int = 5001) -> dict[str, Any]:
         state = self.http.get("/_admin/state").json()
         return next(c for c in state["campaigns"] if c["id"] == campaign)
 
-    def fault(self, kind: str, fault: dict[str, Any], times: int = 1) -> None:
-        self.http.post(
-            "/_admin/faults", json={"kind": kind, "fault": fault, "times": times}
-        ).raise_for_status()
+    def fault(
+        self, kind: str, fault: dict[str, Any], times: int = 1, client: str | None = None
+    ) -> None:
+        """Queue a fault; with ``client``, for that client's calls only."""
+        body: dict[str, Any] = {"kind": kind, "fault": fault, "times": times}
+        if client is not None:
+            body["client"] = client
+        self.http.post("/_admin/faults", json=body).raise_for_status()
 
 
 @contextmanager
