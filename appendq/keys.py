@@ -1,5 +1,10 @@
 """Every Redis key appendq uses, in one place. All share the configured prefix (``appendq`` by default).
 
+``{p}`` below is a LiveVox account's prefix (``Keys.for_account``): the configured prefix for the
+account ``default``, ``{prefix}:acct:{name}`` for every other one, so each account has its own
+queues, rate budget, drain lock, halt, campaign cache and dedupe hashes. The intake's own keys
+(``idem``, ``ids``) and Celery's use the configured prefix alone, whatever the account.
+
 | key                                 | type   | TTL        | written by                  | read by            |
 |-------------------------------------|--------|------------|-----------------------------|--------------------|
 | {p}:targets                         | set    | none       | producer (quota Lua: SADD; drops idle members past APPENDQ_MAX_TARGETS) | drain, status |

@@ -109,9 +109,10 @@ def _fill(conn: psycopg.Connection[Any], rows: int) -> None:
 
 #: Batch b holds records (b-1)*BATCH .. b*BATCH-1; created 1 s after its last record was queued.
 _BATCHES = """
-INSERT INTO batches (id, target, service_id, campaign_id, size, status, attempts, http_status,
-                     error_kind, error_message, created_at, updated_at, sent_at, finished_at)
-SELECT b, 'service:' || svc, svc, camp, size, st, 1,
+INSERT INTO batches (id, livevox_account, target, service_id, campaign_id, size, status, attempts,
+                     http_status, error_kind, error_message, created_at, updated_at, sent_at,
+                     finished_at)
+SELECT b, 'default', 'service:' || svc, svc, camp, size, st, 1,
        CASE st WHEN 'appended' THEN 204 WHEN 'rejected' THEN 400 END,
        CASE WHEN st <> 'appended' THEN st END,
        CASE st WHEN 'appended' THEN NULL ELSE 'bench: ' || st END,
@@ -145,10 +146,10 @@ WHERE k < 2 OR status <> 'held'
 """
 
 _RECORDS = """
-INSERT INTO records (id, batch_id, position, target, phone1, account, payload, status, reason,
-                     enqueued_at, updated_at)
+INSERT INTO records (id, batch_id, position, livevox_account, target, phone1, account, payload,
+                     status, reason, enqueued_at, updated_at)
 SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
-       i / 10000 + 1, i %% 10000, 'service:' || (1001 + (i / 10000 + 1) %% %(services)s),
+       i / 10000 + 1, i %% 10000, 'default', 'service:' || (1001 + (i / 10000 + 1) %% %(services)s),
        phone, account,
        jsonb_build_object('phone1', phone, 'account', account, 'firstName', 'First' || i,
                           'lastName', 'Last' || i, 'extra1', 'campaign-x'),

@@ -3,6 +3,7 @@ created for the run and removed after it."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -22,6 +23,7 @@ from tests.support.procs import simulator
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -89,3 +91,33 @@ def median(values: list[float]) -> float:
 
 def row(name: str, value: str, baseline: str, ratio: str) -> None:
     print(f"{name:<46} {value:>16} {baseline:>16} {ratio:>9}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used (/proc/PID/stat); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def cpu_of(names: tuple[str, ...]) -> float:
+    """CPU seconds used so far by every live process whose command is one of ``names`` (e.g.
+    ``postgres``: the server and its backends), whoever started them."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.find("(") + 1 : text.rfind(")")] in names:
+            total += cpu_s(int(stat.parent.name))
+    return total
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every core (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / _TICKS_PER_S, sum(values[:8]) / _TICKS_PER_S

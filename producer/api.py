@@ -313,12 +313,14 @@ def _numbered_chunks(
 
 def _log_receipt(receipt: Receipt) -> None:
     log.info(
-        "queued %d records for %s, %d duplicates, %d rejected",
+        "queued %d records for %s (account %s), %d duplicates, %d rejected",
         receipt.accepted,
         receipt.target,
+        receipt.account,
         len(receipt.duplicates),
         receipt.rejected,
         extra={
+            "account": receipt.account,
             "target": receipt.target,
             "accepted": receipt.accepted,
             "duplicates": len(receipt.duplicates),

@@ -135,6 +135,9 @@ FAST_MODULES = frozenset(
         "test_shape.py",
         "test_roles.py",
         "test_access_log.py",
+        "test_accounts.py",
+        "test_accounts_drain.py",
+        "test_intake_accounts.py",
     }
 )
 

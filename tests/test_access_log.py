@@ -57,7 +57,7 @@ def test_each_http_read_of_personal_data_writes_one_row(api: httpx.Client, rt: R
     dialled = f"({phone(1)[:3]}) {phone(1)[3:]}"
     found = api.get("/v1/audit", params={"phone": dialled}, headers=auditor)
     assert [r["phone1"] for r in found.json()] == [phone(1)]
-    nothing = api.get("/v1/audit", params={"account": "nobody", "limit": 5}, headers=auditor)
+    nothing = api.get("/v1/audit", params={"lead_account": "nobody", "limit": 5}, headers=auditor)
     assert nothing.json() == []
     assert api.get(f"/v1/leads/{own}", headers=intake).status_code == 200
     assert api.get(f"/v1/leads/{other}", headers=intake).status_code == 404
@@ -68,7 +68,7 @@ def test_each_http_read_of_personal_data_writes_one_row(api: httpx.Client, rt: R
     assert api.get("/v1/audit", params={"phone": phone(1)}).status_code == 401
     assert rows(rt) == [
         ("api:compliance", "http", "audit", {"phone": "******0001", "limit": 100}, 1),
-        ("api:compliance", "http", "audit", {"account": "nobody", "limit": 5}, 0),
+        ("api:compliance", "http", "audit", {"lead_account": "nobody", "limit": 5}, 0),
         ("api:crm", "http", "lead", {"record": own}, 1),
         ("api:crm", "http", "lead", {"record": other}, 0),
         ("api:compliance", "http", "lead", {"record": UNKNOWN}, 0),
@@ -81,7 +81,7 @@ def test_each_http_read_of_personal_data_writes_one_row(api: httpx.Client, rt: R
 def test_each_cli_audit_writes_one_row_and_access_log_shows_them(
     rt: Runtime, settings: Settings
 ) -> None:
-    # Given a held batch, When the operator runs `audit --phone` (table), `audit --account
+    # Given a held batch, When the operator runs `audit --phone` (table), `audit --lead-account
     # --json`, `audit --phone --full-phones` and an audit that finds nothing, Then each writes one
     # row as operator:<login> on the cli channel with its filter (phone masked) and count, and
     # only --full-phones shows the number in full; When `audit --access-log` (table, --json,
@@ -89,14 +89,14 @@ def test_each_cli_audit_writes_one_row_and_access_log_shows_them(
     make_batch(rt, BatchStatus.HELD, leads(2))
     masked = run(settings, "audit", "--phone", phone(1))
     assert masked.exit_code == 0 and "******0001" in masked.stdout and phone(1) not in masked.stdout
-    as_json = run(settings, "audit", "--account", "A0", "--json", "--limit", "5")
+    as_json = run(settings, "audit", "--lead-account", "A0", "--json", "--limit", "5")
     assert json.loads(as_json.stdout)["records"][0]["phone1"] == "******0000"
     full = run(settings, "audit", "--phone", phone(1), "--full-phones")
     assert phone(1) in full.stdout
     assert run(settings, "audit", "--service", "1009", "--status", "held").exit_code == 0
     assert rows(rt) == [
         (OPERATOR, "cli", "audit", {"phone": "******0001", "limit": 1000}, 1),
-        (OPERATOR, "cli", "audit", {"account": "A0", "limit": 5}, 1),
+        (OPERATOR, "cli", "audit", {"lead_account": "A0", "limit": 5}, 1),
         (OPERATOR, "cli", "audit", {"phone": "******0001", "limit": 1000, "full_phones": True}, 1),
         (OPERATOR, "cli", "audit", {"service": 1009, "status": ["held"], "limit": 1000}, 0),
     ]
@@ -117,7 +117,7 @@ def test_access_log_filters_by_time(rt: Runtime, settings: Settings) -> None:
     # Given two rows an hour apart, When `audit --access-log --since` names the moment between
     # them (in APPENDQ_TIMEZONE), Then only the later one is shown; --until only the earlier.
     for action in ("audit", "lead"):
-        run(settings, "audit", "--account", action)
+        run(settings, "audit", "--lead-account", action)
     with rt.engine.begin() as conn:
         conn.execute(text("UPDATE access_log SET at = now() - interval '2 hours' WHERE id = 1"))
         middle = conn.execute(text("SELECT now() - interval '1 hour'")).scalar()
@@ -125,8 +125,8 @@ def test_access_log_filters_by_time(rt: Runtime, settings: Settings) -> None:
     local = middle.astimezone(settings.tz).replace(tzinfo=None).isoformat()
     since = json.loads(run(settings, "audit", "--access-log", "--since", local, "--json").stdout)
     until = json.loads(run(settings, "audit", "--access-log", "--until", local, "--json").stdout)
-    assert [e["filter"].get("account") for e in since] == ["lead"]
-    assert [e["filter"].get("account") for e in until] == ["audit"]
+    assert [e["filter"].get("lead_account") for e in since] == ["lead"]
+    assert [e["filter"].get("lead_account") for e in until] == ["audit"]
 
 
 def test_a_read_the_log_cannot_record_shows_nothing(
@@ -138,8 +138,8 @@ def test_a_read_the_log_cannot_record_shows_nothing(
     make_batch(rt, BatchStatus.HELD, leads(1))
     with rt.engine.begin() as conn:
         conn.execute(text("DROP TABLE access_log"))
-    reply = api.get("/v1/audit", params={"account": "A0"}, headers=CALLERS["auditor"])
+    reply = api.get("/v1/audit", params={"lead_account": "A0"}, headers=CALLERS["auditor"])
     assert reply.status_code >= 500 and phone(0) not in reply.text and "A0" not in reply.text
-    result = run(settings, "audit", "--account", "A0")
+    result = run(settings, "audit", "--lead-account", "A0")
     assert result.exit_code == 1 and "could not be written to the access log" in result.stderr
     assert "A0" not in result.stdout and "0000" not in result.stdout

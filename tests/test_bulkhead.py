@@ -91,12 +91,13 @@ def _queue_poisoned_then_healthy(rt: Runtime, sim_url: str) -> None:
 
 def _shown_everywhere(rt: Runtime, env: dict[str, str], aside: set[str]) -> None:
     """`appendq status` shows the targets set aside (and no halt), /metrics the search one."""
-    status = json.loads(run_cli(["status", "--json"], env).stdout)
-    assert status["halt"] is None
-    shown = {r["target"]: r["set_aside"] for r in status["targets"] if r["set_aside"]}
+    (default,) = json.loads(run_cli(["status", "--json"], env).stdout)["accounts"]
+    assert default["halt"] is None
+    shown = {r["target"]: r["set_aside"] for r in default["targets"] if r["set_aside"]}
     assert set(shown) == aside
     metrics = generate_latest(registry_for(rt)).decode()
-    assert 'appendq_target_set_aside{kind="search",target="service:1003"} 1.0' in metrics
+    line = 'appendq_target_set_aside{account="default",kind="search",target="service:1003"} 1.0'
+    assert line in metrics
 
 
 def _cleared_by_an_operator(rt: Runtime, env: dict[str, str], aside: set[str]) -> None:

@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from appendq.cli import main
 from appendq.doctor import Mark, run_doctor, save_contract, shapes
+from appendq.simulator.config import seeded_clients
 from appendq.simulator.dialect import DIALECTS, dialect_from_contract
 from appendq.simulator.server import SimServer
 from appendq.simulator.state import SimulatorState
@@ -301,3 +302,22 @@ def test_verified_certificate_is_a_pass(tls_sim: str, tmp_path: Path) -> None:
     assert (first.name, first.mark) == ("base URL", Mark.OK)
     assert re.fullmatch(r"https, certificate verified \(TLSv1\.[23]\)", first.summary)
     assert report.exit_code == 0
+
+
+def test_doctor_checks_the_account_named(sim: Sim, tmp_path: Path) -> None:
+    # Given an accounts file whose acme account is client ACME of the simulator, When `appendq
+    # doctor --account acme` runs, Then it logs in as ACME (the simulator's own log says so)
+    # and finds ACME's campaign, not the default client's; an unknown account is exit 2.
+    sim.reset(**seeded_clients(["SIMCLIENT", "ACME"]))
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        f'[accounts.acme]\nbase_url = "{sim.url}"\nclient_name = "ACME"\nusername = "appendq"\n'
+    )
+    env = {"APPENDQ_ACCOUNTS_FILE": str(accounts)}
+    result = doctor(sim, "--json", "--account", "acme", "--service", "1101", **env)
+    assert result.exit_code == 0, result.output
+    found = checks(json.loads(result.stdout))
+    assert found["campaign details"]["summary"].startswith("campaign 5101")
+    assert {c["client"] for c in sim.calls("login")} == {"ACME"}
+    unknown = doctor(sim, "--account", "beta", **env)
+    assert unknown.exit_code == 2 and "no account 'beta' (known: acme)" in unknown.output

@@ -84,7 +84,8 @@ def test_no_appendable_campaign_holds_then_sends_to_the_new_one(sim: Sim, rt: Ru
     assert report.outcome == "held"
     assert "no appendable campaign" in (report.reason or "")
     info = collect(rt)
-    row = next(t for t in info["targets"] if t["target"] == "service:1001")
+    (default,) = info["accounts"]
+    row = next(t for t in default["targets"] if t["target"] == "service:1001")
     assert "no appendable campaign" in row["hold_reason"]
     with rt.sessions() as session:
         held = timeline.find_records(session, account="A2")[0]

@@ -31,7 +31,7 @@ def test_a_dry_run_resolves_and_audits_but_never_appends(sim: Sim, rt: Runtime) 
         assert len(sim.calls("search")) >= 1
         (batch,) = batches(dry)
         assert batch.status == BatchStatus.DRY_RUN and batch.campaign_id == 5001
-        assert status.collect(dry)["dry_run"] is not None
+        assert status.collect(dry)["accounts"][0]["dry_run"] is not None
         assert drain_once(dry.drainer()).outcome == "idle"
     finally:
         dry.close()

@@ -103,7 +103,7 @@ def assert_audited_in_three_batches(env: dict[str, str], record_ids: list[str]) 
     assert len(batches) == 3
     status = json.loads(run_cli(["status", "--json"], env).stdout)
     assert status["batches"] == {"appended": 3}
-    assert status["targets"][0]["queued"] == 0
+    assert status["accounts"][0]["targets"][0]["queued"] == 0
 
 
 def assert_logs_hold_no_phone_or_secret(log: str, got: list[dict[str, Any]]) -> None:

@@ -120,10 +120,13 @@ def test_retry_preview_changes_nothing_and_retry_is_audited(
 
 
 def test_status_endpoint_reports_queue_depth(api: httpx.Client) -> None:
-    # Given 4 queued records, When /v1/status is read, Then the target shows 4 queued.
+    # Given 4 queued records (no accounts file: the one account is "default"), When /v1/status
+    # is read, Then the default account's section shows the target with 4 queued.
     post(api, body(leads(4)))
     status = api.get("/v1/status", headers=OPS_AUTH).json()
-    assert {t["target"]: t["queued"] for t in status["targets"]} == {TARGET: 4}
+    (section,) = status["accounts"]
+    assert (section["account"], section["client_name"]) == ("default", "SIMCLIENT")
+    assert {t["target"]: t["queued"] for t in section["targets"]} == {TARGET: 4}
 
 
 def test_healthz_answers_503_when_redis_is_unreachable(settings: Settings) -> None:

@@ -78,7 +78,10 @@ def test_postgresql_refuses_an_illegal_move_and_an_unknown_status(rt: Runtime) -
     # Then PostgreSQL refuses both (trigger, check constraint); ready -> sending passes.
     batch_id = _batch(rt)
     illegal = "UPDATE batches SET status = 'failed' WHERE id = :i"
-    unknown = "INSERT INTO batches (target, size, status) VALUES ('service:1', 1, 'lost')"
+    unknown = (
+        "INSERT INTO batches (livevox_account, target, size, status) "
+        "VALUES ('default', 'service:1', 1, 'lost')"
+    )
     for statement in (illegal, unknown):
         with rt.sessions() as session, pytest.raises(IntegrityError):
             session.execute(text(statement), {"i": batch_id})

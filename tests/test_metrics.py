@@ -18,6 +18,8 @@ from tests.support.procs import free_port
 from tests.test_intake import AUTH, TOKEN, body, leads, serving
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+#: The one account of a deployment without an accounts file, as a label.
+DEFAULT = ("account", "default")
 
 
 def parse(text: str) -> Samples:
@@ -43,9 +45,9 @@ def test_metrics_endpoint_shows_queue_depth_per_target(settings: Settings) -> No
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain")
     samples = parse(reply.text)
-    assert samples[("appendq_queue_depth", (("target", "service:1001"),))] == 7
-    assert samples[("appendq_queue_depth", (("target", "campaign:9001"),))] == 3
-    age = samples[("appendq_queue_oldest_age_seconds", (("target", "service:1001"),))]
+    assert samples[("appendq_queue_depth", (DEFAULT, ("target", "service:1001")))] == 7
+    assert samples[("appendq_queue_depth", (DEFAULT, ("target", "campaign:9001")))] == 3
+    age = samples[("appendq_queue_oldest_age_seconds", (DEFAULT, ("target", "service:1001")))]
     assert 0 <= age < 60
     assert samples[("appendq_source_up", (("source", "redis"),))] == 1
     assert samples[("appendq_source_up", (("source", "postgres"),))] == 1
@@ -67,16 +69,18 @@ def test_metrics_read_what_another_process_did(sim: Sim, settings: Settings, rt:
         samples = scrape(scraper)
     finally:
         scraper.close()
-    batches = {k[1][0][1]: v for k, v in samples.items() if k[0] == "appendq_batches"}
+    batches = {k[1][1][1]: v for k, v in samples.items() if k[0] == "appendq_batches"}
     assert batches["appended"] == 1 and batches["held"] == 1 and batches["in_doubt"] == 0
-    records = {k[1][0][1]: v for k, v in samples.items() if k[0] == "appendq_records"}
+    assert {k[1][0] for k, v in samples.items() if k[0] == "appendq_batches"} == {DEFAULT}
+    records = {k[1][1][1]: v for k, v in samples.items() if k[0] == "appendq_records"}
     assert (records["appended"], records["duplicate"], records["held"]) == (3, 1, 2)
     assert samples[("appendq_append_call_seconds_bucket", (("le", "+Inf"),))] == 1
     assert samples[("appendq_append_call_seconds_gcount", ())] == 1
     assert abs(samples[("appendq_last_append_timestamp_seconds", ())] - time.time()) < 60
-    assert samples[("appendq_rate_budget_remaining", ())] == settings.rate_max_calls - 1
-    assert samples[("appendq_target_held", (("target", "service:1001"),))] == 1
-    assert samples[("appendq_queue_depth", (("target", "service:1001"),))] == 0
+    assert samples[("appendq_rate_budget_remaining", (DEFAULT,))] == settings.rate_max_calls - 1
+    assert samples[("appendq_halted", (DEFAULT,))] == 0
+    assert samples[("appendq_target_held", (DEFAULT, ("target", "service:1001")))] == 1
+    assert samples[("appendq_queue_depth", (DEFAULT, ("target", "service:1001")))] == 0
 
 
 def test_scrape_answers_when_redis_is_down(settings: Settings) -> None:
@@ -91,5 +95,5 @@ def test_scrape_answers_when_redis_is_down(settings: Settings) -> None:
         broken.close()
     assert samples[("appendq_source_up", (("source", "redis"),))] == 0
     assert samples[("appendq_source_up", (("source", "postgres"),))] == 1
-    assert ("appendq_batches", (("status", "appended"),)) in samples
+    assert ("appendq_batches", (DEFAULT, ("status", "appended"))) in samples
     assert not any(name == "appendq_queue_depth" for name, _ in samples)

@@ -86,7 +86,8 @@ def test_retry_without_yes_and_no_terminal_previews_and_changes_nothing(
     before = len(events_of(rt, batch))
     result = run(env, "retry", "--status", "failed", "--reason", "fixed")
     assert result.exit_code == 1, result.output
-    assert f"{batch:>8}  service:1001" in result.stdout and "test says failed" in result.stdout
+    assert f"{batch:>8}  default    service:1001" in result.stdout
+    assert "test says failed" in result.stdout
     assert "no terminal" in result.stderr and "nothing changed" in result.stderr
     assert batch_status(rt, batch) == BatchStatus.FAILED
     assert len(events_of(rt, batch)) == before
@@ -251,15 +252,17 @@ def test_audit_filters_combine_and_read_times_in_the_client_zone(rt: Runtime, en
 
 
 def test_audit_json_has_full_detail(rt: Runtime, env: Env) -> None:
-    # Given a held batch, When the auditor runs `audit --account A1 --json`, Then the output has
-    # the records with the batch's detail and a timeline of ISO-timed entries, each batch event's
-    # reason and detail once under "events".
+    # Given a held batch, When the auditor runs `audit --lead-account A1 --json`, Then the output
+    # has the records with the batch's detail, its LiveVox account and a timeline of ISO-timed
+    # entries, each batch event's reason and detail once under "events".
     batch = make_batch(rt, BatchStatus.HELD, leads(2))
-    result = run(env, "audit", "--account", "A1", "--json")
+    result = run(env, "audit", "--lead-account", "A1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     (rec,) = doc["records"]
-    assert {k: rec[k] for k in ("status", "batch_id", "batch_status", "phone1", "reason")} == {
+    shown = ("status", "batch_id", "batch_status", "phone1", "reason", "livevox_account")
+    assert {k: rec[k] for k in shown} == {
+        "livevox_account": "default",
         "status": "held",
         "batch_id": batch,
         "batch_status": "held",

@@ -93,7 +93,7 @@ def call(api: httpx.Client, endpoint: str, headers: dict[str, str], ids: dict[st
         path = f"/v1/leads/{ids[path.rsplit('/', 1)[1]]}"
     options: dict[str, Any] = {
         "/v1/leads": {"content": body(leads(1, start=ids["next"]))},
-        "/v1/audit": {"params": {"account": "H1"}},
+        "/v1/audit": {"params": {"lead_account": "H1"}},
         "/v1/batches/retry-preview": {"params": {"status": "held"}},
         "/v1/batches/retry": {"json": {"batch": ids["held"], "reason": "roles table"}},
     }.get(path, {})
@@ -164,7 +164,7 @@ def test_without_tokens_every_caller_is_anonymous_with_every_role(
     with serving(settings, allow_no_auth=True) as api:
         record_id = submit(api, {}, 0)
         assert api.get(f"/v1/leads/{record_id}").json()["submitted_by"] == "anonymous"
-        assert api.get("/v1/audit", params={"account": "A50"}).status_code == 200
+        assert api.get("/v1/audit", params={"lead_account": "A50"}).status_code == 200
         retried = api.post("/v1/batches/retry", json={"batch": held, "reason": "demo"})
     assert retried.status_code == 200 and retried.json()["actor"] == "api:anonymous"
 

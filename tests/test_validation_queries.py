@@ -142,7 +142,9 @@ def test_a_reason_of_exactly_reason_max_is_taken(rt: Runtime) -> None:
         ["audit", "--campaign", str(TOO_BIG)],
         ["audit", "--service", str(TOO_BIG)],
         ["audit", "--account", "a\x00b"],
-        ["audit", "--account", "a\udcffb"],  # an argv byte that is not UTF-8
+        ["audit", "--account", "A1"],  # a lead's account number, not a LiveVox account's name
+        ["audit", "--lead-account", "a\x00b"],
+        ["audit", "--lead-account", "a\udcffb"],  # an argv byte that is not UTF-8
         ["audit", "--phone", "212\x1b5551234"],
         ["audit", "--record", "a\x00b"],
         ["retry", "--batch", str(TOO_BIG), "--reason", "x", "--yes"],
@@ -170,11 +172,18 @@ def test_cli_refuses_what_postgresql_cannot_take_with_one_line_and_exit_2(
 def test_cli_error_for_nul_in_account_names_the_option_and_the_character(
     rt: Runtime, settings: Settings
 ) -> None:
-    # Given any database, When `audit --account 'a<NUL>b'`, Then the one line says which
-    # parameter and which character.
-    result = run(settings, "audit", "--account", "a\x00b")
+    # Given any database, When `audit --lead-account 'a<NUL>b'`, Then the one line says which
+    # parameter and which character; When `audit --account A1` (a lead's account number where
+    # the LiveVox account goes), Then the line says it is not an account name and points to
+    # --lead-account.
+    result = run(settings, "audit", "--lead-account", "a\x00b")
     assert result.stderr.strip().splitlines()[-1] == (
-        "Error: account: contains a control character (U+0000)"
+        "Error: lead_account: contains a control character (U+0000)"
+    )
+    lead = run(settings, "audit", "--account", "A1")
+    assert lead.stderr.strip().splitlines()[-1] == (
+        "Error: account: 'A1' is not an account name (a-z, 0-9, _ and -, 1-32) (--account is "
+        "the LiveVox account; a lead's account number is --lead-account)"
     )
 
 

@@ -136,11 +136,10 @@ def find_records(
 ) -> list[RecordAudit]:
     """The records matching every filter, oldest first, at most ``limit``, with their timelines,
     phones masked unless ``full_phones``. ``status``: effective status (one or several);
-    ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the lead's
-    account number; ``livevox_account``: one LiveVox account or several (any name of the right
-    shape: the audit outlives an account removed from the accounts file). ``InvalidValue``
-    (naming the filter) on a bad filter or none, before any query: an id outside its BIGINT
-    column, an account or phone with a control character, a record id that is not a UUID."""
+    ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the lead's;
+    ``livevox_account``: one LiveVox account or several, configured or not (the audit outlives
+    an account). ``InvalidValue`` (naming the filter) on a bad filter or none, before any query:
+    an id outside BIGINT, a control character, a record id that is not a UUID."""
     where = AuditFilter(
         phone=_phone(phone, region),
         account=check_text(account, "account", max_len=ACCOUNT_MAX),
@@ -151,15 +150,11 @@ def find_records(
         statuses=parse_statuses(status),
         since=_moment(since, "since"),
         until=_moment(until, "until"),
-        livevox_accounts=livevox_accounts(livevox_account),
+        livevox_accounts=livevox_accounts(livevox_account, "livevox_account"),
     )
     if where == AuditFilter():
-        raise InvalidValue(
-            "filter", "give at least one filter (phone, account, record, batch, campaign, ...)"
-        )
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
-        raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
-    rows = session.execute(records_query(session, where, limit)).all()
+        raise InvalidValue("filter", "give at least one filter (phone, account, record, ...)")
+    rows = session.execute(records_query(session, where, _limit(limit))).all()
     return _audits(session, rows, full_phones)
 
 
@@ -173,6 +168,12 @@ def livevox_accounts(names: str | Sequence[str] | None, field: str = "account") 
     deduplicated in order; () for None."""
     given = [names] if isinstance(names, str) else list(names or ())
     return tuple(dict.fromkeys(check_name(n, field) for n in given))
+
+
+def _limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+        raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
+    return limit
 
 
 def _phone(phone: str | None, region: str) -> str | None:

@@ -1,6 +1,10 @@
 """``appendq audit``: what happened to a lead, read from the audit (``appendq.audit.timeline``);
 ``appendq audit --access-log``: who read it (``appendq.audit.access``). Every run of either is
-written to the access log before anything is shown."""
+written to the access log before anything is shown.
+
+``--account`` is the LiveVox account (as everywhere in appendq); the lead's own account number
+(a LiveVox record field) is ``--lead-account``. Any account name is taken, configured or not: the
+audit outlives an account removed from APPENDQ_ACCOUNTS_FILE."""
 
 from __future__ import annotations
 
@@ -17,12 +21,15 @@ from appendq.cli.app import main
 from appendq.cli.common import ID, TIME_FORMAT, BadInput, IsoTime, echo_json, load_settings
 from appendq.clock import in_zone
 from appendq.db.models import RecordStatus
+from appendq.errors import InvalidValue
+from appendq.leads import check_text
 from appendq.runtime import Runtime
 
 
 @main.command("audit")
 @click.option("--phone", help="phone1 of the record, in full (any format).")
-@click.option("--account", help="account of the record.")
+@click.option("--account", metavar="NAME", help="the LiveVox account of the records.")
+@click.option("--lead-account", help="the lead's account number (a LiveVox record field).")
 @click.option("--record", "record_id", help="a record id from a receipt.")
 @click.option("--batch", "batch_id", type=ID, help="a batch id.")
 @click.option("--campaign", "campaign_id", type=ID, help="a LiveVox campaign id.")
@@ -67,14 +74,15 @@ def audit_cmd(
         raise click.UsageError("--actor goes with --access-log")
     if all(v is None or v == () for v in where.values()):
         raise click.UsageError(
-            "give at least one filter: --phone, --account, --record, --batch, --campaign, "
-            "--service, --status, --since or --until"
+            "give at least one filter: --phone, --account, --lead-account, --record, --batch, "
+            "--campaign, --service, --status, --since or --until"
         )
     settings = load_settings(log=False)
     asked = {_FILTER_NAMES.get(k, k): v for k, v in where.items()}
     with Runtime.build(settings) as rt:
         found = _find(rt, limit, full_phones, **where)
         _logged(rt, "audit", {**asked, "limit": limit, "full_phones": full_phones}, len(found))
+        known = where["account"] is None or where["account"] in rt.accounts
     if as_json:
         echo_json(timeline.document(found))
         return
@@ -82,6 +90,8 @@ def audit_cmd(
     for rec in found:
         _print_record(rec, settings.tz, shown)
     more = " (the limit: narrow the filters or raise --limit)" if len(found) == limit else ""
+    if not known:
+        more += f" (account {where['account']} is not in APPENDQ_ACCOUNTS_FILE)"
     click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
 
 
@@ -122,6 +132,8 @@ def _find(
     statuses: tuple[str, ...],
     since: datetime | None,
     until: datetime | None,
+    account: str | None,
+    lead_account: str | None,
     **keys: Any,
 ) -> list[timeline.RecordAudit]:
     """The matching records; a filter that cannot be asked is one line and exit 2."""
@@ -131,6 +143,8 @@ def _find(
             return timeline.find_records(
                 session,
                 **keys,
+                account=check_text(lead_account, "lead_account", max_len=timeline.ACCOUNT_MAX),
+                livevox_account=_livevox_account(account),
                 status=statuses,
                 since=in_zone(since, settings.tz),
                 until=in_zone(until, settings.tz),
@@ -142,11 +156,21 @@ def _find(
             raise BadInput(str(exc)) from None
 
 
+def _livevox_account(account: str | None) -> tuple[str, ...]:
+    """``--account`` checked; a lead's account number given there is pointed to --lead-account."""
+    try:
+        return timeline.livevox_accounts(account)
+    except InvalidValue as exc:
+        hint = "--account is the LiveVox account; a lead's account number is --lead-account"
+        raise InvalidValue(exc.field, f"{exc.message} ({hint})") from None
+
+
 def _print_record(rec: timeline.RecordAudit, tz: tzinfo, shown: set[int]) -> None:
     """One record and its timeline; a batch event's reason is printed the first time only
     (``shown``: the events printed so far), so that a batch's records do not repeat it."""
     click.secho(
-        f"record {rec.record_id}  {rec.target}  phone {rec.phone1}  account {rec.account or '-'}",
+        f"record {rec.record_id}  {rec.target}@{rec.livevox_account}  phone {rec.phone1}  "
+        f"account {rec.account or '-'}",
         bold=True,
     )
     click.echo(

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
+from appendq.accounts import load_accounts
 from appendq.cli.app import main
-from appendq.cli.common import load_settings
+from appendq.cli.common import load_settings, refuse_bad_input
 from appendq.doctor import contract_snapshot, run_doctor, save_contract
+from appendq.errors import ConfigError
 
 
 @main.command("doctor")
@@ -24,17 +26,29 @@ from appendq.doctor import contract_snapshot, run_doctor, save_contract
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option(
+    "--account",
+    metavar="NAME",
+    help="The LiveVox account of APPENDQ_ACCOUNTS_FILE to check [default: default].",
+)
+@click.option(
     "--save-contract",
     "save_contract_to",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write a redacted contract snapshot (for appendq simulator --contract FILE).",
 )
-def doctor(services: tuple[int, ...], as_json: bool, save_contract_to: Path | None) -> None:
+def doctor(
+    services: tuple[int, ...], as_json: bool, account: str | None, save_contract_to: Path | None
+) -> None:
     """Check the configured LiveVox read-only: TLS, login, session, clock, role, campaigns,
     status words, paging, details, transactionList phones, answer shapes. Never appends."""
     # No logging setup: httpx would log request URLs, and the validate URL holds the session id.
     settings = load_settings(log=False)
-    report = run_doctor(settings, services)
+    try:
+        with refuse_bad_input():
+            chosen = load_accounts(settings).get_account(account)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    report = run_doctor(chosen.settings, services)
     if as_json:
         click.echo(json.dumps(report.as_json(contract_snapshot(report)), indent=2))
     else:

@@ -3,7 +3,8 @@
 Each command builds its dependencies from Settings and calls plain functions
 (``appendq.ops.status``, ``appendq.ops.retry``, ``appendq.batches.prune``). Commands that change
 something (retry, prune) show what they will do and ask first; ``--yes`` skips the question, and
-without a terminal to ask on they refuse and change nothing.
+without a terminal to ask on they refuse and change nothing. ``status`` and ``retry`` cover every
+LiveVox account unless ``--account`` names one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from appendq.cli.common import (
 )
 from appendq.clock import in_zone
 from appendq.db.models import RETRYABLE_STATUSES, BatchStatus
+from appendq.keys import DEFAULT_ACCOUNT
 from appendq.ops import retry
 from appendq.ops.retry import BatchSummary, RetryFilter, RetryResult
 from appendq.ops.status import collect
@@ -56,27 +58,44 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 @main.command("status")
+@click.option("--account", metavar="NAME", help="Only this LiveVox account [default: every one].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status_cmd(as_json: bool) -> None:
-    """Queue depth and oldest age per target, campaign, hold reason, rate budget, batches."""
-    with Runtime.build(load_settings(log=False)) as rt:
-        data = collect(rt)
+def status_cmd(account: str | None, as_json: bool) -> None:
+    """Per LiveVox account: queue depth and oldest age per target, campaign, hold reason, rate
+    budget, halt, batches."""
+    with Runtime.build(load_settings(log=False)) as rt, refuse_bad_input():
+        data = collect(rt, account)
     if as_json:
         echo_json(data)
         return
+    for i, section in enumerate(data["accounts"]):
+        if i:
+            click.echo()
+        _show_account(section)
+    if len(data["accounts"]) > 1:
+        click.echo(f"\nall accounts: batches: {_counts(data['batches'])}")
+
+
+def _counts(by_status: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(by_status.items())) or "none"
+
+
+def _show_account(data: dict[str, Any]) -> None:
+    """One account's section of ``appendq status``."""
+    name = data["account"]
+    click.secho(f"account {name} (LiveVox client {data['client_name']})", bold=True)
     click.echo(f"{'target':<18} {'queued':>9} {'oldest':>9} {'campaign':>9}  hold reason")
     for row in data["targets"]:
         age = f"{row['oldest_age_s']:.0f}s" if row["oldest_age_s"] is not None else "-"
         click.echo(
             f"{row['target']:<18} {row['queued']:>9,} {age:>9} "
-            f"{row['campaign_id'] or '-':>9}  {_why_waiting(row)}"
+            f"{row['campaign_id'] or '-':>9}  {_why_waiting(row, name)}"
         )
     rate = data["rate"]
     click.echo(
         f"rate budget: {rate['remaining']} of {rate['max_calls']} calls per {rate['window_s']:g} s"
     )
-    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(data["batches"].items())) or "none"
-    click.echo(f"batches: {counts}")
+    click.echo(f"batches: {_counts(data['batches'])}")
     if data.get("dry_run"):
         click.secho(
             f"DRY RUN: {data['dry_run']} builds and audits batches but makes no Append call",
@@ -86,16 +105,24 @@ def status_cmd(as_json: bool) -> None:
         halt = data["halt"]
         click.secho(
             f"HALTED: no Append call for {halt['remaining_s']:.0f} s more: "
-            f"{halt['reason']} (`appendq resume` lifts it)",
+            f"{halt['reason']} (`appendq resume{_for(name)}` lifts it)",
             fg="red",
             err=False,
         )
 
 
-def _why_waiting(row: dict[str, Any]) -> str:
+def _for(account: str) -> str:
+    """The ``--account`` of a command naming ``account`` (none for the default account)."""
+    return "" if account == DEFAULT_ACCOUNT else f" --account {account}"
+
+
+def _why_waiting(row: dict[str, Any], account: str) -> str:
     aside = row.get("set_aside")
     if aside:
-        return f"SET ASIDE ({aside['kind']}): {aside['reason']} (`appendq targets clear`)"
+        return (
+            f"SET ASIDE ({aside['kind']}): {aside['reason']} "
+            f"(`appendq targets clear{_for(account)}`)"
+        )
     return str(row["hold_reason"] or "")
 
 
@@ -114,6 +141,11 @@ def _why_waiting(row: dict[str, Any]) -> str:
 @click.option("--service", "service_id", type=ID, help="batches of this LiveVox service.")
 @click.option("--campaign", "campaign_id", type=ID, help="batches for this LiveVox campaign.")
 @click.option(
+    "--account",
+    metavar="NAME",
+    help="batches of this LiveVox account [default: every one]; with other filters.",
+)
+@click.option(
     "--since", type=IsoTime(), help="batches created at or after (ISO; APPENDQ_TIMEZONE)."
 )
 @click.option("--until", type=IsoTime(), help="batches created before (ISO; APPENDQ_TIMEZONE).")
@@ -130,7 +162,8 @@ def retry_cmd(reason: str, actor: str | None, yes: bool, as_json: bool, **filter
     one batch, or every batch matching the filters. Shows what will be re-sent and asks first;
     recorded in the audit with who, when, why and what. Only batches still exactly as the preview
     showed them move: one that changed meanwhile (a tick sent it, say) is left alone and named,
-    and the exit status is 1 ("preview again"); 2 is a usage error."""
+    and the exit status is 1 ("preview again"); 2 is a usage error. --account keeps the retry to
+    one LiveVox account's batches (a batch named by --batch needs none)."""
     if filters["service_id"] is not None and filters["campaign_id"] is not None:
         raise click.UsageError("give --service or --campaign, not both")
     if not reason.strip():
@@ -141,6 +174,8 @@ def retry_cmd(reason: str, actor: str | None, yes: bool, as_json: bool, **filter
     settings = load_settings()
     where = _retry_filter(settings, **filters)
     with Runtime.build(settings) as rt, refuse_bad_input():
+        for name in where.accounts:  # one that is configured: nothing drains the others
+            rt.accounts.get_account(name, "--account")
         result = _retry(rt, where, reason, actor, yes, as_json)
     if result is not None and result.left:
         raise click.exceptions.Exit(1)
@@ -155,6 +190,7 @@ def _retry_filter(
     campaign_id: int | None,
     since: datetime | None,
     until: datetime | None,
+    account: str | None,
 ) -> RetryFilter:
     where = RetryFilter(
         batch_id=batch_id,
@@ -163,11 +199,13 @@ def _retry_filter(
         campaign_id=campaign_id,
         since=in_zone(since, settings.tz),
         until=in_zone(until, settings.tz),
+        accounts=() if account is None else (account,),
     )
     if where.empty:
         raise click.UsageError(
-            "give a filter (--batch, --status, --service, --campaign, --since, --until): "
-            "appendq never retries everything by accident"
+            "give a filter (--batch, --status, --service, --campaign, --since, --until; "
+            "--account alone is every batch of that account): appendq never retries "
+            "everything by accident"
         )
     return where
 
@@ -235,13 +273,14 @@ def _show_preview(preview: Sequence[BatchSummary], tz: tzinfo, as_json: bool) ->
     doubtful = [b for b in preview if b.may_duplicate]
     if not as_json:
         click.echo(
-            f"{'batch':>8}  {'target':<18} {'status':<10} {'records':>8} {'attempts':>8}  "
-            f"{'created':<23}  error"
+            f"{'batch':>8}  {'account':<10} {'target':<18} {'status':<10} {'records':>8} "
+            f"{'attempts':>8}  {'created':<23}  error"
         )
         for b in preview[:PREVIEW_ROWS]:
             click.echo(
-                f"{b.id:>8}  {b.target:<18} {b.status:<10} {b.size:>8,} {b.attempts:>8}  "
-                f"{b.created_at.astimezone(tz):{TIME_FORMAT}}  {(b.error or '')[:60]}"
+                f"{b.id:>8}  {b.account:<10} {b.target:<18} {b.status:<10} {b.size:>8,} "
+                f"{b.attempts:>8}  {b.created_at.astimezone(tz):{TIME_FORMAT}}  "
+                f"{(b.error or '')[:60]}"
             )
         if len(preview) > PREVIEW_ROWS:
             click.echo(f"... and {len(preview) - PREVIEW_ROWS:,} more batches")

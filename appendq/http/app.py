@@ -343,7 +343,10 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.build(settings)
-        producer = connect(settings, max_phones=settings.intake_max_phones)
+        # The template of every request's producer: each gets its account's queue and day
+        # (``Producer.on_queue``); the first account is only where the template's connection is.
+        first = next(iter(rt.accounts))
+        producer = connect(settings, account=first, max_phones=settings.intake_max_phones)
         app.state.deps = Deps(settings, tokens, rt, producer, registry_for(rt))
         try:
             yield

@@ -114,8 +114,8 @@ def _audited(rt: Runtime, record_id: str, full_phones: bool) -> dict[str, Any] |
     return found[0].to_dict() if found else None
 
 
-#: The audit's filters as the API names them (the LiveVox ``account``, the lead's
-#: ``lead_account``), and as ``timeline.find_records`` does.
+#: The audit's record filters as the API names them, and as ``timeline.find_records`` does (the
+#: lead's ``lead_account`` is its ``account``; the LiveVox ``account`` is ``account_scope``'s).
 _AUDIT_FILTERS = {
     "phone": "phone",
     "lead_account": "account",

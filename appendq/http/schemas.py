@@ -1,5 +1,6 @@
 """What the HTTP API's bodies look like, for validation and for the OpenAPI document: the leads
-body and its receipt, the retry body (parsed with the intake's own checks), error answers."""
+body and its receipt, the retry body (parsed with the intake's own checks), error answers. Both
+bodies may name a LiveVox ``account`` (``appendq.accounts``)."""
 
 from __future__ import annotations
 
@@ -56,10 +57,6 @@ class ExpectedBatch(BaseModel):
     version: int = Field(ge=0, le=2**31 - 1)
 
 
-#: The ``account`` field of a body: a LiveVox account's name (``appendq.accounts.NAME``).
-ACCOUNT_FIELD = {"type": "string", "pattern": NAME.pattern, "maxLength": 32}
-
-
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch: int | None = Field(None, ge=1, le=ID_MAX)
@@ -101,7 +98,8 @@ def leads_body() -> dict[str, Any]:
             "service": {**target, "description": "LiveVox service id (today's campaign)"},
             "campaign": {**target, "description": "a pinned LiveVox campaign id"},
             "account": {
-                **ACCOUNT_FIELD,
+                "type": "string",
+                "pattern": NAME.pattern,
                 "default": DEFAULT_ACCOUNT,
                 "description": "the LiveVox account (APPENDQ_ACCOUNTS_FILE) whose service or "
                 "campaign this is; a token limited to accounts may only name its own",

@@ -235,9 +235,7 @@ def retry(
         )
     query = where.query()
     if only is not None:
-        for batch_id in only:
-            check_id(batch_id, "batch")
-        query = query.where(Batch.id.in_(list(only)))
+        query = query.where(Batch.id.in_([check_id(i, "batch") for i in only]))
     result = RetryResult([], [])
     for batch in session.scalars(query.with_for_update(skip_locked=True)):
         seen = only.get(batch.id) if only is not None else None

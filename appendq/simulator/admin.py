@@ -34,9 +34,9 @@ POST     /_admin/dialect                             {field: value, ...} (option
                                                      configured one
 =======  ==========================================  =========================================
 
-A call's client (``"client"`` of a call and of a fault) is the client of its LV-Session session,
-or for a login the clientName of its body; null when there is none (see
-:mod:`appendq.simulator.faults`).
+A call's client (``"client"`` of a call and of a fault) is the client of its LV-Session session
+(validate/logout without one: of the session in their path), or for a login the clientName of
+its body if that names a client; null when there is none (see :mod:`appendq.simulator.faults`).
 """
 
 from __future__ import annotations

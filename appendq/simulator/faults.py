@@ -15,8 +15,8 @@ A fault is read after the request body, before any processing::
 Faulted appends still take a slot of their client's rate window and are logged.
 
 A fault with a ``client`` (``"client": "ACME"``) is consumed only by that client's calls: the
-client of the call's LV-Session session, or for a login the body's ``clientName`` (see
-:mod:`appendq.simulator.server`); one without (``null``) by the next call of its kind, whoever
+client of the call's session, or for a login the body's ``clientName`` (see
+:mod:`appendq.simulator.admin`); one without (``null``) by the next call of its kind, whoever
 makes it. A call takes the first fault of its kind, in the order they were queued, that is
 unscoped or scoped to its client, so a fault waiting for one client never holds back the faults
 queued after it for others.
