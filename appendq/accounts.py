@@ -35,9 +35,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import SecretStr
+from redis import Redis
 
 from appendq.errors import ConfigError, InvalidValue
 from appendq.keys import DEFAULT_ACCOUNT, Keys
+from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
 
 #: An account's name: it is part of Redis keys, Celery queue names and metric labels.
@@ -129,6 +131,23 @@ def load_accounts(settings: Settings, environ: Mapping[str, str] | None = None) 
     if problems:
         raise ConfigError(f"{settings.accounts_file}: " + "; ".join(problems))
     return Accounts(accounts)
+
+
+def unconfigured(client: Redis, prefix: str, accounts: Accounts) -> dict[str, int]:
+    """Accounts that still have records queued in Redis (under ``{prefix}:acct:NAME``) but are
+    not in the accounts file any more, with how many: nothing drains them until the account is
+    put back."""
+    found: dict[str, int] = {}
+    for raw in client.scan_iter(match=f"{prefix}:acct:*:targets", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        name = key[len(prefix) + len(":acct:") : -len(":targets")]
+        if name in accounts or not NAME.match(name):
+            continue
+        queue = RecordQueue(client, Keys(prefix).for_account(name), name)
+        depth = queue.depth()
+        if depth:
+            found[name] = depth
+    return found
 
 
 class _Problems(Exception):

@@ -18,7 +18,7 @@ queues, rate budget, drain lock, halt, campaign cache and dedupe hashes. The int
 | {p}:dry_run                         | string | 3 intervals| a dry-run drain, each tick  | status             |
 | {p}:set_aside                       | hash   | none       | drain, `appendq targets`    | drain, status, metrics |
 | {p}:target_failures                 | hash   | none       | drain (failed ticks/target) | drain              |
-| {p}:tick                            | string | 0.9 interval | tick task (SET NX)        | tick task          |
+| {p}:tick                            | string | 2 intervals | tick gate (GCRA Lua, TIME) | tick task         |
 | {p}:campaign:{target}:{day}         | string | cache TTL + 5 min | campaign resolver    | resolver, status   |
 | {p}:refused:{campaign_id}           | string | refusal_s  | drain (campaign refused)    | resolver           |
 | {p}:search                          | zset   | 1 minute   | resolver (Lua, TIME)        | resolver           |

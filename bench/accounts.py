@@ -11,8 +11,10 @@ client code, rate window and campaign per account) and runs the real processes: 
 Each account's queue is filled beforehand with more than its ceiling lets it send in the run.
 The rate window is scaled down with the drain interval at production's 60 s : 20 s (margin:
 window / 60), so an account's ceiling is min(5, window / interval) calls of ``--batch`` records
-per window. The load is chosen so that one worker cannot keep up: 20 accounts make ``20 /
-interval`` ticks a second and one tick costs the worker about 0.1 s here.
+per window. The default load is one that one worker cannot keep up with: 20 accounts make
+13 ticks a second, and a tick of 250 records takes a worker about 0.14 s here (0.065 s of CPU),
+about the ratio of a 10,000-record tick to the 20 s interval in production (1 s against 20 s,
+plus LiveVox's own latency). ``--interval 0.75 --window 2.25`` loads the machine's cores.
 
 A last run (``--sizing-batch``, 0: none) drains ``--sizing-batches`` calls of LiveVox's
 10,000 records per account on one worker: the worker's CPU seconds per full tick, hence how many
@@ -104,13 +106,15 @@ def settings_env(db: str, prefix: str, url: str, pace: Pace, tmp: Path) -> dict[
 
 
 class TickTap(threading.Thread):
-    """Redis MONITOR of one prefix: when beat sent each account's ticks and when a worker took
-    each one up (times on Redis's clock)."""
+    """Redis MONITOR of one prefix: when beat sent each account's ticks, when a worker took each
+    one up (the gate's GET of the account's tick key, in ``take_tick``'s script) and when the
+    gate let it through (its SET), times on Redis's clock."""
 
     def __init__(self, prefix: str) -> None:
         super().__init__(daemon=True)
         self.sent: dict[str, list[float]] = defaultdict(list)
         self.taken: dict[str, list[float]] = defaultdict(list)
+        self.passed: dict[str, list[float]] = defaultdict(list)
         self._queue = f"{prefix}:celery:{prefix}.ticks."
         self._acct = f"{prefix}:acct:"
         self._conn = redis.Redis.from_url(REDIS_URL).connection_pool.get_connection()
@@ -131,8 +135,9 @@ class TickTap(threading.Thread):
         command, key = found.group(1).upper(), found.group(2)
         if command == "LPUSH" and key.startswith(self._queue):
             self.sent[key[len(self._queue) :]].append(float(line.split(" ", 1)[0]))
-        elif command == "SET" and key.startswith(self._acct) and key.endswith(":tick"):
-            self.taken[key[len(self._acct) : -5]].append(float(line.split(" ", 1)[0]))
+        elif command in ("GET", "SET") and key.startswith(self._acct) and key.endswith(":tick"):
+            seen = self.taken if command == "GET" else self.passed
+            seen[key[len(self._acct) : -5]].append(float(line.split(" ", 1)[0]))
 
     def close(self) -> None:
         self._closing.set()
@@ -213,7 +218,7 @@ class Timed:
         time.sleep(self.seconds)
         run.end = fleet.sample()
         tap.close()
-        run.sent, run.taken = dict(tap.sent), dict(tap.taken)
+        run.sent, run.taken, run.passed = dict(tap.sent), dict(tap.taken), dict(tap.passed)
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,16 @@ class Counted:
         run.start = fleet.sample()
         fleet.wait(lambda calls: len(calls) >= run.accounts * (self.batches - 1))
         run.end = fleet.sample()
+
+
+def ready(workers: list[Any], logs: list[Path], timeout: float = 120) -> None:
+    """Wait until every worker consumes (Celery logs "NAME ready."): beat starts after them, so
+    no ticks pile up while they boot."""
+    t0 = time.monotonic()
+    while not all(b" ready." in log.read_bytes() for log in logs):
+        if any(w.poll() is not None for w in workers) or time.monotonic() - t0 > timeout:
+            raise SystemExit(f"a worker did not get ready: see {logs}")
+        time.sleep(0.2)
 
 
 def note(what: str, since: float) -> None:
@@ -264,10 +279,11 @@ def measure(pace: Pace, n: int, workers: int, span: Timed | Counted) -> Run:
         write_accounts(tmp / "accounts.toml", url, n)
         t0 = time.monotonic()
         fill(client, prefix, n, span.backlog(pace))
-        note(f"{workers} worker(s): {n} accounts filled with {span.backlog(pace):,} records", t0)
+        note(f"{workers} worker(s): {n} accounts, {span.backlog(pace):,} records queued each", t0)
         env = settings_env(db, prefix, url, pace, tmp)
         logs = [tmp / f"worker{i}.log" for i in range(workers)] + [tmp / "beat.log"]
         started = [stack.enter_context(process(["worker", "--no-beat"], env, x)) for x in logs[:-1]]
+        ready(started, logs[:-1])
         beat = stack.enter_context(process(["beat"], env, logs[-1]))
         fleet = Fleet(started, beat, sim_proc.pid, logs, sim, client, prefix, n)
         run = Run(workers, pace, n)
@@ -287,9 +303,10 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=4.5, help="rate window, s")
     parser.add_argument("--interval", type=float, default=1.5, help="drain interval, s")
     parser.add_argument("--batch", type=int, default=250, help="records per call")
-    parser.add_argument("--seconds", type=float, default=30, help="measured per run (0: none)")
+    # 60 s: an account's egress is measured from ~40 calls, so one call's jitter moves it < 3 %.
+    parser.add_argument("--seconds", type=float, default=60, help="measured per run (0: none)")
     parser.add_argument("--sizing-batch", type=int, default=10_000, help="0: no sizing run")
-    parser.add_argument("--sizing-accounts", type=int, default=10)
+    parser.add_argument("--sizing-accounts", type=int, default=8)
     parser.add_argument("--sizing-batches", type=int, default=5, help="calls per account")
     args = parser.parse_args()
     pace = Pace(args.window, args.interval, args.batch)

@@ -5,37 +5,31 @@ Real Redis and PostgreSQL; the simulator over HTTP hosting two clients."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from appendq.cli.app import main
 from appendq.cli.worker import _worker_argv
 from appendq.db.models import Batch, BatchStatus
 from appendq.drain.context import Tick
 from appendq.drain.lease import DrainLease
 from appendq.drain.tick import drain_once, lease_ttl_s
 from appendq.queue.item import QueuedRecord, new_record_id
+from appendq.queue.record_queue import RecordQueue
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.simulator.config import seeded_clients
-from tests.conftest import Sim, phone
+from tests.conftest import Sim, phone, settings_env
+from tests.support.accounts import accounts_text
 from tests.support.drive import fast_settings
 from workers.celery_app import create_app
 from workers.tasks import DRAIN_TASK
 
-ACCOUNTS = """
-[accounts.default]
-base_url = "{url}"
-client_name = "SIMCLIENT"
-username = "appendq"
-
-[accounts.acme]
-base_url = "{url}"
-client_name = "ACME"
-username = "appendq"
-"""
 TARGET = "service:1001"
 ACME_TARGET = "service:1101"  # ACME's service in the seeded simulator (campaign 5101)
 
@@ -44,7 +38,9 @@ ACME_TARGET = "service:1101"  # ACME's service in the seeded simulator (campaign
 def rt(settings: Settings, sim: Sim, tmp_path: Path) -> Iterator[Runtime]:
     sim.reset(**seeded_clients(["SIMCLIENT", "ACME"]), rate_window_s=60)
     path = tmp_path / "accounts.toml"
-    path.write_text(ACCOUNTS.format(url=settings.livevox_base_url))
+    path.write_text(
+        accounts_text(settings.livevox_base_url, {"default": "SIMCLIENT", "acme": "ACME"})
+    )
     two = fast_settings(
         settings, accounts_file=str(path), rate_window_s=60.0, livevox_read_timeout_s=10.0
     )
@@ -128,3 +124,27 @@ def test_beat_ticks_each_account_on_its_own_queue(rt: Runtime) -> None:
     report = task.run(account="acme")
     assert (report["account"], report["outcome"]) == ("acme", "appended")
     task.close()
+
+
+def test_appendq_accounts_lists_them_and_names_a_forgotten_one(
+    rt: Runtime, keep_root_logging: None
+) -> None:
+    # Given two configured accounts and records still queued for "old", an account the file no
+    # longer names, When `appendq accounts` runs, Then it lists both accounts with their client,
+    # key prefix, tick queue and depth (never a secret), names "old" with its depth, exit 1.
+    _queue(rt, "acme", ACME_TARGET, 2)
+    old = RecordQueue(rt.redis, rt.keys.for_account("old"), "old")
+    old.push(TARGET, [QueuedRecord(new_record_id(), time.time(), {"phone1": phone(7)})])
+    env = settings_env(rt.settings, APPENDQ_ACCOUNTS_FILE=str(rt.settings.accounts_file))
+    done = CliRunner().invoke(main, ["accounts", "--json"], env=env)
+    assert done.exit_code == 1, done.output
+    found = json.loads(done.stdout)
+    assert [(a["account"], a["client_name"], a["queued"]) for a in found["accounts"]] == [
+        ("default", "SIMCLIENT", 0),
+        ("acme", "ACME", 2),
+    ]
+    prefix = rt.settings.redis_prefix
+    assert found["accounts"][1]["redis_prefix"] == f"{prefix}:acct:acme"
+    assert found["accounts"][1]["tick_queue"] == f"{prefix}.ticks.acme"
+    assert found["unconfigured"] == {"old": 1}
+    assert "simulator-password" not in done.output

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from appendq.crypto import new_key
 from appendq.db.engine import alembic_config, ensure_database, migrate, psycopg_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,18 +25,23 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 PG_SERVER = os.environ.get("APPENDQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _compose_config() -> str:
+def _compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` of the repo's file, with ``env`` as its whole environment."""
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.skip("docker-compose binary not installed (apt-get install docker-compose)")
-    done = subprocess.run(
+    return subprocess.run(
         [exe, "-f", str(COMPOSE_FILE), "config"],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": "appendq-test"},
+        env={**env, "COMPOSE_PROJECT_NAME": "appendq-test"},
         check=False,
     )
+
+
+def _compose_config() -> str:
+    done = _compose({**os.environ, "APPENDQ_DATA_KEYS": new_key()})
     assert done.returncode == 0, f"docker-compose config rejected the file:\n{done.stderr}"
     return done.stdout
 
@@ -70,6 +76,14 @@ def test_compose_file_is_valid_and_redis_keeps_records() -> None:
     assert command_args[command_args.index("--appendonly") + 1] == "yes"
     assert command_args[command_args.index("--maxmemory-policy") + 1] == "noeviction"
     assert "service_completed_successfully" in services["worker"]
+    assert all("APPENDQ_DATA_KEYS" in services[s] for s in ("worker", "beat", "intake"))
+
+
+def test_compose_refuses_to_run_without_a_shared_data_key() -> None:
+    # Without APPENDQ_DATA_KEYS, docker-compose refuses the file, saying what to set: containers
+    # with a development key each would not open each other's payloads.
+    done = _compose({k: v for k, v in os.environ.items() if k != "APPENDQ_DATA_KEYS"})
+    assert done.returncode != 0 and "set APPENDQ_DATA_KEYS" in done.stderr
 
 
 @pytest.fixture

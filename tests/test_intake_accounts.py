@@ -21,28 +21,19 @@ from appendq.runtime import Runtime
 from appendq.settings import Settings
 from producer.api import connect
 from tests.conftest import phone, settings_env
+from tests.support.accounts import accounts_text
 from tests.test_intake import leads, serving, with_tokens
 
 ACME_TOKEN = "acme-intake-token-0123456789"
 ALL_TOKEN = "all-intake-token-0123456789"
-ACCOUNTS = """
-[accounts.default]
-base_url = "{url}"
-client_name = "SIMCLIENT"
-username = "appendq"
-
-[accounts.acme]
-base_url = "{url}"
-client_name = "SIMCLIENT"
-username = "appendq"
-timezone = "Pacific/Kiritimati"
-"""
 
 
 @pytest.fixture
 def two(settings: Settings, tmp_path: Path) -> Settings:
     path = tmp_path / "accounts.toml"
-    path.write_text(ACCOUNTS.format(url=settings.livevox_base_url))
+    clients = {"default": "SIMCLIENT", "acme": "SIMCLIENT"}
+    text = accounts_text(settings.livevox_base_url, clients, acme_timezone="Pacific/Kiritimati")
+    path.write_text(text)
     limited = with_tokens(settings, f"acme-crm:intake@acme:{ACME_TOKEN}", f"all:intake:{ALL_TOKEN}")
     return limited.model_copy(update={"accounts_file": str(path)})
 

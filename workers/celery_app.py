@@ -7,9 +7,10 @@
   take ticks; each account's drain lease keeps it draining in one place at a time.
 - a worker reserves no tick beyond the one it runs (``worker_disable_prefetch``): one stuck on a
   slow LiveVox never sits on another account's tick, which the next free worker takes.
-- at most one drain runs per account and interval, whatever the number of beats or of ticks that piled up
-  while the workers were down: the task takes a Redis key with a TTL
-  (``appendq.drain.tick.take_tick``), timed by Redis's clock. Celery's own ``expires`` is
+- one drain per account and interval on average (two back to back at most, so that a tick taken
+  late is not lost to the next one), whatever the number of beats or of ticks that piled up
+  while the workers were down: the task passes a gate on Redis's clock
+  (``appendq.drain.tick.take_tick``). Celery's own ``expires`` is
   compared with the *worker's* clock, so a worker 30 s ahead would drop every tick if it were
   shorter than the interval; it is kept long (10 intervals, at least 5 min) only to bound how
   many stale ticks a long outage leaves in the queue;

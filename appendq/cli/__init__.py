@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appendq.cli import (  # noqa: F401  (registers commands)
+    accounts,
     audit,
     doctor,
     enqueue,

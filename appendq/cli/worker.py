@@ -21,7 +21,7 @@ import redis
 from celery.signals import setup_logging
 
 from appendq import embedded
-from appendq.accounts import Account, Accounts, load_accounts
+from appendq.accounts import Account, Accounts, load_accounts, unconfigured
 from appendq.cli.app import main
 from appendq.cli.common import load_settings, refuse_bad_input
 from appendq.db.engine import ensure_database, migrate
@@ -106,10 +106,27 @@ def worker_cmd(beat: bool, dry_run: bool, names: str | None) -> None:
 
 
 def _accounts(settings: Settings) -> Accounts:
+    """The accounts (a bad file: one line, exit 1); a warning for every account the file no
+    longer names that still has records queued (nothing drains them)."""
     try:
-        return load_accounts(settings)
+        accounts = load_accounts(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        left = unconfigured(client, settings.redis_prefix, accounts)
+    except redis.RedisError:
+        left = {}  # the worker says so itself once it connects
+    finally:
+        client.close()
+    for name, depth in left.items():
+        log.warning(
+            "account %s has %d records queued but is not in APPENDQ_ACCOUNTS_FILE: nothing "
+            "drains them until it is put back (appendq accounts)",
+            name,
+            depth,
+        )
+    return accounts
 
 
 def _refuse_without_credentials(accounts: Iterable[Account]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,16 +91,26 @@ def answering(url: str) -> bool:
         return False
 
 
+def accounts_text(url: str, clients: Mapping[str, str], **extra: str) -> str:
+    """APPENDQ_ACCOUNTS_FILE text: account name -> client name, every one on the LiveVox at
+    ``url`` as user appendq, without secrets (a loopback LiveVox takes the simulator's);
+    ``extra`` keys (e.g. ``acme_timezone="Pacific/Kiritimati"``) go to the account named before
+    the first underscore."""
+    tables = []
+    for name, client in clients.items():
+        lines = [f"[accounts.{name}]", f'base_url = "{url}"', f'client_name = "{client}"']
+        lines.append('username = "appendq"')
+        for key, value in extra.items():
+            owner, _, field = key.partition("_")
+            if owner == name:
+                lines.append(f'{field} = "{value}"')
+        tables.append("\n".join(lines) + "\n")
+    return "\n".join(tables)
+
+
 def write_accounts_file(path: Path, accounts: Iterable[LiveAccount]) -> Path:
-    """An APPENDQ_ACCOUNTS_FILE for ``accounts``; no secrets: a loopback LiveVox takes the
-    simulator's."""
-    path.write_text(
-        "\n".join(
-            f'[accounts.{a.name}]\nbase_url = "{a.sim_url}"\nclient_name = "{a.client}"\n'
-            'username = "appendq"\n'
-            for a in accounts
-        )
-    )
+    """An APPENDQ_ACCOUNTS_FILE for ``accounts``, each on its own simulator; no secrets."""
+    path.write_text("\n".join(accounts_text(a.sim_url, {a.name: a.client}) for a in accounts))
     return path
 
 
