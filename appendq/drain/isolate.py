@@ -289,11 +289,11 @@ def _campaign_refusal(step: _Step, root: int) -> Isolation:
 def confirm_suspects(
     store: BatchStore, account: str, campaign_id: int, *, memory: NumberingMemory | None = None
 ) -> list[int]:
-    """A batch of the account's ``campaign_id`` was just accepted (204). A record refused alone is proven bad
-    once a batch of *its own family* (the batch it was cut out of) was accepted after its
-    refusal: reject it. Another family's 204 proves nothing about it (the campaign may have
-    refused everything a while, in words not recognised as a campaign refusal): it stays held for
-    an operator. Returns the batches rejected."""
+    """A batch of the account's ``campaign_id`` was just accepted (204). A record refused alone
+    is proven bad once a batch of *its own family* (the batch it was cut out of) was accepted
+    after its refusal: reject it. Another family's 204 proves nothing about it (the campaign may
+    have refused everything a while, in words not recognised as a campaign refusal): it stays
+    held for an operator. Returns the batches rejected."""
     session = store.session
     rejected: list[int] = []
     for batch_id in held_suspects(session, account, campaign_id):

@@ -85,8 +85,7 @@ def parse_entry(entry: str, position: int) -> ApiToken:
     accounts = frozenset(limits.split("+")) if at else None
     if accounts is not None and not all(ACCOUNT.fullmatch(a) for a in accounts):
         raise ValueError(
-            f"{where} ({name!r}): after {role}@ come account names joined by + "
-            "(a-z, 0-9, _ and -)"
+            f"{where} ({name!r}): after {role}@ come account names joined by + (a-z, 0-9, _ and -)"
         )
     if not secret.strip():
         raise ValueError(f"{where} ({name!r}): the secret is empty")
