@@ -11,10 +11,9 @@ from typing import Any
 import click
 import redis
 
-from appendq.accounts import Accounts, load_accounts, unconfigured
+from appendq.accounts import Accounts, unconfigured
 from appendq.cli.app import main
-from appendq.cli.common import load_settings
-from appendq.errors import ConfigError
+from appendq.cli.common import accounts_of, load_settings
 from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
 from workers.celery_app import tick_queue
@@ -45,10 +44,7 @@ def accounts_cmd(as_json: bool) -> None:
     """The LiveVox accounts served (checking APPENDQ_ACCOUNTS_FILE), and any account with
     records still queued that the file no longer names (exit 1 then)."""
     settings = load_settings(log=False)
-    try:
-        accounts = load_accounts(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    accounts = accounts_of(settings)
     client = redis.Redis.from_url(settings.redis_url)
     try:
         found = listing(settings, accounts, client)

@@ -12,7 +12,8 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from appendq.errors import InvalidValue
+from appendq.accounts import Accounts, load_accounts
+from appendq.errors import ConfigError, InvalidValue
 from appendq.logs import configure_logging
 from appendq.settings import Settings
 from appendq.target import ID_MAX
@@ -74,3 +75,12 @@ def load_settings(*, log: bool = True) -> Settings:
         configure_logging(settings)
     settings.warn_if_unsafe()
     return settings
+
+
+def accounts_of(settings: Settings) -> Accounts:
+    """The LiveVox accounts (``appendq.accounts``); a bad APPENDQ_ACCOUNTS_FILE is one line
+    naming every problem, exit 1."""
+    try:
+        return load_accounts(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None

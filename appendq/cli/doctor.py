@@ -9,11 +9,9 @@ from pathlib import Path
 
 import click
 
-from appendq.accounts import load_accounts
 from appendq.cli.app import main
-from appendq.cli.common import load_settings, refuse_bad_input
+from appendq.cli.common import accounts_of, load_settings, refuse_bad_input
 from appendq.doctor import contract_snapshot, run_doctor, save_contract
-from appendq.errors import ConfigError
 
 
 @main.command("doctor")
@@ -43,11 +41,8 @@ def doctor(
     status words, paging, details, transactionList phones, answer shapes. Never appends."""
     # No logging setup: httpx would log request URLs, and the validate URL holds the session id.
     settings = load_settings(log=False)
-    try:
-        with refuse_bad_input():
-            chosen = load_accounts(settings).get_account(account)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    with refuse_bad_input():
+        chosen = accounts_of(settings).get_account(account)
     report = run_doctor(chosen.settings, services)
     if as_json:
         click.echo(json.dumps(report.as_json(contract_snapshot(report)), indent=2))

@@ -21,9 +21,9 @@ import redis
 from celery.signals import setup_logging
 
 from appendq import embedded
-from appendq.accounts import Account, Accounts, load_accounts, unconfigured
+from appendq.accounts import Account, Accounts, unconfigured
 from appendq.cli.app import main
-from appendq.cli.common import load_settings, refuse_bad_input
+from appendq.cli.common import accounts_of, load_settings, refuse_bad_input
 from appendq.db.engine import ensure_database, migrate
 from appendq.drain import halt
 from appendq.errors import ConfigError
@@ -108,10 +108,7 @@ def worker_cmd(beat: bool, dry_run: bool, names: str | None) -> None:
 def _accounts(settings: Settings) -> Accounts:
     """The accounts (a bad file: one line, exit 1); a warning for every account the file no
     longer names that still has records queued (nothing drains them)."""
-    try:
-        accounts = load_accounts(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    accounts = accounts_of(settings)
     client = redis.Redis.from_url(settings.redis_url)
     try:
         left = unconfigured(client, settings.redis_prefix, accounts)
