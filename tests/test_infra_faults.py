@@ -27,6 +27,7 @@ from tests.conftest import PG_SERVER, REDIS_URL, Sim
 from tests.support.invariants import enqueue, make_leads, max_calls_in_window, wait_for
 from tests.support.procs import ROOT, RedisServer, run_cli
 from tests.support.scene import Scene, staged
+from workers.celery_app import tick_queue
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +229,7 @@ def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Sce
     interval = {"APPENDQ_DRAIN_INTERVAL_S": "0.5"}
     scene.cluster.start("beat.log", ["beat"], **interval)
     broker = redis.Redis.from_url(REDIS_URL)
-    ticks = f"{scene.prefix}:celery:{scene.prefix}.ticks"
+    ticks = f"{scene.prefix}:celery:{tick_queue(scene.settings_with(), 'default')}"
     try:
         wait_for(lambda: broker.llen(ticks) >= 5, 30, "5 ticks piled up", scene.cluster)
         scene.cluster.start(
