@@ -143,9 +143,6 @@ class Runtime:
     def client(self) -> LiveVoxClient:
         return self.lane().client
 
-    def resolver(self) -> CampaignResolver:
-        return self.lane().resolver()
-
     def __enter__(self) -> Runtime:
         return self
 

@@ -167,8 +167,9 @@ def rebuild(saved: dict[str, Any], records: list[Any], region: str) -> dict[str,
 
 
 def find_queued(rt: Runtime, record_id: str) -> dict[str, Any] | None:
-    """``queued`` with its account, target, age and the target's depth, for a record the HTTP
-    intake queued and no drain has batched yet; None if it is not in the index."""
+    """``queued`` with its LiveVox account (``livevox_account``, as the audit names it), target,
+    age and the target's depth, for a record the HTTP intake queued and no drain has batched
+    yet; None if it is not in the index."""
     queued_at = id_moment(record_id)
     if queued_at is None:
         return None
@@ -186,7 +187,7 @@ def find_queued(rt: Runtime, record_id: str) -> dict[str, Any] | None:
     answer: dict[str, Any] = {
         "record_id": record_id,
         "status": "queued",
-        "account": account,
+        "livevox_account": account,
         "target": target,
         "queued_at": queued_at.isoformat(),
         "age_s": round(max(0.0, (utcnow() - queued_at).total_seconds()), 3),

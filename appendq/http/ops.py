@@ -64,7 +64,7 @@ def lookup_record(rt: Runtime, record_id: str, caller: Caller) -> dict[str, Any]
     found = _audited(rt, record_id, caller.reads_all)
     if found is not None:
         return _visible(found, caller, record_id)
-    queued = _queued(rt, record_id)
+    queued = find_queued(rt, record_id)
     if queued is not None and queued.get("target_depth", 0) > 0:
         return _visible(queued, caller, record_id)
     found = _audited(rt, record_id, caller.reads_all)  # batched between the two looks
@@ -87,15 +87,6 @@ def _visible(answer: dict[str, Any], caller: Caller, record_id: str) -> dict[str
     if mine and caller.may_use(answer["livevox_account"]):
         return answer
     raise _unknown(record_id)
-
-
-def _queued(rt: Runtime, record_id: str) -> dict[str, Any] | None:
-    """The intake's index entry of a record still queued, its LiveVox account named as the
-    audit names it (``livevox_account``)."""
-    queued = find_queued(rt, record_id)
-    if queued is not None:
-        queued["livevox_account"] = queued.pop("account")
-    return queued
 
 
 def _unknown(record_id: str) -> Refused:
