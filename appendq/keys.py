@@ -28,6 +28,8 @@ queues, rate budget, drain lock, halt, campaign cache and dedupe hashes. The int
 | {p}:dedupe:{target}:{day}           | hash   | 2 days     | producer (HSETNX)           | producer           |
 | {p}:idem:{key}                      | string | 1 day      | HTTP intake                 | HTTP intake        |
 | {p}:ids:{utc_day}                   | hash   | 3 days     | HTTP intake (with the push) | GET /v1/leads/{id} |
+| {p}:depths                          | zset   | 25 hours   | tick task (a sample a minute) | console charts   |
+| {prefix}:console:{sha256(cookie)}   | hash   | idle 1 h   | console sign-in             | console            |
 
 ``{target}`` is ``service:ID`` or ``campaign:ID``; ``{day}`` is YYYY-MM-DD in APPENDQ_TIMEZONE;
 ``refusal_s`` is APPENDQ_CAMPAIGN_REFUSAL_S (the value of ``{p}:refused:{campaign_id}`` is the
@@ -130,6 +132,16 @@ class Keys:
 
     def intake_ids(self, utc_day: str) -> str:
         return f"{self.prefix}:ids:{utc_day}"
+
+    @property
+    def depths(self) -> str:
+        """Zset of ``minute:depth`` scored by the minute (epoch s): the account's queue depth,
+        sampled by the tick task, for the console's 24-hour chart (``appendq.queue.depths``)."""
+        return f"{self.prefix}:depths"
+
+    def console_session(self, digest: str) -> str:
+        """A console sign-in, by the SHA-256 of its cookie (the cookie itself is never stored)."""
+        return f"{self.prefix}:console:{digest}"
 
     @property
     def all_pattern(self) -> str:

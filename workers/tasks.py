@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from celery.signals import worker_init, worker_shutdown
 
 from appendq.drain.tick import Drainer, drain_once, take_tick
 from appendq.keys import DEFAULT_ACCOUNT
+from appendq.queue import depths
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 
@@ -32,11 +35,21 @@ def run_tick(drainer: Drainer) -> dict[str, Any]:
     if not take_tick(drainer):
         return {"outcome": "skipped", "reason": "this interval's drain already ran"}
     report = {"account": drainer.account, **dataclasses.asdict(drain_once(drainer))}
+    _sample_depth(drainer)
     if report["outcome"] not in ("idle", "locked"):
         log.info(
             "tick: %s (account %s)", report["outcome"], drainer.account, extra={"report": report}
         )
     return report
+
+
+def _sample_depth(drainer: Drainer) -> None:
+    """The account's queue depth after this tick, for the console's 24-hour chart; a failure
+    here is logged and never fails the tick."""
+    try:
+        depths.sample(drainer.redis, drainer.keys, drainer.queue.depth(), time.time())
+    except redis.RedisError as exc:
+        log.warning("queue depth sample not written: %s", type(exc).__name__)
 
 
 class DrainTask(Task):  # type: ignore[misc]  # Celery has no type hints

@@ -6,8 +6,9 @@ found records or none; the caller writes it before it shows anything, so that a 
 not record shows nothing. The filter is kept as asked (``masked_filter``: phone numbers masked to
 their last 4 digits, times as ISO text, empty filters left out).
 
-Actors: ``api:<token name>`` over HTTP, ``operator:<login>`` from the command line. ``read_log``
-answers ``appendq audit --access-log``, newest first.
+Actors: ``api:<token name>`` over HTTP, ``console:<token name>`` in the console (channel
+``ui``), ``operator:<login>`` from the command line. ``read_log`` answers
+``appendq audit --access-log``, newest first.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from appendq.db.models import ACTOR_MAX, AccessLog
 from appendq.redact import mask_phone
 
-Channel = Literal["cli", "http"]
+Channel = Literal["cli", "http", "ui"]
 #: The longest actor (the column's length).
 #: Filter keys whose values are phone numbers: masked in the log.
 PHONE_KEYS = frozenset({"phone", "phone1"})

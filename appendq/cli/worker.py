@@ -22,12 +22,14 @@ from celery.signals import setup_logging
 
 from appendq import embedded
 from appendq.accounts import Account, Accounts, unconfigured
+from appendq.audit.access import operator_actor
 from appendq.cli.app import main
 from appendq.cli.common import accounts_of, load_settings, refuse_bad_input
 from appendq.db.engine import ensure_database, migrate
 from appendq.drain import halt
 from appendq.errors import ConfigError
-from appendq.keys import Keys
+from appendq.ops import retry
+from appendq.runtime import Runtime
 from appendq.settings import Settings
 from appendq.simulator.config import DEFAULT_CLIENT
 from workers.celery_app import create_app, tick_queues
@@ -144,16 +146,29 @@ def beat_cmd() -> None:
 
 @main.command("resume")
 @click.option("--account", help="The LiveVox account (default: default).")
-def resume_cmd(account: str | None) -> None:
+@click.option(
+    "--reason",
+    default="the LiveVox account was fixed",
+    show_default=True,
+    help="Why (recorded in the audit).",
+)
+@click.option("--actor", help="Who, for the audit (default operator:<login>).")
+def resume_cmd(account: str | None, reason: str, actor: str | None) -> None:
     """Lift the halt on Append calls after an operator fixed the LiveVox account (403, login)."""
     settings = load_settings(log=False)
     with refuse_bad_input():
         name = _accounts(settings).get_account(account).name
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        lifted = halt.resume(client, Keys(settings.redis_prefix).for_account(name))
-    finally:
-        client.close()
+        why = retry.check_reason(reason)
+    with Runtime.build(settings) as rt:
+        lane = rt.lane(name)
+        lifted = halt.lift(
+            rt.redis,
+            lane.keys,
+            rt.sessions,
+            account=name,
+            reason=why,
+            actor=actor or operator_actor(),
+        )
     click.echo(
         f"account {name}: halt lifted: the next tick sends again"
         if lifted

@@ -165,6 +165,20 @@ class Batch(Base):
         Index("ix_batches_account_target_created", "livevox_account", "target", "created_at"),
         # audit --campaign, retry --campaign
         Index("ix_batches_campaign", "campaign_id", postgresql_where="campaign_id IS NOT NULL"),
+        # the console: records appended per minute, an account's last append per target
+        Index(
+            "ix_batches_appended_at",
+            "livevox_account",
+            "finished_at",
+            postgresql_where="status = 'appended'",
+        ),
+        Index(
+            "ix_batches_appended_target_at",
+            "livevox_account",
+            "target",
+            "finished_at",
+            postgresql_where="status = 'appended'",
+        ),
     )
 
 
@@ -270,6 +284,22 @@ class TargetEvent(Base):
     )
 
 
+class AccountEvent(Base):
+    """Append-only: an account's Append calls halted (a 403, a refused login) or resumed by an
+    operator, with who and why. The live halt is in Redis (``appendq.drain.halt``)."""
+
+    __tablename__ = "account_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    livevox_account: Mapped[str] = mapped_column(String(ACCOUNT_MAX), nullable=False)
+    at: Mapped[datetime] = _now()
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # halted | resumed
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_account_events_account_at", "livevox_account", "at"),)
+
+
 class AccessLog(Base):
     """Append-only: every read that returned personal data (an audit, a lead lookup), with who
     asked, when, how (cli, http) and with what filter (phone numbers in it masked)."""
@@ -279,7 +309,7 @@ class AccessLog(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = _now()
     actor: Mapped[str] = mapped_column(String(ACTOR_MAX), nullable=False)
-    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # cli | http
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # cli | http | ui
     action: Mapped[str] = mapped_column(String(32), nullable=False)  # audit | lead | preview ...
     filter: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     records: Mapped[int] = mapped_column(Integer, nullable=False)  # how many records it returned

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.batches.store import BatchStore
 from appendq.db.models import BatchStatus
+from appendq.drain import halt as halts
 from appendq.drain.lease import DrainLease, NoLease
 from appendq.keys import DEFAULT_ACCOUNT, Keys
 from appendq.livevox.campaigns import CampaignResolver
@@ -82,6 +83,11 @@ class Drainer:
         """A ``BatchStore`` in a transaction of its own, committed on leaving."""
         with self.sessions() as session, session.begin():
             yield BatchStore(session, self.actor)
+
+    def halt(self, reason: str) -> None:
+        """Halt this account's Append calls for APPENDQ_HALT_S, recorded in the audit."""
+        halts.halt(self.redis, self.keys, reason, self.settings.halt_s)
+        halts.record(self.sessions, self.account, "halted", reason, self.actor)
 
     def check_lease(self) -> None:
         """Raise ``LeaseLost`` when this drainer lost the drain lock mid-tick: stop now."""

@@ -1,7 +1,11 @@
 """The account-wide halt: after a 403 (this LiveVox user may not append) or a refused login, no
 Append call is made for APPENDQ_HALT_S, then one probe. No retry fixes a role or a password, so
 hammering LiveVox would only add noise; ``appendq status`` shows the reason and ``appendq resume``
-lifts the halt once an operator has fixed the account."""
+(or the console) lifts the halt once an operator has fixed the account.
+
+Each halt and each resume is also a row of ``account_events`` with who and why (``record``):
+best effort, as for a target set aside, since the halt itself lives in Redis and must hold when
+PostgreSQL does not answer."""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import logging
 from dataclasses import dataclass
 
 import redis
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
+from appendq.db.models import AccountEvent
 from appendq.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -44,3 +52,44 @@ def current(client: redis.Redis, keys: Keys) -> Halt | None:
 
 def resume(client: redis.Redis, keys: Keys) -> bool:
     return bool(client.delete(keys.halt))
+
+
+def lift(
+    client: redis.Redis,
+    keys: Keys,
+    sessions: sessionmaker[Session],
+    *,
+    account: str,
+    reason: str,
+    actor: str,
+) -> bool:
+    """Lift ``account``'s halt for an operator, recorded with who and why; False when no halt
+    was in force (nothing recorded then)."""
+    if not resume(client, keys):
+        return False
+    record(sessions, account, "resumed", reason, actor)
+    log.warning("account %s: halt lifted by %s: %s", account, actor, reason)
+    return True
+
+
+def record(
+    sessions: sessionmaker[Session], account: str, action: str, reason: str, actor: str
+) -> None:
+    """The audit row of a halt or a resume; a database error is logged, never raised."""
+    try:
+        with sessions() as session, session.begin():
+            session.add(
+                AccountEvent(livevox_account=account, action=action, actor=actor, reason=reason)
+            )
+    except SQLAlchemyError as exc:
+        log.error(
+            "account %s: %s not recorded in the audit: %s", account, action, type(exc).__name__
+        )
+
+
+def events(session: Session, account: str | None = None, limit: int = 20) -> list[AccountEvent]:
+    """The latest halts and resumes (of one account), newest first."""
+    query = select(AccountEvent).order_by(AccountEvent.id.desc()).limit(limit)
+    if account is not None:
+        query = query.where(AccountEvent.livevox_account == account)
+    return list(session.scalars(query))

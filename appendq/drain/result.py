@@ -13,7 +13,7 @@ from appendq.batches import reads
 from appendq.batches.store import BatchStore, Change, after
 from appendq.batches.views import BatchView
 from appendq.db.models import BatchStatus
-from appendq.drain import bulkhead, halt
+from appendq.drain import bulkhead
 from appendq.drain.context import Drainer, DrainReport, ReportOutcome, Tick
 from appendq.drain.isolate import RedisNumbering, confirm_suspects, isolate
 from appendq.drain.settle import Outcome
@@ -76,7 +76,7 @@ def _account_signals(d: Drainer, campaign_id: int, outcome: Outcome) -> None:
     if outcome.refuse_campaign:
         d.resolver.refuse(campaign_id, outcome.reason or "refused")
     if outcome.halt:
-        halt.halt(d.redis, d.keys, outcome.reason or "configuration error", d.settings.halt_s)
+        d.halt(outcome.reason or "configuration error")
 
 
 def _write(

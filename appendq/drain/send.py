@@ -11,7 +11,7 @@ from appendq import faults
 from appendq.batches import reads
 from appendq.batches.views import BatchView
 from appendq.db.models import BatchStatus
-from appendq.drain import dry_run, halt
+from appendq.drain import dry_run
 from appendq.drain.call import call_append
 from appendq.drain.context import Drainer, DrainReport, Tick
 from appendq.drain.result import record_outcome
@@ -115,7 +115,7 @@ def _ensure_session(d: Drainer, batch: BatchView) -> DrainReport | None:
             outcome = Tick.UNREACHABLE if isinstance(exc, NotSent) else Tick.WAITING
             return DrainReport(outcome, batch.target, batch.id, reason=f"login failed: {exc}")
         reason = f"configuration error, an operator must act: {exc}"
-        halt.halt(d.redis, d.keys, reason, d.settings.halt_s)
+        d.halt(reason)
         return hold(d, batch, reason)
     return None
 

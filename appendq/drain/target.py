@@ -11,7 +11,7 @@ from appendq.batches import reads
 from appendq.batches.store import BatchStore
 from appendq.batches.views import BatchView
 from appendq.db.models import SENDABLE_STATUSES
-from appendq.drain import bulkhead, halt
+from appendq.drain import bulkhead
 from appendq.drain.context import Drainer, DrainReport, Tick
 from appendq.drain.send import hold, send
 from appendq.errors import Configuration, LiveVoxError, NotSent, Transient
@@ -68,9 +68,7 @@ def _resolution_failed(
         reason = f"LiveVox refuses its campaign search: {exc}"
         return bulkhead.set_target_aside(d, target, "search", reason)
     if isinstance(exc, Configuration):  # a refused login, a bad URL: the whole account
-        halt.halt(
-            d.redis, d.keys, f"configuration error, an operator must act: {exc}", d.settings.halt_s
-        )
+        d.halt(f"configuration error, an operator must act: {exc}")
     if isinstance(exc, NotSent):  # nothing reached LiveVox: no use asking for the next target
         return DrainReport(Tick.UNREACHABLE, target, reason=reason)
     if isinstance(exc, Transient) or batch is None:

@@ -1,5 +1,6 @@
 """The HTTP API: ``POST /v1/leads`` into the Redis queue, and the ops endpoints (a lead's lookup,
-audit, retry, status, metrics, health) over the same plain functions as the CLI.
+audit, retry, status, metrics, health) over the same plain functions as the CLI; and the
+operator's console under ``/ui/`` (``appendq.console``).
 
 ``create_app(settings)`` builds the FastAPI app; the Runtime and the Producer are built in its
 lifespan and closed at shutdown, nothing at import time. Handlers only pick their dependencies and
@@ -38,7 +39,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from appendq import console
 from appendq.audit.access import record_access
+from appendq.console.signin import ConsoleSessions
 from appendq.errors import ConfigError
 from appendq.http import auth
 from appendq.http.auth import Caller, authenticate
@@ -65,6 +68,7 @@ from appendq.http.schemas import (
 )
 from appendq.http.tokens import ApiToken, Role, as_tokens
 from appendq.http.validation import MAX_SMALL_BODY_BYTES, SafeJSONResponse
+from appendq.keys import Keys
 from appendq.metrics import registry_for
 from appendq.runtime import Runtime
 from appendq.settings import Settings
@@ -269,12 +273,6 @@ def get_healthz(deps: DepsDep) -> JSONResponse:
     return JSONResponse(checks, 200 if ok else 503)
 
 
-def roles_sentence(roles: Sequence[Role]) -> str:
-    if not roles:
-        return "Roles: none, no token needed."
-    return f"Roles: {', '.join(r.value for r in roles)} (APPENDQ_API_TOKENS name:role:secret)."
-
-
 def _route(
     app: FastAPI,
     method: str,
@@ -290,7 +288,7 @@ def _route(
         path,
         handler,
         methods=[method],
-        description=f"{inspect.getdoc(handler) or ''}\n\n{roles_sentence(roles)}",
+        description=f"{inspect.getdoc(handler) or ''}\n\n{auth.roles_sentence(roles)}",
         openapi_extra=extra,
         dependencies=[Depends(_allow(roles))] if roles else None,
         **options,
@@ -348,6 +346,7 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
         first = next(iter(rt.accounts))
         producer = connect(settings, account=first, max_phones=settings.intake_max_phones)
         app.state.deps = Deps(settings, tokens, rt, producer, registry_for(rt))
+        app.state.console = ConsoleSessions(rt.redis, Keys(settings.redis_prefix), tokens)
         try:
             yield
         finally:
@@ -362,6 +361,7 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
     )
     install_handlers(app)
     _routes(app)
+    console.mount(app)
     return app
 
 

@@ -87,6 +87,13 @@ class Caller:
         )
 
 
+def roles_sentence(roles: Sequence[Role]) -> str:
+    """Who may call an endpoint, as its OpenAPI description says it."""
+    if not roles:
+        return "Roles: none, no token needed."
+    return f"Roles: {', '.join(r.value for r in roles)} (APPENDQ_API_TOKENS name:role:secret)."
+
+
 ANONYMOUS = Caller("anonymous", frozenset(Role), "anonymous")
 
 
@@ -105,5 +112,10 @@ def authenticate(tokens: Sequence[ApiToken], authorization: str | None) -> Calle
             found = token
     if found is None:
         raise Refused(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    digest = hashlib.sha256(found.get_secret_value().encode()).hexdigest()
-    return Caller(found.name, frozenset({found.role}), digest, found.accounts)
+    return caller_of(found)
+
+
+def caller_of(token: ApiToken) -> Caller:
+    """The caller a configured token makes."""
+    digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()
+    return Caller(token.name, frozenset({token.role}), digest, token.accounts)

@@ -75,6 +75,8 @@ class RetryFilter:
     since: datetime | None = None
     until: datetime | None = None
     accounts: tuple[str, ...] = ()
+    #: batches picked one by one (the console); with ``batch_id`` too, both must match
+    batch_ids: tuple[int, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -91,6 +93,8 @@ class RetryFilter:
         for name, value in ids.items():
             if value is not None:
                 check_id(value, name)
+        for picked in self.batch_ids:
+            check_id(picked, "batch")
         if self.target is not None:
             Target.parse(self.target)
         for account in self.accounts:
@@ -108,6 +112,8 @@ class RetryFilter:
         query = select(Batch).where(Batch.status.in_(statuses), ~reads.payload_dropped())
         if self.batch_id is not None:
             query = query.where(Batch.id == self.batch_id)
+        if self.batch_ids:
+            query = query.where(Batch.id.in_(self.batch_ids))
         if self.accounts:
             query = query.where(Batch.livevox_account.in_(self.accounts))
         if self.target is not None:

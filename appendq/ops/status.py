@@ -9,6 +9,7 @@ name (``service:1001`` at two LiveVox clients); they are never mixed.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Collection
 from typing import Any
@@ -79,13 +80,17 @@ def _targets(lane: Lane, session: Session) -> list[dict[str, Any]]:
         head = queue.oldest(target)
         state = states.get(target)
         day = cache_name(target, utcnow(), lane.settings.tz)
+        cached = lane.redis.get(lane.keys.campaign(day))
         rows.append(
             {
                 "target": target,
                 "queued": queue.depth(target),
                 "oldest_age_s": round(timeline.age_s(head.enqueued_at), 1) if head else None,
                 "campaign_id": state.campaign_id if state else None,
-                "campaign_cached": lane.redis.get(lane.keys.campaign(day)) is not None,
+                "campaign_cached": cached is not None,
+                # why today's campaign (its state: "today's Playing outbound campaign 9001"), or
+                # why none, as the last search answered
+                "campaign_note": json.loads(cached)["reason"] if cached is not None else None,
                 "hold_reason": state.hold_reason if state else None,
                 "set_aside": aside[target].to_dict() if target in aside else None,
             }
