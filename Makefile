@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embedded]'
 	@touch $@
 
+# Four pytest-xdist workers: most tests wait on processes, ticks and sockets, not on the CPU, so
+# four overlap well on two cores. Each worker has its own databases and Redis prefixes.
 test: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 # The pure policies, table-driven, and the quick integration tests (tests/conftest.py FAST_MODULES).
 test-fast: venv
