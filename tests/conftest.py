@@ -138,6 +138,7 @@ FAST_MODULES = frozenset(
         "test_accounts.py",
         "test_accounts_drain.py",
         "test_intake_accounts.py",
+        "test_console.py",
     }
 )
 

@@ -5,15 +5,21 @@ name (issue #13)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from appendq.db.models import AccessLog, AccountEvent, BatchStatus, Event, TargetEvent
+from appendq import console
+from appendq.db.models import AccessLog, AccountEvent, Batch, BatchStatus, Event, TargetEvent
 from appendq.drain import halt, set_aside
+from appendq.keys import Keys
+from appendq.queue import depths
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.support.console import (
@@ -26,6 +32,7 @@ from tests.support.console import (
     seed,
     sign_in,
 )
+from tests.test_accounts_ops import cli
 from tests.test_intake import serving
 
 
@@ -189,7 +196,7 @@ def test_an_auditor_sees_no_action_and_cannot_post_one(
     assert "Pick batch" not in web.get("/ui/batches").text
     assert web.get("/ui/retry", params={"batch": scene.failed}).status_code == 403
     page = web.get("/ui/leads")
-    csrf = hidden(web.get("/ui/").text.replace('name="csrf"', 'name="csrf"'), "csrf")
+    csrf = hidden(page.text, "csrf")  # the sign-out form's: a real session's CSRF value
     expect = f"{scene.failed}:failed:{_version(rt2, scene.failed)}"
     posted = web.post("/ui/retry", data={"csrf": csrf, "expect": expect, "reason": "try"})
     assert posted.status_code == 403 and "auditor" in posted.text
@@ -260,19 +267,67 @@ def test_sign_out_ends_the_session(web: httpx.Client) -> None:
     assert web.get("/ui/").status_code == 303
 
 
-def _status(rt: Runtime, batch_id: int) -> BatchStatus:
-    with rt.sessions() as session:
-        from appendq.db.models import Batch
+@pytest.mark.usefixtures("keep_root_logging")
+def test_the_cli_resume_is_recorded_with_its_reason_and_actor(
+    served: Settings, rt2: Runtime
+) -> None:
+    beta = rt2.lane("beta")
+    halt.halt(rt2.redis, beta.keys, HALT_REASON, 600)
+    done = cli(served, "resume", "--account", "beta", "--reason", "role fixed", "--actor", "me")
+    assert done.exit_code == 0 and "halt lifted" in done.output
+    again = cli(served, "resume", "--account", "beta")
+    assert "no halt was in force" in again.output
+    with rt2.sessions() as session:
+        events = session.scalars(select(AccountEvent)).all()
+    assert [(e.livevox_account, e.action, e.actor, e.reason) for e in events] == [
+        ("beta", "resumed", "me", "role fixed")
+    ]
 
+
+def test_depth_samples_keep_each_minutes_largest_and_24_hours(
+    redis_client: Any, keys: Keys
+) -> None:
+    now = 1_800_000_000.0  # a minute boundary
+    depths.sample(redis_client, keys, 7, now + 5)
+    depths.sample(redis_client, keys, 3, now + 25)  # the same minute, smaller: kept 7
+    depths.sample(redis_client, keys, 9, now + 61)
+    depths.sample(redis_client, keys, 4, now - depths.KEEP_S - 60)  # too old once a newer comes
+    depths.sample(redis_client, keys, 12, now + 125)
+    found = depths.series(redis_client, keys, now - 2 * depths.KEEP_S)
+    assert [(s.minute - now, s.depth) for s in found] == [(0, 7), (60, 9), (120, 12)]
+    assert depths.series(redis_client, keys, now + 60) == found[1:]
+
+
+def test_static_files_are_served_and_the_vendored_ones_match_their_record(
+    web: httpx.Client,
+) -> None:
+    vendor = Path(console.__file__).parent / "static" / "vendor"
+    table = (vendor / "README.md").read_text()
+    listed = re.findall(r"^\| (\S+) \| .* \| ([0-9a-f]{64}) \|$", table, re.MULTILINE)
+    assert {name for name, _ in listed} == {p.name for p in vendor.glob("*.min.*")}
+    for name, digest in listed:
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+        licence = name.split(".iife")[0].split(".min")[0] + ".LICENSE"
+        assert (vendor / licence).exists(), licence
+    templates = Path(console.__file__).parent / "templates"
+    used = set()
+    for page in templates.glob("*.html"):
+        used |= set(re.findall(r'(?:src|href)="/ui/static/([^"]+)"', page.read_text()))
+    assert used, "no template uses a static file"
+    for path in used:
+        assert web.get(f"/ui/static/{path}").status_code == 200, path
+
+
+def _batch(rt: Runtime, batch_id: int) -> Batch:
+    with rt.sessions() as session:
         found = session.get(Batch, batch_id)
         assert found is not None
-        return found.status
+        return found
+
+
+def _status(rt: Runtime, batch_id: int) -> BatchStatus:
+    return _batch(rt, batch_id).status
 
 
 def _version(rt: Runtime, batch_id: int) -> int:
-    with rt.sessions() as session:
-        from appendq.db.models import Batch
-
-        found = session.get(Batch, batch_id)
-        assert found is not None
-        return found.version
+    return _batch(rt, batch_id).version

@@ -210,9 +210,11 @@ def test_an_auditor_sees_no_action_and_a_forged_post_is_refused(
     assert page.get_by_role("link", name=re.compile("Retry batch")).count() == 0
     csrf = page.locator('input[name="csrf"]').first.get_attribute("value")
     status = page.evaluate(
-        """async ([csrf, id]) => (await fetch('/ui/retry', {method: 'POST',
+        """async ([csrf, id]) => (await fetch('/ui/retry', {
+             method: 'POST',
              headers: {'Content-Type': 'application/x-www-form-urlencoded'},
-             body: new URLSearchParams({csrf, expect: id + ':held:0', reason: 'sneak'})})).status""",
+             body: new URLSearchParams({csrf, expect: id + ':held:0', reason: 'sneak'}),
+           })).status""",
         [csrf, scene.held],
     )
     assert status == 403

@@ -158,6 +158,7 @@ def render(
         masked=mask_phone,
         quote=quote,
         now=time.time(),
+        tz_name=str(settings.tz),
         retryable=[str(s) for s in RETRYABLE_STATUSES],
         **context,
     )

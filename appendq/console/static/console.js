@@ -17,6 +17,10 @@
     return "Now " + ys[n - 1].toLocaleString() + " queued; highest " + peak.toLocaleString() + " in the last 24 hours.";
   }
 
+  // Both charts span the same 24 hours (the server's window), in APPENDQ_TIMEZONE.
+  var span = [0, 0];
+  var zone = document.documentElement.getAttribute("data-tz") || "UTC";
+
   function draw(el, kind, series) {
     var key = kind + ":" + el.getAttribute("data-account");
     var width = Math.max(el.clientWidth, 260);
@@ -25,7 +29,8 @@
       width: width, height: 180,
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), zone); },
+      scales: { x: { time: true, range: function () { return [span[0], span[1]]; } } },
       axes: [{}, { size: 60 }],
       series: [{}, { label: LABELS[kind], stroke: COLOURS[kind], fill: COLOURS[kind] + "22", width: 1.5, spanGaps: false }]
     }, series, el);
@@ -37,6 +42,7 @@
     fetch("/ui/charts.json", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error("charts: HTTP " + r.status); } return r.json(); })
       .then(function (data) {
+        span = [data.since, data.until];
         var byAccount = {};
         data.accounts.forEach(function (a) { byAccount[a.account] = a; });
         els.forEach(function (el) {
