@@ -2,7 +2,8 @@
 Celery task per record, and the HTTP intake against the Python producer, each measured side by
 side in the same run. Prints a table. Longer benchmarks run on their own:
 ``python -m bench.backlog`` (1,000,000 records), ``python -m bench.audit_scale`` (10M rows),
-``python -m bench.accounts`` (20 LiveVox accounts on 1, 2 and 4 workers; accounts per core)."""
+``python -m bench.accounts`` (20 LiveVox accounts on 1, 2 and 4 workers; accounts per core),
+``python -m bench.console`` (the console's pages over HTTP with 1,000,000 record rows)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from tests.support.console import (
     ASIDE,
     HALT_REASON,
     LEAD_PHONE,
+    SECRETS,
     Scene,
     console_settings,
     hidden,
@@ -72,7 +73,9 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_pages_need_it(web: httpx.Clie
     first = web.get("/ui/batches?status=failed")
     assert first.status_code == 303
     assert first.headers["location"] == "/ui/login?next=%2Fui%2Fbatches%3Fstatus%3Dfailed"
-    assert web.get("/ui/live").status_code == 401
+    live = web.get("/ui/live")  # htmx swaps in "sign in again" and stops polling (286)
+    assert live.status_code == 286 and "sign in again" in live.text
+    assert web.get("/ui/charts.json").status_code == 401
     answer = sign_in(web, "ops")
     assert (answer.status_code, answer.headers["location"]) == (303, "/ui/")
     cookie = next(c for c in answer.headers.get_list("set-cookie") if "appendq_console=" in c)
@@ -101,6 +104,22 @@ def test_a_wrong_token_an_intake_token_or_a_forged_form_does_not_sign_in(
     assert forged.status_code == 403
     assert "appendq_console=" not in (forged.headers.get("set-cookie") or "")
     assert web.get("/ui/").status_code == 303
+
+
+def test_sign_in_goes_back_to_the_page_asked_but_never_off_the_console(
+    web: httpx.Client,
+) -> None:
+    for asked, landing in [
+        ("/ui/batches?status=held", "/ui/batches?status=held"),
+        ("//evil.example/ui/", "/ui/"),
+        ("https://evil.example/", "/ui/"),
+        ("/ui/\\evil.example", "/ui/"),
+    ]:
+        web.cookies.clear()
+        page = web.get("/ui/login", params={"next": asked})
+        form = {"nonce": hidden(page.text, "nonce"), "token": SECRETS["ops"], "next": asked}
+        answer = web.post("/ui/login", data=form)
+        assert (answer.status_code, answer.headers["location"]) == (303, landing), asked
 
 
 def test_overview_shows_each_account_target_and_halt(web: httpx.Client, scene: Scene) -> None:

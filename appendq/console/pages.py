@@ -127,9 +127,20 @@ def _without(request: Request, name: str) -> str:
     return urlencode(kept)
 
 
-def batch_page(request: Request, batch_id: int, after: int = -1) -> HTMLResponse:
+def batch_page(request: Request, batch_id: str) -> HTMLResponse:
     signed = signed_in(request)
     rt = deps(request).rt
+    try:
+        number = forms.integer({"batch": [batch_id]}, "batch") or 0
+        after = forms.integer(query_form(request), "after")
+    except InvalidValue as exc:
+        raise ConsoleError(404, str(exc), title="No such batch") from None
+    return _batch_page(request, signed, rt, number, -1 if after is None else after)
+
+
+def _batch_page(
+    request: Request, signed: Signed, rt: Runtime, batch_id: int, after: int
+) -> HTMLResponse:
     accounts = scope(signed, rt)
     with rt.sessions() as session:
         found = reads.batch_page(session, batch_id, accounts, after)

@@ -51,6 +51,13 @@ TEMPLATES = Environment(
 )
 
 
+#: The overview's live part once the session has ended.
+SIGNED_OUT = (
+    '<div id="live"><p class="banner warn" role="alert">Your session has ended: '
+    f'<a href="{PREFIX}/login?next={PREFIX}/">sign in again</a> to see live figures.</p></div>'
+)
+
+
 class ConsoleError(Exception):
     """An answer other than the page asked for: ``status`` and a sentence for the visitor."""
 
@@ -167,7 +174,9 @@ def render(
 
 def to_sign_in(request: Request) -> Response:
     """A page asked without a session: to the sign-in page, back here after."""
-    if request.url.path.startswith(f"{PREFIX}/live") or request.url.path.endswith(".json"):
+    if request.url.path == f"{PREFIX}/live":  # htmx swaps this in and stops polling (286)
+        return HTMLResponse(SIGNED_OUT, 286, headers=HEADERS)
+    if request.url.path.endswith(".json"):
         return Response("sign in again", 401, headers=HEADERS)
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{PREFIX}/login?next={quote(back, safe='')}", 303, headers=HEADERS)
