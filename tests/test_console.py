@@ -208,6 +208,19 @@ def test_an_operator_retries_with_a_reason_and_the_audit_names_the_token(
     assert last.reason == "LiveVox fixed the campaign"
 
 
+def test_a_retry_by_filter_previews_only_retryable_batches_of_that_filter(
+    web: httpx.Client, scene: Scene
+) -> None:
+    signed(web, "ops")
+    failed = web.get("/ui/retry", params={"status": "failed"})
+    assert f"#{scene.failed}<" in failed.text and f"#{scene.held}<" not in failed.text
+    beta = web.get("/ui/retry", params={"account": "beta", "status": ["held", "failed"]})
+    assert f"#{scene.held}<" in beta.text and f"#{scene.failed}<" not in beta.text
+    appended = web.get("/ui/retry", params={"status": "appended"})
+    assert appended.status_code == 422 and "cannot be retried" in appended.text
+    assert web.get("/ui/retry", params={"account": "acme"}).status_code == 422
+
+
 def test_an_auditor_sees_no_action_and_cannot_post_one(
     web: httpx.Client, scene: Scene, rt2: Runtime
 ) -> None:

@@ -62,9 +62,14 @@ def retry_preview(request: Request) -> HTMLResponse:
 def _retry_filter(form: forms.Form, signed: Signed, rt: Runtime) -> RetryFilter:
     account = forms.account(form)
     tz = rt.settings.tz
+    asked = forms.statuses(form)
+    statuses = tuple(s for s in asked if s in RETRYABLE_STATUSES)
+    if asked and not statuses:
+        shown = ", ".join(str(s) for s in asked)
+        raise InvalidValue("status", f"{shown} batches cannot be retried")
     where = RetryFilter(
         batch_ids=forms.picked(form),
-        statuses=tuple(s for s in forms.statuses(form) if s in RETRYABLE_STATUSES),
+        statuses=statuses,
         target=forms.target(form),
         campaign_id=forms.integer(form, "campaign"),
         since=forms.moment(form, "since", tz),
