@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     #: The HTTP API's bearer tokens, ``name:role:secret`` comma-separated in the environment (a
     #: bare token: role intake, named token-<N>); see ``appendq.http.tokens``.
     api_tokens: Annotated[list[ApiToken], NoDecode] = Field(default_factory=list)
+    #: Mark the console's cookies Secure even when requests reach appendq over plain HTTP (a
+    #: proxy in front ends TLS); over HTTPS they always are.
+    console_secure_cookie: bool = False
     #: Past this many queued records (all targets), the intake answers 503 with Retry-After.
     intake_max_depth: int = 2_000_000
     intake_max_body_bytes: int = 16 * 1024 * 1024

@@ -7,11 +7,13 @@ Baseline column: the same lookup once with index scans turned off (what the look
 without the indexes). Also prints table and index sizes, bytes per record row, the index names in
 each lookup's plan, and the time to prune one chunk of 50 finished batches.
 
-The data looks like production at the maximum rate: 10,000-record batches, one every 12 s
-(5 calls a minute = 7.2 M records a day), 4 services, one campaign per service and day, ~10 M
-distinct valid US phones (2 % repeated), 90 % of records with an account, 1 % duplicates, a few
-records rejected alone; batches 97 % appended, 2 % rejected, 1 % failed (spread over time), and
-the newest ones in_doubt or held (open batches are the recent ones).
+The data looks like production at the maximum rate: 10,000-record batches, one every 120 s
+(7.2 M records a day; smaller batches, ``_fill(batch=N)``, come at most one every 12 s: LiveVox
+takes 5 calls a minute), 4 services, one campaign per service and day, ~10 M distinct valid
+phones (2 % repeated; US ones as 10 digits, Canadian ones as +1..., as the producer stores
+them), 90 % of records with an account, 1 % duplicates, a few records rejected alone; batches
+97 % appended, 2 % rejected, 1 % failed (spread over time), and the newest ones in_doubt or held
+(open batches are the recent ones).
 
     python -m bench.audit_scale [--rows N] [--repeat R]
 """
@@ -38,19 +40,32 @@ from bench.common import median, row, scratch_database
 BATCH = 10_000
 SERVICES = 4
 RECORD_GAP_MS = 12  # 7.2 M records a day
+CALL_GAP_MS = 12_000  # 5 calls a minute: batches never closer than this
 TABLES = ("records", "events", "batches")
 
 
-def valid_area_codes() -> list[int]:
-    """US area codes phonenumbers accepts (so the phones are ones the producer would accept)."""
+def area_codes() -> list[str]:
+    """NANP area codes, each with the prefix the producer's ``normalise_phone`` gives its
+    numbers: none for a US code (10 digits), ``+1`` for a Canadian one (E.164), so a search by
+    phone finds every record. Codes valid for some exchanges only (most Caribbean ones) are left
+    out: every phone filled is one the producer would accept."""
     codes = []
     for npa in range(201, 1000):
-        try:
-            normalise_phone(f"{npa}2345678")
-        except ValueError:
+        if _stored_as(f"{npa}2345678") is None:
             continue
-        codes.append(npa)
+        forms = {_stored_as(f"{npa}{nxx}4567") for nxx in range(200, 1000, 37)}
+        if len(forms) == 1 and None not in forms:
+            codes.append(f"{forms.pop()}{npa}")
     return codes
+
+
+def _stored_as(digits: str) -> str | None:
+    """The prefix ``normalise_phone`` puts before these 10 digits; None: it refuses them."""
+    try:
+        stored = normalise_phone(digits)
+    except ValueError:
+        return None
+    return {digits: "", f"+1{digits}": "+1"}.get(stored)
 
 
 def bench_audit_scale(rows: int = 10_000_000, repeat: int = 25) -> None:
@@ -77,8 +92,9 @@ def bench_audit_scale(rows: int = 10_000_000, repeat: int = 25) -> None:
 # -- fill -------------------------------------------------------------------------------------
 
 
-def _fill(conn: psycopg.Connection[Any], rows: int) -> None:
-    """Drop the records indexes, load everything server-side, build the indexes back."""
+def _fill(conn: psycopg.Connection[Any], rows: int, batch: int = BATCH) -> None:
+    """Drop the records indexes, load everything server-side (``batch`` records a batch), build
+    the indexes back."""
     conn.execute("SET maintenance_work_mem = '1GB'")
     conn.execute("SET session_replication_role = replica")  # no FK trigger per loaded row
     indexes = conn.execute(
@@ -88,13 +104,14 @@ def _fill(conn: psycopg.Connection[Any], rows: int) -> None:
     conn.execute("ALTER TABLE records DROP CONSTRAINT pk_records")
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")
-    batches = -(-rows // BATCH)
-    end_ms = int(time.time() * 1000)
-    start_ms = end_ms - rows * RECORD_GAP_MS
+    batches = -(-rows // batch)
+    gap = max(RECORD_GAP_MS, CALL_GAP_MS // batch)
+    start_ms = int(time.time() * 1000) - rows * gap
     params = {"rows": rows, "batches": batches, "start_ms": start_ms, "services": SERVICES}
+    params |= {"batch": batch, "gap": gap}
     conn.execute(_BATCHES, params)
     conn.execute(_EVENTS, params)
-    codes = valid_area_codes()
+    codes = area_codes()
     conn.execute(_RECORDS, {**params, "codes": codes, "ncodes": len(codes)})
     conn.execute(_RECORD_EVENTS)
     conn.execute("SELECT setval('batches_id_seq', %(n)s)", {"n": batches})
@@ -107,7 +124,7 @@ def _fill(conn: psycopg.Connection[Any], rows: int) -> None:
     conn.execute("VACUUM ANALYZE events")
 
 
-#: Batch b holds records (b-1)*BATCH .. b*BATCH-1; created 1 s after its last record was queued.
+#: Batch b holds records (b-1)*batch .. b*batch-1; created 1 s after its last record was queued.
 _BATCHES = """
 INSERT INTO batches (id, livevox_account, target, service_id, campaign_id, size, status, attempts,
                      http_status, error_kind, error_message, created_at, updated_at, sent_at,
@@ -120,12 +137,12 @@ SELECT b, 'default', 'service:' || svc, svc, camp, size, st, 1,
        CASE WHEN st IN ('appended', 'rejected', 'failed') THEN created + interval '5 s' END
 FROM (
     SELECT b, 1001 + b %% %(services)s AS svc,
-           least(%(rows)s - (b - 1) * 10000, 10000) AS size,
+           least(%(rows)s - (b - 1) * %(batch)s, %(batch)s) AS size,
            CASE WHEN b > %(batches)s - 3 THEN 'in_doubt' WHEN b > %(batches)s - 8 THEN 'held'
                 WHEN b %% 100 < 2 THEN 'rejected' WHEN b %% 100 = 2 THEN 'failed'
                 ELSE 'appended' END AS st,
-           to_timestamp((%(start_ms)s + (b * 10000 - 1) * 12) / 1000.0) + interval '1 s'
-               AS created
+           to_timestamp((%(start_ms)s + (b * %(batch)s - 1)::bigint * %(gap)s) / 1000.0)
+               + interval '1 s' AS created
     FROM generate_series(1, %(batches)s) AS b
 ) s,
 LATERAL (SELECT 5000 + (extract(epoch FROM created)::bigint / 86400 %% 1000) * 10
@@ -149,7 +166,8 @@ _RECORDS = """
 INSERT INTO records (id, batch_id, position, livevox_account, target, phone1, account, payload,
                      status, reason, enqueued_at, updated_at)
 SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
-       i / 10000 + 1, i %% 10000, 'default', 'service:' || (1001 + (i / 10000 + 1) %% %(services)s),
+       i / %(batch)s + 1, i %% %(batch)s, 'default',
+       'service:' || (1001 + (i / %(batch)s + 1) %% %(services)s),
        phone, account,
        jsonb_build_object('phone1', phone, 'account', account, 'firstName', 'First' || i,
                           'lastName', 'Last' || i, 'extra1', 'campaign-x'),
@@ -159,11 +177,11 @@ SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 
        to_timestamp(ms / 1000.0), to_timestamp(ms / 1000.0) + interval '30 s'
 FROM (
     SELECT i, ms, md5(i::text) AS h,
-           (%(codes)s::int[])[1 + j %% %(ncodes)s]::text
+           (%(codes)s::text[])[1 + j %% %(ncodes)s]
                || (2000000 + (j / %(ncodes)s * 7919 + 1234567) %% 8000000)::text AS phone,
            CASE WHEN i %% 10 = 3 THEN NULL ELSE 'ACC' || lpad(j::text, 9, '0') END AS account
     FROM (
-        SELECT i, %(start_ms)s + i * 12 AS ms,
+        SELECT i, %(start_ms)s + i::bigint * %(gap)s AS ms,
                CASE WHEN i %% 50 = 1 THEN (i * 13) %% %(rows)s ELSE i END AS j
         FROM generate_series(0, %(rows)s - 1) AS i
     ) a

@@ -1,17 +1,18 @@
 """The operator's console at scale (issue #13: "overview and search answer in < 200 ms with 1 M
 record rows"): a scratch PostgreSQL database filled with N record rows, their batches and events
-(``bench.audit_scale._fill``: 10,000-record batches, 4 services, 97 % appended, a few failed,
-held and in_doubt), a queue of 10,000 records over 4 targets in a scratch Redis prefix with an
-hour of depth samples, and the real app (``create_app``) under uvicorn on a free port.
+(``bench.audit_scale._fill``: ``--batch-records`` a batch, default 10,000, at most one every 12 s;
+4 services, 97 % appended, a few failed, held and in_doubt), 10,000 records queued over 4 targets
+in a scratch Redis prefix with an hour of depth samples, the real app under uvicorn on a port.
 
 Signed in as a browser does (the sign-in form's one-time value, then the session cookie), each
 console page is asked ``--repeat`` times over real HTTP (httpx), each time with another existing
 value where the page takes one, and every answer is checked (200, and what it should show: the
 masked phone found, the batch's records...). Baseline column: the JSON API's same read in the
 same run (``/v1/status`` for the overview, ``/v1/audit`` for the searches and a batch's records,
-``/v1/batches/retry-preview`` for the failed batches), asked in turn with the page.
+``/v1/batches/retry-preview`` for the failed batches), asked in turn with the page. Before: the
+indexes and time (EXPLAIN ANALYZE) of each query on batches of the overview and the charts.
 
-    python -m bench.console [--rows N] [--repeat R]
+    python -m bench.console [--rows N] [--repeat R] [--batch-records N]
 """
 
 from __future__ import annotations
@@ -25,17 +26,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from tempfile import TemporaryDirectory
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import psycopg
 import redis
 import uvicorn
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
+from appendq.batches.reads import count_by_account_status, open_targets
+from appendq.clock import utcnow
+from appendq.console import reads
 from appendq.console.pages import SEARCH_LIMIT
-from appendq.console.reads import RECORDS_PAGE
+from appendq.console.reads import CHART_S, RECORDS_PAGE
 from appendq.db.engine import psycopg_url
 from appendq.http.app import create_app
 from appendq.leads import normalise_phone
@@ -43,7 +51,7 @@ from appendq.queue import depths
 from appendq.redact import mask_phone, mask_phones
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from bench.audit_scale import _fill, _sizes
+from bench.audit_scale import BATCH, _captured, _fill, _sizes, _walk
 from bench.common import REDIS_URL, median, queued, row, scratch_database, scratch_prefix
 from tests.support.procs import free_port, wait_until
 
@@ -69,16 +77,13 @@ class Probe:
     api: list[Call]
 
 
-def bench_console(rows: int = 1_000_000, repeat: int = 20) -> None:
-    with (
-        scratch_database() as url,
-        scratch_prefix() as prefix,
-        TemporaryDirectory() as state,
-    ):
+def bench_console(rows: int = 1_000_000, repeat: int = 20, batch: int = BATCH) -> None:
+    with scratch_database() as url, scratch_prefix() as prefix, TemporaryDirectory() as state:
         dsn = psycopg_url(url).replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as conn:
-            _load(conn, rows)
+            _load(conn, rows, batch)
             found = _samples(conn, repeat)
+        _plans(url)
         secret = secrets.token_urlsafe(24)
         settings = Settings.model_validate(
             {
@@ -90,12 +95,6 @@ def bench_console(rows: int = 1_000_000, repeat: int = 20) -> None:
             }
         )
         found["queued"] = _queue(settings)
-        row(
-            "queued in Redis (default account)",
-            f"{found['queued']:,}",
-            f"{len(TARGETS)} targets",
-            "",
-        )
         with _serving(settings) as client:
             _sign_in(client, secret)
             medians = _measure(client, _probes(found), repeat, secret)
@@ -106,10 +105,10 @@ def bench_console(rows: int = 1_000_000, repeat: int = 20) -> None:
 # -- data -------------------------------------------------------------------------------------
 
 
-def _load(conn: psycopg.Connection[Any], rows: int) -> None:
-    """N record rows with their batches and events (audit_scale's fill), analysed, and sizes."""
+def _load(conn: psycopg.Connection[Any], rows: int, batch: int) -> None:
+    """N record rows, ``batch`` a batch, and events (audit_scale's fill), analysed; sizes."""
     t0 = time.perf_counter()
-    _fill(conn, rows)
+    _fill(conn, rows, batch)
     conn.execute("ANALYZE")
     row(f"fill {rows:,} records + build indexes", f"{time.perf_counter() - t0:.0f} s", "", "")
     counts = conn.execute(
@@ -147,9 +146,7 @@ def _samples(conn: psycopg.Connection[Any], repeat: int) -> dict[str, Any]:
 
 
 def _findable(phone: str) -> bool:
-    """A phone stored as the producer stores it (normalised): the fill writes 10 digits for
-    every NANP area code, but a Canadian or Caribbean number normalises to E.164 (+1...), so a
-    search never finds those rows by phone."""
+    """A phone stored as the producer stores it (normalised), so a search by it finds it."""
     try:
         return normalise_phone(phone) == phone
     except ValueError:
@@ -162,6 +159,33 @@ SELECT coalesce(sum(size) FILTER (WHERE finished_at >= now() - interval '23 hour
        coalesce(sum(size), 0)
 FROM batches WHERE status = 'appended'
 """
+
+
+def _plans(url: str) -> None:
+    """Once: the plan (EXPLAIN ANALYZE) of each query on batches the overview and the charts run,
+    as the app builds it; the indexes it uses (or the tables it scans whole) and its time."""
+    since = utcnow() - timedelta(seconds=CHART_S)
+    queries: dict[str, Callable[[Session], object]] = {
+        "charts: appended per minute": lambda s: reads.appended_per_minute(s, "default", since),
+        "last append of a target": lambda s: reads.last_append(s, "default", TARGETS[0]),
+        "batches by account and status": count_by_account_status,
+        "open targets of an account": lambda s: open_targets(s, "default"),
+    }
+    engine = create_engine(psycopg_url(url), poolclass=NullPool)
+    with Session(engine) as session:
+        for name, run in queries.items():
+            with _captured(engine) as seen:
+                run(session)
+            statement, parameters = seen[-1]
+            top = (
+                session.connection()
+                .exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters)
+                .scalar_one()[0]
+            )
+            names: list[str] = []
+            _walk(top["Plan"], names)
+            shown = ", ".join(dict.fromkeys(names)) or "none: seq scan"
+            row(f"plan: {name}", f"{top['Execution Time']:.1f} ms", shown, "")
 
 
 def _queue(settings: Settings) -> int:
@@ -178,6 +202,7 @@ def _queue(settings: Settings) -> int:
             depths.sample(rt.redis, lane.keys, total - 40 * minute % 900, now - 60 * (60 - minute))
     finally:
         rt.close()
+    row("queued in Redis (default account)", f"{total:,}", f"{len(TARGETS)} targets", "")
     return total
 
 
@@ -241,12 +266,8 @@ def _charted(low: int, high: int) -> Check:
 
     def check(answer: httpx.Response) -> bool:
         (chart,) = answer.json()["accounts"]
-        appended = sum(chart["appended"][1])
-        return (
-            chart["account"] == "default"
-            and low <= appended <= high
-            and (len(chart["depth"][0]) >= 60)
-        )
+        shown = chart["account"] == "default" and len(chart["depth"][0]) >= 60
+        return shown and low <= sum(chart["appended"][1]) <= high
 
     return check
 
@@ -271,7 +292,7 @@ def _probes(found: dict[str, Any]) -> list[Probe]:
         ),
         Probe(
             "lead search by phone",
-            [(f"/ui/leads?phone={p}", _has(mask_phone(p))) for p in found["phones"]],
+            [(f"/ui/leads?phone={quote(p)}", _has(mask_phone(p))) for p in found["phones"]],
             [(_audit(phone=p), _listed(p[-4:])) for p in found["phones"]],
         ),
         Probe(
@@ -330,10 +351,9 @@ def _call(client: httpx.Client, call: Call, headers: dict[str, str]) -> float:
     answer = client.get(path, headers=headers)
     elapsed = time.perf_counter() - t0
     if answer.status_code != 200 or not check(answer):
-        shown = mask_phones(path)
         raise SystemExit(
-            f"bench.console: GET {shown} answered {answer.status_code} without what it should "
-            f"show: {mask_phones(answer.text[:300])!r}"
+            f"bench.console: GET {mask_phones(path)} answered {answer.status_code} without what "
+            f"it should show: {mask_phones(answer.text[:300])!r}"
         )
     return elapsed
 
@@ -357,11 +377,8 @@ def _verdict(medians: dict[str, float]) -> None:
 
 
 def _left_in_redis(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
+    with redis.Redis.from_url(REDIS_URL) as client:
         left = sum(1 for _ in client.scan_iter(match=f"{prefix}:*", count=1000))
-    finally:
-        client.close()
     if left:
         raise SystemExit(f"bench.console: {left} Redis keys left under the scratch prefix")
 
@@ -370,9 +387,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.console")
     parser.add_argument("--rows", type=int, default=1_000_000, help="record rows to load")
     parser.add_argument("--repeat", type=int, default=20, help="reads per page (median, p95)")
+    parser.add_argument("--batch-records", type=int, default=BATCH, help="records a batch")
     args = parser.parse_args()
+    if not 1 <= args.batch_records <= BATCH:
+        parser.error(f"--batch-records must be 1..{BATCH:,}")
     print(f"{'measure':<46} {'value':>16} {'detail':>16} {'':>9}")
-    bench_console(rows=args.rows, repeat=args.repeat)
+    bench_console(rows=args.rows, repeat=args.repeat, batch=args.batch_records)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ def _test_stores() -> tuple[str, str]:
 
 
 PG_SERVER, REDIS_URL = _test_stores()
+#: Fixtures shared by the console's test modules.
+pytest_plugins = ["tests.support.console"]
 #: One payload key per run (appendq.crypto), for the test process and every command it starts
 #: (tests/support/procs.env_for keeps it); a test that wants another sets data_keys itself.
 os.environ.setdefault("APPENDQ_DATA_KEYS", new_key())
@@ -139,6 +141,8 @@ FAST_MODULES = frozenset(
         "test_accounts_drain.py",
         "test_intake_accounts.py",
         "test_console.py",
+        "test_console_actions.py",
+        "test_records_fastpath.py",
     }
 )
 

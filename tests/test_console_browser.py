@@ -33,9 +33,7 @@ from tests.support.console import (
     SECRETS,
     TARGET,
     Scene,
-    console_settings,
     records,
-    seed,
 )
 from tests.test_intake import serving
 
@@ -60,22 +58,6 @@ def browser() -> Iterator[Any]:
         )
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def served(settings: Settings, tmp_path: Path) -> Settings:
-    return console_settings(settings, tmp_path / "accounts.toml")
-
-
-@pytest.fixture
-def rt2(served: Settings) -> Iterator[Runtime]:
-    with Runtime.build(served) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-def scene(rt2: Runtime) -> Scene:
-    return seed(rt2)
 
 
 @pytest.fixture
@@ -151,7 +133,7 @@ def test_every_page_signs_in_shows_the_scenario_and_has_no_console_error(
     page = tab.page
     assert page.locator('[data-queued="acme"]').inner_text() == "5"
     assert page.locator('[data-queued="beta"]').inner_text() == "5"
-    assert HALT_REASON in page.get_by_role("alert").first.inner_text()
+    assert HALT_REASON in page.locator(".banner.halt").inner_text()
     page.locator('[data-chart="appended"][data-account="acme"] canvas').wait_for()
     summary = page.locator('[data-summary="appended"][data-account="acme"]')
     assert "3 records appended" in summary.inner_text()

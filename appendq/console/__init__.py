@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from appendq.console import actions, pages
+from appendq.console import actions, gate, pages
 from appendq.console.web import PREFIX, ConsoleError, SignInNeeded, error_page, to_sign_in
 
 STATIC = Path(__file__).parent / "static"
@@ -52,15 +52,16 @@ def mount(app: FastAPI) -> None:
         ("GET", "/batches", pages.batches_page),
         ("GET", "/batches/{batch_id}", pages.batch_page),
         ("GET", "/leads", pages.leads_page),
+        ("POST", "/leads", pages.leads_search),
         ("GET", "/retry", actions.retry_preview),
         ("POST", "/retry", actions.retry_confirmed),
         ("GET", "/accounts/{account}/resume", actions.resume_page),
         ("POST", "/accounts/{account}/resume", actions.resume_confirmed),
         ("GET", "/accounts/{account}/clear", actions.clear_page),
         ("POST", "/accounts/{account}/clear", actions.clear_confirmed),
-        ("GET", "/login", actions.login_page),
-        ("POST", "/login", actions.login),
-        ("POST", "/logout", actions.logout),
+        ("GET", "/login", gate.login_page),
+        ("POST", "/login", gate.login),
+        ("POST", "/logout", gate.logout),
     ]
     for method, path, handler in routes:
         app.add_api_route(PREFIX + path, handler, methods=[method], include_in_schema=False)

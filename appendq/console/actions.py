@@ -14,25 +14,19 @@ are shown with a warning and are not ticked unless the operator ticks them.
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from appendq.console import forms
 from appendq.console.pages import query_form, scope
-from appendq.console.signin import COOKIE, LOGIN_COOKIE, MAX_S, Signed, same
+from appendq.console.signin import Signed
 from appendq.console.web import (
-    HEADERS,
-    PREFIX,
     ConsoleError,
-    capped_body,
     deps,
     may_act,
     read_form,
     render,
-    sessions,
     signed_in,
 )
 from appendq.db.models import RETRYABLE_STATUSES
@@ -56,7 +50,31 @@ def retry_preview(request: Request) -> HTMLResponse:
             found = retries.preview_retry(session, where)
     except InvalidValue as exc:
         raise ConsoleError(422, str(exc), title="Nothing to preview") from None
-    return render(request, "retry.html", signed, found=found, error=None, reason="")
+    return _preview(request, signed, found, None, "", None)
+
+
+def _preview(
+    request: Request,
+    signed: Signed,
+    found: list[retries.BatchSummary],
+    error: str | None,
+    reason: str,
+    ticked: set[int] | None,
+    status: int = 200,
+) -> HTMLResponse:
+    """The preview: at most ``forms.MAX_PICKED`` batches (saying how many more matched), each
+    ticked unless it may already be at LiveVox (or as ``ticked`` says, after a refused form)."""
+    return render(
+        request,
+        "retry.html",
+        signed,
+        status,
+        found=found[: forms.MAX_PICKED],
+        more=max(len(found) - forms.MAX_PICKED, 0),
+        error=error,
+        reason=reason,
+        ticked=ticked,
+    )
 
 
 def _retry_filter(form: forms.Form, signed: Signed, rt: Runtime) -> RetryFilter:
@@ -92,17 +110,11 @@ def _retry(request: Request, signed: Signed, form: forms.Form, rt: Runtime) -> H
     try:
         reason = forms.reason(form)
         expect = forms.expected(form)
-    except InvalidValue as exc:  # the same preview again, saying what was missing
-        found = _preview_again(rt, signed, forms.picked(form))
-        return render(
-            request,
-            "retry.html",
-            signed,
-            422,
-            found=found,
-            error=str(exc),
-            reason=forms.one(form, "reason") or "",
-        )
+    except InvalidValue as exc:  # the same preview again, as ticked, saying what was missing
+        found = _preview_again(rt, signed, forms.shown(form))
+        ticked = {e.id for e in forms.expected(form, strict=False)}
+        text = forms.one(form, "reason") or ""
+        return _preview(request, signed, found, str(exc), text, ticked, 422)
     where = RetryFilter(batch_ids=tuple(e.id for e in expect), accounts=scope(signed, rt) or ())
     states = {e.id: (str(e.state.status), e.state.version) for e in expect}
     try:
@@ -140,15 +152,24 @@ async def resume_confirmed(request: Request, account: str) -> HTMLResponse:
         return render(
             request, "resume.html", signed, 422, account=name, halt=stopped, error=str(exc)
         )
-    lifted = await run_in_threadpool(
-        halt.lift,
-        rt.redis,
-        rt.lane(name).keys,
-        rt.sessions,
-        account=name,
-        reason=reason,
-        actor=signed.actor,
-    )
+    try:
+        lifted = await run_in_threadpool(
+            lambda: halt.lift(
+                rt.redis,
+                rt.lane(name).keys,
+                rt.sessions,
+                account=name,
+                reason=reason,
+                actor=signed.actor,
+                seen=(form.get("seen") or [None])[0],  # as shown, not stripped
+            )
+        )
+    except halt.HaltChanged:
+        stopped = halt.current(rt.redis, rt.lane(name).keys)
+        changed = "The halt changed since this page was shown: read it again, then resume."
+        return render(
+            request, "resume.html", signed, 409, account=name, halt=stopped, error=changed
+        )
     done = "Halt lifted: the next tick sends again." if lifted else "No halt was in force."
     return render(request, "done.html", signed, title=f"Account {name}", message=done)
 
@@ -219,72 +240,3 @@ def _target(form: forms.Form) -> str:
     if target is None:
         raise ConsoleError(422, "target: name the target (service:ID or campaign:ID)")
     return target
-
-
-def login_page(request: Request) -> Response:
-    if sessions(request).open:  # no tokens configured: nothing to sign in to
-        return RedirectResponse(f"{PREFIX}/", 303, headers=HEADERS)
-    back = _safe_next(forms.one(query_form(request), "next") or "")
-    return _login_again(request, back, None, 200)
-
-
-async def login(request: Request) -> Response:
-    try:
-        form = forms.parse_form(await capped_body(request))
-    except InvalidValue:
-        form = {}
-    back = _safe_next(forms.one(form, "next") or "")
-    nonce = request.cookies.get(LOGIN_COOKIE)
-    if nonce is None or not same(forms.one(form, "nonce"), nonce):
-        return _login_again(request, back, "The sign-in form expired: try again.", 403)
-    try:
-        session_id, _ = await run_in_threadpool(
-            sessions(request).sign_in, forms.one(form, "token") or ""
-        )
-    except Refused as exc:
-        message = "Unknown token." if exc.status == 401 else exc.detail
-        return _login_again(request, back, message, exc.status)
-    response = RedirectResponse(back or f"{PREFIX}/", 303, headers=HEADERS)
-    response.set_cookie(
-        COOKIE,
-        session_id,
-        max_age=MAX_S,
-        httponly=True,
-        samesite="strict",
-        path=PREFIX,
-        secure=request.url.scheme == "https",
-    )
-    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
-    return response
-
-
-def _login_again(request: Request, back: str, message: str | None, status: int) -> HTMLResponse:
-    """The sign-in page, with a fresh one-time value in the form and in a cookie."""
-    nonce = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, status, next=back, nonce=nonce, error=message)
-    response.set_cookie(
-        LOGIN_COOKIE,
-        nonce,
-        max_age=600,
-        httponly=True,
-        samesite="strict",
-        path=PREFIX,
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-def _safe_next(value: str) -> str:
-    """Only a console path: never another site (an open redirect)."""
-    if value.startswith(f"{PREFIX}/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return ""
-
-
-async def logout(request: Request) -> Response:
-    signed = signed_in(request)
-    await read_form(request, signed)
-    sessions(request).sign_out(request.cookies.get(COOKIE))
-    response = RedirectResponse(f"{PREFIX}/login", 303, headers=HEADERS)
-    response.delete_cookie(COOKIE, path=PREFIX)
-    return response

@@ -22,10 +22,10 @@ from appendq.ops.retry import PreviewedState, check_reason
 from appendq.target import ID_MAX, check_id
 from producer.door import parse_target
 
-#: The most fields a console form holds (a retry of 500 picked batches, and a few more).
-MAX_FIELDS = 600
-#: The most batches one retry may pick by hand.
+#: The most batches one retry may pick by hand, or confirm at once.
 MAX_PICKED = 500
+#: The most fields a console form holds (a retry confirming MAX_PICKED batches, and a few more).
+MAX_FIELDS = MAX_PICKED + 20
 
 Form = Mapping[str, Sequence[str]]
 
@@ -34,9 +34,12 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
     """An urlencoded body as field -> values; ``InvalidValue`` for one that is not."""
     try:
         text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidValue("form", "is not UTF-8 text") from None
+    try:
         return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidValue("form", "not an urlencoded form of at most 600 fields") from None
+    except ValueError:
+        raise InvalidValue("form", f"has more than {MAX_FIELDS} fields") from None
 
 
 def one(form: Form, name: str) -> str | None:
@@ -108,6 +111,23 @@ def picked(form: Form) -> tuple[int, ...]:
     return tuple(dict.fromkeys(integer({"batch": [v]}, "batch") or 0 for v in ids))
 
 
+def shown(form: Form) -> tuple[int, ...]:
+    """The batch ids a preview showed (its ``shown`` field: ids joined by commas), unchecked
+    ones skipped: only used to show that preview again."""
+    ids = (one(form, "shown") or "").split(",")[:MAX_PICKED]
+    return tuple(int(i) for i in ids if i.isascii() and i.isdigit() and 0 < int(i) <= ID_MAX)
+
+
+def position(form: Form, name: str) -> int | None:
+    """A record's position in its batch (0 to 2**31 - 1, the column's range)."""
+    value = one(form, name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) >= 2**31:
+        raise InvalidValue(name, f"{value[:30]!r} is not a position in a batch")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Expected:
     """A batch an operator confirmed, in the state the preview showed it."""
@@ -116,17 +136,22 @@ class Expected:
     state: PreviewedState
 
 
-def expected(form: Form) -> list[Expected]:
-    """The ``expect`` fields (``id:status:version``) of a confirmed retry."""
+def expected(form: Form, *, strict: bool = True) -> list[Expected]:
+    """The ``expect`` fields (``id:status:version``) of a confirmed retry; not ``strict``: the
+    good ones, whatever else is wrong."""
     out = []
-    for value in form.get("expect", []):
+    for value in form.get("expect", [])[: MAX_PICKED + 1]:
         parts = value.split(":")
         try:
             batch_id, status, version = int(parts[0]), BatchStatus(parts[1]), int(parts[2])
             check_id(batch_id, "expect")
         except (ValueError, IndexError):
+            if not strict:
+                continue
             raise InvalidValue("expect", f"{value[:40]!r} is not id:status:version") from None
         out.append(Expected(batch_id, PreviewedState(status, version)))
+    if not strict:
+        return out
     if not out:
         raise InvalidValue("expect", "tick at least one batch to retry")
     if len(out) > MAX_PICKED:

@@ -11,12 +11,13 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from appendq.audit import timeline
 from appendq.audit.access import record_access
 from appendq.console import forms, reads
 from appendq.console.signin import Signed
-from appendq.console.web import ConsoleError, deps, render, signed_in
+from appendq.console.web import ConsoleError, deps, read_form, render, signed_in
 from appendq.db.models import Batch, BatchStatus
 from appendq.errors import InvalidValue
 from appendq.http.ops import account_scope
@@ -64,7 +65,7 @@ def overview_page(request: Request) -> HTMLResponse:
 
 def live_part(request: Request) -> HTMLResponse:
     """The overview's live part alone (htmx swaps it in every few seconds)."""
-    signed = signed_in(request)
+    signed = signed_in(request, touch=False)
     rt = deps(request).rt
     data = reads.overview(rt, scope(signed, rt))
     statuses = [str(s) for s in BatchStatus]
@@ -72,7 +73,7 @@ def live_part(request: Request) -> HTMLResponse:
 
 
 def charts_data(request: Request) -> JSONResponse:
-    signed = signed_in(request)
+    signed = signed_in(request, touch=False)
     rt = deps(request).rt
     return JSONResponse(reads.charts(rt, scope(signed, rt)), headers={"Cache-Control": "no-store"})
 
@@ -132,7 +133,7 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
     rt = deps(request).rt
     try:
         number = forms.integer({"batch": [batch_id]}, "batch") or 0
-        after = forms.integer(query_form(request), "after")
+        after = forms.position(query_form(request), "after")
     except InvalidValue as exc:
         raise ConsoleError(404, str(exc), title="No such batch") from None
     return _batch_page(request, signed, rt, number, -1 if after is None else after)
@@ -158,9 +159,20 @@ def _batch_page(
 
 
 def leads_page(request: Request) -> HTMLResponse:
+    """The search form; a link may ask by record id or lead account in the query string."""
+    return _leads(request, signed_in(request), query_form(request))
+
+
+async def leads_search(request: Request) -> HTMLResponse:
+    """The search as the form posts it: a phone number never goes into a URL (browser history,
+    proxies' logs)."""
     signed = signed_in(request)
+    form = await read_form(request, signed)
+    return await run_in_threadpool(_leads, request, signed, form)
+
+
+def _leads(request: Request, signed: Signed, form: forms.Form) -> HTMLResponse:
     rt = deps(request).rt
-    form = query_form(request)
     found, error, asked = [], None, {}
     try:
         asked = _lead_question(form)

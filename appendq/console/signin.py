@@ -3,12 +3,15 @@
 - ``POST /ui/login`` with the form field ``token``: the token is checked as the API checks a
   bearer token (``appendq.http.auth``, constant time). An auditor or an operator gets a session;
   an intake token is refused (it may only submit leads and read back its own).
-- The session is a random 256-bit id in an HttpOnly, SameSite=Strict cookie (Secure over
-  HTTPS), scoped to ``/ui``. Redis keeps, under the SHA-256 of that id (``Keys.console_session``),
-  only the token's *name*, the CSRF secret and the sign-in time: no token, no cookie. Each request
-  finds the token again by name, so a token removed from APPENDQ_API_TOKENS (or changed role)
-  ends its sessions at once. A session ends after ``IDLE_S`` without a request, after ``MAX_S``
-  in all, or at sign-out.
+- The session is a random 256-bit id in an HttpOnly, SameSite=Lax session cookie (Secure over
+  HTTPS or with APPENDQ_CONSOLE_SECURE_COOKIE), scoped to ``/ui``: a link from a ticket or a chat
+  opens the page signed in, and no other site can post a form (each carries the CSRF value).
+  Redis keeps, under the SHA-256 of that id (``Keys.console_session``), only the token's *name*,
+  the SHA-256 of its secret, the CSRF secret and the sign-in time: no token, no cookie. Each
+  request finds the token again by name and checks its secret's hash, so a token removed from
+  APPENDQ_API_TOKENS, given another role or another secret ends its sessions. A session ends
+  after ``IDLE_S`` without a page asked by the visitor (the overview's own refreshes do not
+  count), after ``MAX_S`` in all, or at sign-out; signing in again ends the previous session.
 - CSRF: every state-changing form carries the session's CSRF secret (``csrf``), compared in
   constant time; the sign-in form carries a one-time value also set as a short-lived cookie
   (double submit), so that no other site can sign a browser in as someone else.
@@ -91,15 +94,17 @@ class ConsoleSessions:
         key = self.keys.console_session(_digest(session_id))
         with self.redis.pipeline() as pipe:
             pipe.hset(key, "name", caller.name)
+            pipe.hset(key, "scope", caller.scope)
             pipe.hset(key, "csrf", csrf)
             pipe.hset(key, "at", str(int(time.time())))
             pipe.expire(key, IDLE_S)
             pipe.execute()
         return session_id, Signed(caller, csrf)
 
-    def find(self, session_id: str | None) -> Signed | None:
-        """Who holds this cookie, if its session is alive and its token still configured; each
-        find pushes the idle end back."""
+    def find(self, session_id: str | None, *, touch: bool = True) -> Signed | None:
+        """Who holds this cookie, if its session is alive and its token still configured with
+        the same role and secret; with ``touch`` (a page the visitor asked for) the idle end is
+        pushed back."""
         if self.open:
             return Signed(ANONYMOUS, _open_csrf(self.keys))
         if not session_id or len(session_id) > 128:
@@ -109,11 +114,17 @@ class ConsoleSessions:
         if not found or time.time() - int(found.get("at", "0")) > MAX_S:
             return None
         token = next((t for t in self.tokens if t.name == found.get("name")), None)
-        if token is None or token.role not in CONSOLE_ROLES:
+        caller = caller_of(token) if token is not None else None
+        if (
+            caller is None
+            or not caller.roles & CONSOLE_ROLES
+            or not same(found.get("scope"), caller.scope)
+        ):
             self.redis.delete(key)
             return None
-        self.redis.expire(key, IDLE_S)
-        return Signed(caller_of(token), found["csrf"])
+        if touch:
+            self.redis.expire(key, IDLE_S)
+        return Signed(caller, found["csrf"])
 
     def sign_out(self, session_id: str | None) -> None:
         if session_id and len(session_id) <= 128:

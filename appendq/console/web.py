@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from appendq.console import forms
 from appendq.console.signin import COOKIE, ConsoleSessions, Signed, same
 from appendq.db.models import RETRYABLE_STATUSES
+from appendq.errors import InvalidValue
 from appendq.http.validation import MAX_SMALL_BODY_BYTES
 from appendq.redact import mask_phone
 
@@ -82,9 +83,10 @@ def sessions(request: Request) -> ConsoleSessions:
     return found
 
 
-def signed_in(request: Request) -> Signed:
-    """The visitor's session, or ``SignInNeeded``."""
-    found = sessions(request).find(request.cookies.get(COOKIE))
+def signed_in(request: Request, *, touch: bool = True) -> Signed:
+    """The visitor's session, or ``SignInNeeded``; ``touch=False`` for the overview's own
+    refreshes, which must not keep an unattended tab signed in."""
+    found = sessions(request).find(request.cookies.get(COOKIE), touch=touch)
     if found is None:
         raise SignInNeeded()
     return found
@@ -105,7 +107,10 @@ def may_act(signed: Signed) -> Signed:
 async def read_form(request: Request, signed: Signed) -> dict[str, list[str]]:
     """A state-changing form's fields, once its CSRF value matched the session's (403 if not)."""
     body = await capped_body(request)
-    form = await run_in_threadpool(forms.parse_form, body)
+    try:
+        form = await run_in_threadpool(forms.parse_form, body)
+    except InvalidValue as exc:
+        raise ConsoleError(422, str(exc), title="Form refused") from None
     if not same(forms.one(form, "csrf"), signed.csrf):
         raise ConsoleError(
             403,
@@ -125,6 +130,18 @@ async def capped_body(request: Request) -> bytes:
             raise ConsoleError(413, "This form is too large.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None = None
+) -> None:
+    """A console cookie: HttpOnly, SameSite=Lax, scoped to the console, Secure over HTTPS or
+    with APPENDQ_CONSOLE_SECURE_COOKIE (behind a proxy that ends TLS); without ``max_age`` it
+    ends with the browser."""
+    secure = deps(request).settings.console_secure_cookie or request.url.scheme == "https"
+    response.set_cookie(
+        name, value, max_age=max_age, httponly=True, samesite="lax", path=PREFIX, secure=secure
+    )
 
 
 def when_in(tz: tzinfo) -> Callable[[datetime | float | None], str]:

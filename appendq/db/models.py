@@ -165,6 +165,8 @@ class Batch(Base):
         Index("ix_batches_account_target_created", "livevox_account", "target", "created_at"),
         # audit --campaign, retry --campaign
         Index("ix_batches_campaign", "campaign_id", postgresql_where="campaign_id IS NOT NULL"),
+        # the status and the console's overview: batches per account and status, index only
+        Index("ix_batches_account_status", "livevox_account", "status"),
         # the console: records appended per minute, an account's last append per target
         Index(
             "ix_batches_appended_at",

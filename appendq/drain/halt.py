@@ -50,8 +50,28 @@ def current(client: redis.Redis, keys: Keys) -> Halt | None:
     return Halt(text, max(int(ttl_ms), 0) / 1000)
 
 
-def resume(client: redis.Redis, keys: Keys) -> bool:
-    return bool(client.delete(keys.halt))
+# KEYS[1] the halt; ARGV[1] its reason as an operator saw it: lifted only while still that one.
+_LIFT_IF = """
+local now = redis.call('GET', KEYS[1])
+if not now then return 0 end
+if now ~= ARGV[1] then return -1 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class HaltChanged(Exception):
+    """The halt in force is not the one the operator was shown: nothing was lifted."""
+
+
+def resume(client: redis.Redis, keys: Keys, seen: str | None = None) -> bool:
+    """Lift the halt (only while its reason is still ``seen``, when given: ``HaltChanged``
+    otherwise); False when none was in force."""
+    if seen is None:
+        return bool(client.delete(keys.halt))
+    answer = int(client.eval(_LIFT_IF, 1, keys.halt, seen))
+    if answer < 0:
+        raise HaltChanged()
+    return bool(answer)
 
 
 def lift(
@@ -62,10 +82,12 @@ def lift(
     account: str,
     reason: str,
     actor: str,
+    seen: str | None = None,
 ) -> bool:
     """Lift ``account``'s halt for an operator, recorded with who and why; False when no halt
-    was in force (nothing recorded then)."""
-    if not resume(client, keys):
+    was in force (nothing recorded then). ``seen``: the halt's reason as the operator was shown
+    it; another halt in force since is left alone (``HaltChanged``)."""
+    if not resume(client, keys, seen):
         return False
     record(sessions, account, "resumed", reason, actor)
     log.warning("account %s: halt lifted by %s: %s", account, actor, reason)

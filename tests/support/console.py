@@ -9,16 +9,21 @@ The scenario (``seed``), on the test simulator (client SIMCLIENT, service 1001, 
 - beta: a held batch (2) with its target waiting for a reason, 3 records queued on
   service:1001, 2 on service:1002 which is set aside, and the account halted (403);
 - an hour of queue-depth samples for each account (the 24-hour chart).
+
+Fixtures: ``served`` (the settings), ``rt2`` (a Runtime on them), ``scene`` (``seed``), ``web``
+(the app under uvicorn and a client that does not follow redirects); ``signed`` signs it in.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from appendq.batches.store import BatchStore
 from appendq.db.models import BatchStatus
@@ -29,7 +34,7 @@ from appendq.queue.item import QueuedRecord, new_record_id
 from appendq.runtime import Runtime
 from appendq.settings import Settings
 from tests.test_accounts_ops import ACCOUNT, batch_of
-from tests.test_intake import with_tokens
+from tests.test_intake import serving, with_tokens
 
 SECRETS = {
     "ops": "console-ops-secret-1111111111",
@@ -107,6 +112,38 @@ def seed(rt: Runtime) -> Scene:
         depths.sample(rt.redis, acme.keys, 5 + minute % 7, now - 60 * (60 - minute))
         depths.sample(rt.redis, beta.keys, 5, now - 60 * (60 - minute))
     return Scene(report.batch_id or 0, failed, in_doubt, held, str(lead[0].id))
+
+
+# The fixtures of the console's tests (tests/conftest.py loads this module as a plugin).
+
+
+@pytest.fixture
+def served(settings: Settings, tmp_path: Path) -> Settings:
+    return console_settings(settings, tmp_path / "accounts.toml")
+
+
+@pytest.fixture
+def rt2(served: Settings) -> Iterator[Runtime]:
+    with Runtime.build(served) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def scene(rt2: Runtime) -> Scene:
+    return seed(rt2)
+
+
+@pytest.fixture
+def web(served: Settings) -> Iterator[httpx.Client]:
+    with serving(served) as client:
+        client.follow_redirects = False
+        yield client
+
+
+def signed(web: httpx.Client, who: str) -> httpx.Client:
+    answer = sign_in(web, who)
+    assert answer.status_code == 303, answer.text
+    return web
 
 
 _HIDDEN = re.compile(r'<input type="hidden" name="(nonce|csrf)" value="([^"]+)"')

@@ -40,7 +40,11 @@
     var els = document.querySelectorAll("[data-chart]");
     if (!els.length || typeof uPlot === "undefined") { return; }
     fetch("/ui/charts.json", { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) { throw new Error("charts: HTTP " + r.status); } return r.json(); })
+      .then(function (r) {
+        if (r.status === 401) { clearInterval(timer); }  // signed out: stop asking
+        if (!r.ok) { throw new Error("charts: HTTP " + r.status); }
+        return r.json();
+      })
       .then(function (data) {
         span = [data.since, data.until];
         var byAccount = {};
@@ -49,7 +53,7 @@
           var a = byAccount[el.getAttribute("data-account")], kind = el.getAttribute("data-chart");
           if (!a) { return; }
           draw(el, kind, a[kind]);
-          var sum = document.querySelector('[data-summary="' + kind + '"][data-account="' + a.account + '"]');
+          var sum = document.querySelector('[data-summary="' + kind + '"][data-account="' + CSS.escape(a.account) + '"]');
           if (sum) { sum.textContent = summary(kind, a[kind]); }
         });
       })
@@ -58,7 +62,18 @@
       });
   }
 
+  // The live part is replaced every 5 s: not while the keyboard is in it (the focused link would
+  // vanish under the visitor) and not while the tab is hidden (no use, and an unattended tab
+  // should not look busy).
+  document.addEventListener("htmx:confirm", function (event) {
+    var live = document.getElementById("live");
+    if (event.target === live && (document.hidden || live.contains(document.activeElement))) {
+      event.preventDefault();
+    }
+  });
+
   var resizing;
   window.addEventListener("resize", function () { clearTimeout(resizing); resizing = setTimeout(refresh, 200); });
-  document.addEventListener("DOMContentLoaded", function () { refresh(); setInterval(refresh, 60000); });
+  var timer;
+  document.addEventListener("DOMContentLoaded", function () { refresh(); timer = setInterval(refresh, 60000); });
 })();
