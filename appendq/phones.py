@@ -76,6 +76,7 @@ class _Plan:
     """One region's (or non-geographic country code's) metadata, compiled for the fast path."""
 
     country_code: int | None
+    own_code: str  # str(country_code), as _maybe_extract_country_code looks for it
     general: re.Pattern[str] | None  # general_desc's pattern (None: matches nothing)
     lengths: tuple[int, ...]  # general_desc.possible_length, as the library reads them
     local_lengths: tuple[int, ...]
@@ -125,6 +126,7 @@ def _compile(md: PhoneMetadata | None) -> _Plan | None:
     npp = md.national_prefix_for_parsing
     return _Plan(
         country_code=md.country_code,
+        own_code=str(md.country_code),
         general=_pattern(general),
         lengths=tuple(general.possible_length) if general is not None else (),
         local_lengths=tuple(general.possible_length_local_only) if general is not None else (),
@@ -226,7 +228,7 @@ def _country_code_and_number(plus: bool, digits: str, plan: _Plan) -> tuple[int,
         idd = plan.idd.match(digits)
         if idd is not None and not digits[idd.end() :].startswith("0"):  # _parse_prefix_as_idd
             return _international(digits[idd.end() :])
-    own = str(plan.country_code)
+    own = plan.own_code
     if digits.startswith(own):
         rest = _strip_national_prefix(plan, digits[len(own) :])
         length = _length_result(plan, digits)
@@ -342,10 +344,9 @@ def fast_normalise(text: str, region: str) -> str | Undecided | None:
     if meta is None or len(number) < _MIN_NSN:
         return UNDECIDED
     stripped = _strip_national_prefix(meta, number)
-    length = _length_result(meta, stripped) if isinstance(stripped, str) else UNDECIDED
-    if isinstance(stripped, Undecided) or isinstance(length, Undecided):
+    if isinstance(stripped, Undecided) or not meta.lengths:  # _test_number_length would fail
         return UNDECIDED
-    if length not in _NOT_KEPT:
+    if stripped != number and _length_result(meta, stripped) not in _NOT_KEPT:
         number = stripped
     if not _MIN_NSN <= len(number) <= _MAX_NSN:
         return UNDECIDED

@@ -227,6 +227,15 @@ def test_the_keyboard_reaches_everything_from_the_skip_link(
                           && !e.textContent.trim()).length"""
     )
     assert unnamed == 0
+    before = page.locator("p.updated").inner_text()
+    page.focus("#count-failed")  # a link of the live part: no refresh under the keyboard
+    page.wait_for_timeout(6_500)  # past one refresh (every 5 s)
+    assert page.evaluate("document.activeElement.id") == "count-failed"
+    assert page.locator("p.updated").inner_text() == before
+    page.evaluate("document.activeElement.blur()")  # focus elsewhere: it refreshes again
+    page.wait_for_function(
+        "t => document.querySelector('p.updated').textContent !== t", arg=before, timeout=8_000
+    )
     assert tab.errors == []
 
 

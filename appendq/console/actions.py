@@ -161,7 +161,7 @@ async def resume_confirmed(request: Request, account: str) -> HTMLResponse:
                 account=name,
                 reason=reason,
                 actor=signed.actor,
-                seen=(form.get("seen") or [None])[0],  # as shown, not stripped
+                seen=next(iter(form.get("seen", [])), None),  # as shown, not stripped
             )
         )
     except halt.HaltChanged:
