@@ -14,6 +14,7 @@ on generated and adversarial records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,10 +25,10 @@ from appendq.leads import (
     MAX_PHONES,
     LeadRecord,
     formula_problem,
-    normalise_phone,
     text_problem,
     validate_record,
 )
+from appendq.phones import normalise_phone_fast as normalise_phone
 
 #: The record's fields in the model's order (``model_dump`` writes them so), with their limits.
 _ORDER = tuple(LeadRecord.model_fields)
@@ -36,12 +37,21 @@ _LIMIT = {name: 150 if name == "extra20" else 50 for name in _ORDER}
 _DECIMALS = frozenset({"minimumPaymentAmount", "amountToSpeak", "totalAmount"})
 
 
+#: Text that ``text_problem`` and ``formula_problem`` both pass for sure: none of the forbidden
+#: characters (``leads._FORBIDDEN``'s class), and not starting like a formula (``leads._FORMULA``
+#: needs one of = + - @ after its leading blanks). Anything else is checked by those two.
+_PLAIN = re.compile(
+    r"(?!\s*[=+\-@])[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]*\Z"
+)
+
+
 def _text(value: object) -> str | bool | None:
     """A text value as the model's before-validator leaves it: stripped text, None for blank,
     False when the fast path cannot decide (not text, or a check fails)."""
     if type(value) is not str:
         return False
-    if text_problem(value) is not None or formula_problem(value) is not None:
+    plain = _PLAIN.match(value) is not None
+    if not plain and (text_problem(value) is not None or formula_problem(value) is not None):
         return False
     stripped = value.strip()
     return stripped or None

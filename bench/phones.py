@@ -85,7 +85,7 @@ def bench_phones(count: int, repeat: int) -> None:
     others = [n for n in numbers if n in OTHERS]
     us = [n for n in numbers if n not in OTHERS]
     for fn in (normalise_phone_fast, normalise_phone):  # load and compile metadata: not timed
-        per_number_us(fn, sorted(set(numbers)), 1)
+        per_number_us(fn, numbers[:2000] + list(OTHERS), 1)
     decided = sum(fast_normalise(n.strip(), "US") is not UNDECIDED for n in numbers)
     for name, sample in (
         ("phone validation, 95/5 mix (us/number)", numbers),

@@ -38,11 +38,11 @@ import redis
 from appendq.accounts import load_accounts
 from appendq.clock import utcnow
 from appendq.errors import FieldError
-from appendq.leads import validate_record
 from appendq.queue.dedupe import TTL_S, Mode, check_mode, day_of, dedupe_key
-from appendq.queue.item import QueuedRecord, new_record_id
+from appendq.queue.item import QueuedRecord, new_record_ids
 from appendq.queue.quota import TargetQuota
 from appendq.queue.record_queue import RecordQueue
+from appendq.records_fast import validate_record_fast as validate_record
 from appendq.settings import Settings
 from appendq.target import Target
 from producer.door import check_phone_budget, parse_target
@@ -221,8 +221,10 @@ class Producer:
                 places.append((index, row))
         now = self.clock()
         stamp = now.timestamp()
+        ids = new_record_ids(len(payloads))
         records = [
-            QueuedRecord(new_record_id(), stamp, p, submitted_by=submitted_by) for p in payloads
+            QueuedRecord(i, stamp, p, submitted_by=submitted_by)
+            for i, p in zip(ids, payloads, strict=True)
         ]
         return _Checked(records, places, errors, day_of(now, self.tz))
 

@@ -7,12 +7,15 @@ no fast path)."""
 from __future__ import annotations
 
 import random
+import time
+import uuid
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appendq.leads import LEAD_FIELDS, validate_record
+from appendq.queue.item import id_moment, new_record_id, new_record_ids
 from appendq.records_fast import fast_payload, validate_record_fast
 
 FIELDS = sorted(LEAD_FIELDS - {"phone1", "phone2"})
@@ -155,3 +158,17 @@ def test_the_wrapper_answers_as_validate_record_does_for_bad_records() -> None:
     assert validate_record_fast(bad, 3, row=7) == validate_record(bad, 3, row=7)
     good = {"phone1": "(212) 555-0142", "firstName": " Ada "}
     assert validate_record_fast(good, 0) == ({"phone1": "2125550142", "firstName": "Ada"}, [])
+
+
+def test_ids_made_in_bulk_are_version_7_strictly_increasing_after_earlier_ones() -> None:
+    first = new_record_id()
+    bulk = new_record_ids(5_000)
+    after = new_record_id()
+    ids = [first, *bulk, after]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    for text in (bulk[0], bulk[-1]):
+        value = uuid.UUID(text)
+        assert (value.version, value.variant, str(value)) == (7, uuid.RFC_4122, text)
+        moment = id_moment(text)
+        assert moment is not None and abs(moment.timestamp() - time.time()) < 60
+    assert new_record_ids(0) == []

@@ -30,10 +30,10 @@ import redis
 from appendq.clock import utcnow
 from appendq.errors import FieldError
 from appendq.keys import DEFAULT_ACCOUNT, Keys
-from appendq.leads import validate_record
 from appendq.queue.dedupe import Mode, day_of, dedupe_key
 from appendq.queue.item import QueuedRecord, id_moment
 from appendq.queue.record_queue import RecordQueue
+from appendq.records_fast import validate_record_fast as validate_record
 from appendq.runtime import Runtime
 from producer.receipt import Duplicate, Receipt
 

@@ -29,6 +29,34 @@ def new_record_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def new_record_ids(count: int) -> list[str]:
+    """``count`` ids as ``new_record_id`` makes them (the same layout, strictly increasing, after
+    every id made before in this process), for a whole submission at once: one clock read, one
+    call for the random bits and one lock, not one each per record."""
+    global _last_id
+    if count <= 0:
+        return []
+    noise = os.urandom(10 * count)
+    now_ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        last = _last_id
+        stamps = []
+        for k in range(count):
+            stamp = (now_ms << 74) | int.from_bytes(noise[10 * k : 10 * k + 10], "big") >> 6
+            last = stamp if stamp > last else last + 1
+            stamps.append(last)
+        _last_id = last
+    return [_uuid7_text(s) for s in stamps]
+
+
+def _uuid7_text(stamp: int) -> str:
+    """The canonical text of the version-7 UUID of ``stamp`` (ms << 74 | 74 random bits)."""
+    ms, rand = stamp >> 74, stamp & ((1 << 74) - 1)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0x2 << 62) | (rand & ((1 << 62) - 1))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def id_moment(record_id: str) -> datetime | None:
     """When a record id made by ``new_record_id`` was made (its 48-bit milliseconds); None for an
     id of any other layout."""
