@@ -88,11 +88,8 @@ def _retry_filter(form: forms.Form, signed: Signed, rt: Runtime) -> RetryFilter:
     where = RetryFilter(
         batch_ids=forms.picked(form),
         statuses=statuses,
-        target=forms.target(form),
-        campaign_id=forms.integer(form, "campaign"),
-        since=forms.moment(form, "since", tz),
-        until=forms.moment(form, "until", tz),
         accounts=scope(signed, rt, account) or (),
+        **forms.narrowing(form, tz),
     )
     if where.empty:
         raise InvalidValue("batch", "pick batches, or filter them (status, target, times)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 from urllib.parse import parse_qs
 
 from appendq.accounts import check_name
@@ -89,6 +90,16 @@ def moment(form: Form, name: str, tz: tzinfo) -> datetime | None:
         return in_zone(datetime.fromisoformat(value), tz)
     except ValueError:
         raise InvalidValue(name, f"{value[:40]!r} is not a date and time") from None
+
+
+def narrowing(form: Form, tz: tzinfo) -> dict[str, Any]:
+    """The filters the batches list and a retry share: target, campaign, creation time."""
+    return {
+        "target": target(form),
+        "campaign_id": integer(form, "campaign"),
+        "since": moment(form, "since", tz),
+        "until": moment(form, "until", tz),
+    }
 
 
 def text(form: Form, name: str, max_len: int = 200) -> str | None:

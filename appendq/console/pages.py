@@ -113,12 +113,9 @@ def _batch_filter(form: forms.Form, signed: Signed, rt: Runtime) -> reads.BatchF
     return reads.BatchFilter(
         statuses=forms.statuses(form),
         account=account,
-        target=forms.target(form),
-        campaign_id=forms.integer(form, "campaign"),
-        since=forms.moment(form, "since", tz),
-        until=forms.moment(form, "until", tz),
         before=forms.integer(form, "before"),
         accounts=scope(signed, rt, account),
+        **forms.narrowing(form, tz),
     )
 
 
