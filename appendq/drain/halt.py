@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -107,11 +106,3 @@ def record(
         log.error(
             "account %s: %s not recorded in the audit: %s", account, action, type(exc).__name__
         )
-
-
-def events(session: Session, account: str | None = None, limit: int = 20) -> list[AccountEvent]:
-    """The latest halts and resumes (of one account), newest first."""
-    query = select(AccountEvent).order_by(AccountEvent.id.desc()).limit(limit)
-    if account is not None:
-        query = query.where(AccountEvent.livevox_account == account)
-    return list(session.scalars(query))

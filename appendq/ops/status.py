@@ -91,9 +91,19 @@ def _targets(lane: Lane, session: Session) -> list[dict[str, Any]]:
                 "campaign_cached": cached is not None,
                 # why today's campaign (its state: "today's Playing outbound campaign 9001"), or
                 # why none, as the last search answered
-                "campaign_note": json.loads(cached)["reason"] if cached is not None else None,
+                "campaign_note": _note(cached),
                 "hold_reason": state.hold_reason if state else None,
                 "set_aside": aside[target].to_dict() if target in aside else None,
             }
         )
     return rows
+
+
+def _note(cached: bytes | str | None) -> str | None:
+    """The reason of a cached campaign resolution (None when there is none, or it is not one
+    this version wrote)."""
+    try:
+        reason = json.loads(cached)["reason"] if cached is not None else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return reason if isinstance(reason, str) else None
