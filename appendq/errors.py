@@ -6,7 +6,8 @@ AppendqError
 │   ├── RecordInvalid           carries one FieldError per bad field
 │   ├── InvalidValue            an id, a search term or operator text that cannot be used (field)
 │   │   └── TooManyTargets      a new target past APPENDQ_MAX_TARGETS
-│   └── PhoneBudgetExceeded     more phones in one submission than APPENDQ_INTAKE_MAX_PHONES
+│   ├── PhoneBudgetExceeded     more phones in one submission than APPENDQ_INTAKE_MAX_PHONES
+│   └── ValidationBudgetExceeded  validating one submission past APPENDQ_INTAKE_VALIDATION_BUDGET_S
 └── LiveVoxError                anything the LiveVox client reports (status, code, message)
     ├── Transient               retry with backoff: 5xx, 429, connect failures
     │   ├── RateLimited         429: pause a full rate window
@@ -93,6 +94,19 @@ class PhoneBudgetExceeded(InputError):
         super().__init__(
             f"{phones:,} phone numbers in one submission: at most {limit:,} "
             "(APPENDQ_INTAKE_MAX_PHONES); split it"
+        )
+
+
+class ValidationBudgetExceeded(InputError):
+    """Validating one submission took longer than APPENDQ_INTAKE_VALIDATION_BUDGET_S: refused
+    whole, nothing queued (one request never holds an intake worker for seconds). HTTP: 413."""
+
+    def __init__(self, budget_s: float, checked: int, total: int) -> None:
+        self.budget_s = budget_s
+        super().__init__(
+            f"validating this submission took over {budget_s:g} s (checked {checked:,} of "
+            f"{total:,} records; APPENDQ_INTAKE_VALIDATION_BUDGET_S): nothing was queued; send "
+            "fewer records, or fewer phone numbers a record, per request"
         )
 
 

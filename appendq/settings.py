@@ -119,9 +119,12 @@ class Settings(BaseSettings):
     #: ``appendq enqueue``: a longer line (or CSV row) is refused, never held in memory whole.
     import_max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Phone numbers one submission may hold (phone1 + phone2, all records), refused before any
-    #: validation: bounds the CPU one request costs (~30 µs a phone: about 1 s at the default,
-    #: so one request never holds an intake worker for seconds).
-    intake_max_phones: int = Field(default=30_000, ge=1)
+    #: validation. The default is the largest request LiveVox takes (10,000 records x 30
+    #: phones): about 1 s of validation on the fast path (``appendq.phones``, ~4 µs a number).
+    intake_max_phones: int = Field(default=300_000, ge=1)
+    #: CPU seconds one submission may spend in validation (numbers the fast path does not
+    #: decide cost ~50 µs each): past it the whole request is refused (413), nothing queued.
+    intake_validation_budget_s: float = Field(default=2.0, gt=0)
     #: Distinct targets (service:ID, campaign:ID) that may hold queued records at once; a
     #: submission that would create one more is refused. Existing targets keep working.
     max_targets: int = Field(default=200, ge=1)

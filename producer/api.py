@@ -27,6 +27,7 @@ APPENDQ_INTAKE_MAX_PHONES to ``connect``); and a new target is created only whil
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -37,7 +38,7 @@ import redis
 
 from appendq.accounts import load_accounts
 from appendq.clock import utcnow
-from appendq.errors import FieldError
+from appendq.errors import FieldError, ValidationBudgetExceeded
 from appendq.queue.dedupe import TTL_S, Mode, check_mode, day_of, dedupe_key
 from appendq.queue.item import QueuedRecord, new_record_ids
 from appendq.queue.quota import TargetQuota
@@ -100,6 +101,7 @@ class Producer:
         clock: Callable[[], datetime] = utcnow,
         max_phones: int | None = None,
         max_targets: int = DEFAULT_MAX_TARGETS,
+        budget_s: float | None = None,
     ) -> None:
         self.queue = queue
         self.region = region
@@ -108,6 +110,9 @@ class Producer:
         self.clock = clock
         self.max_phones = max_phones
         self.max_targets = max_targets
+        #: The most seconds one ``enqueue`` may spend validating (None: no bound); past it the
+        #: call raises ``ValidationBudgetExceeded`` before anything is queued.
+        self.budget_s = budget_s
         self.quota = TargetQuota(queue.redis, queue.keys, max_targets)
 
     @property
@@ -126,6 +131,7 @@ class Producer:
             clock=self.clock,
             max_phones=self.max_phones,
             max_targets=self.max_targets,
+            budget_s=self.budget_s,
         )
 
     def close(self) -> None:
@@ -159,7 +165,7 @@ class Producer:
             raise ValueError(f"rows has {len(rows)} entries for {len(raws)} records")
         check_phone_budget(raws, self.max_phones)
         numbered = [(i, rows[i] if rows is not None else None, raw) for i, raw in enumerate(raws)]
-        checked = self._check(numbered, submitted_by)
+        checked = self._check(numbered, submitted_by, budget=True)
         pushed = self._push(where, checked)
         receipt = Receipt(
             where, len(pushed.ids), pushed.ids, checked.errors, pushed.duplicates, self.account
@@ -205,11 +211,15 @@ class Producer:
         _log_receipt(receipt)
         return receipt
 
-    def _check(self, items: Iterable[_Numbered], submitted_by: str | None = None) -> _Checked:
+    def _check(
+        self, items: Sequence[_Numbered], submitted_by: str | None = None, *, budget: bool = False
+    ) -> _Checked:
         payloads: list[dict[str, Any]] = []
         places: list[tuple[int, int | None]] = []
         errors: list[FieldError] = []
+        deadline = _Deadline(self.budget_s if budget else None, len(items))
         for index, row, raw in items:
+            deadline.check(index)
             if isinstance(raw, FieldError):
                 errors.append(replace(raw, index=index, row=raw.row if row is None else row))
                 continue
@@ -331,15 +341,39 @@ def _log_receipt(receipt: Receipt) -> None:
     )
 
 
+class _Deadline:
+    """``ValidationBudgetExceeded`` once validating has used more than ``budget_s`` of this
+    thread's CPU (None: never): the work itself, whatever else loads the machine; the clock is
+    read every ``_EVERY`` records, not for each."""
+
+    _EVERY = 256
+
+    def __init__(self, budget_s: float | None, total: int) -> None:
+        self.budget_s = budget_s
+        self.total = total
+        self.start = time.thread_time()
+
+    def check(self, index: int) -> None:
+        if self.budget_s is None or index % self._EVERY:
+            return
+        if time.thread_time() - self.start > self.budget_s:
+            raise ValidationBudgetExceeded(self.budget_s, index, self.total)
+
+
 def connect(
-    settings: Settings, *, account: str | None = None, max_phones: int | None = None
+    settings: Settings,
+    *,
+    account: str | None = None,
+    max_phones: int | None = None,
+    budget_s: float | None = None,
 ) -> Producer:
     """A Producer filling the queues of LiveVox ``account`` (None: ``default``; see
     ``appendq.accounts``), on the Redis and key prefix of ``settings``, its dedupe day in the
     account's time zone; close it when done. ``InvalidValue`` (field ``account``) for an account
     APPENDQ_ACCOUNTS_FILE does not name; ``ConfigError`` for a bad file. ``max_phones`` bounds
-    one ``enqueue`` call: the HTTP intake passes APPENDQ_INTAKE_MAX_PHONES (one request must
-    never hold a worker for seconds); a program using the API decides its own batches."""
+    one ``enqueue`` call and ``budget_s`` its validation time: the HTTP intake passes
+    APPENDQ_INTAKE_MAX_PHONES and APPENDQ_INTAKE_VALIDATION_BUDGET_S (one request must never
+    hold a worker for seconds); a program using the API decides its own batches."""
     chosen = load_accounts(settings).get_account(account)
     client = redis.Redis.from_url(settings.redis_url)
     queue = RecordQueue(client, chosen.keys(), chosen.name)
@@ -350,4 +384,5 @@ def connect(
         tz=chosen.settings.tz,
         max_phones=max_phones,
         max_targets=settings.max_targets,
+        budget_s=budget_s,
     )

@@ -186,6 +186,30 @@ def test_phone_budget_is_413_before_validation(api_settings: Settings, rt: Runti
     assert rt.queue.depth() == 3
 
 
+def test_validation_past_its_cpu_budget_is_413_and_nothing_is_queued(
+    api_settings: Settings, rt: Runtime
+) -> None:
+    # Given APPENDQ_INTAKE_VALIDATION_BUDGET_S far below what 2,000 records with slow-path
+    # phones cost, When they are posted, Then 413 naming the budget and nothing queued; with
+    # the default budget the same request is accepted whole.
+    slow = [
+        {
+            "phone1": f"+44 20 7946 {i:04d}",
+            "phone2": ["\uff11\uff12\uff11\uff12\uff15\uff15\uff15\uff10\uff11\uff14\uff12"],
+        }
+        for i in range(2_000)
+    ]
+    tight = api_settings.model_copy(update={"intake_validation_budget_s": 0.001})
+    with serving(tight) as api:
+        refused = post(api, body(slow))
+        assert refused.status_code == 413
+        assert "APPENDQ_INTAKE_VALIDATION_BUDGET_S" in refused.json()["detail"]
+        assert rt.queue.depth() == 0
+    with serving(api_settings) as api:
+        assert post(api, body(slow)).status_code == 202
+    assert rt.queue.depth() == 2_000
+
+
 def test_audit_and_retry_parameters_past_bigint_or_with_nul_are_4xx(
     api: httpx.Client, rt: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:

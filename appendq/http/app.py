@@ -344,7 +344,10 @@ def create_app(settings: Settings, *, allow_no_auth: bool = False) -> FastAPI:
         # The template of every request's producer: each gets its account's queue and day
         # (``Producer.on_queue``); the first account is only where the template's connection is.
         first = next(iter(rt.accounts))
-        producer = connect(settings, account=first, max_phones=settings.intake_max_phones)
+        s = settings
+        producer = connect(
+            s, account=first, max_phones=s.intake_max_phones, budget_s=s.intake_validation_budget_s
+        )
         app.state.deps = Deps(settings, tokens, rt, producer, registry_for(rt))
         app.state.console = ConsoleSessions(rt.redis, Keys(settings.redis_prefix), tokens)
         try:

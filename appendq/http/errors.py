@@ -20,7 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, OperationalError, StatementError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from appendq.errors import InvalidValue, PhoneBudgetExceeded, TooManyTargets
+from appendq.errors import (
+    InvalidValue,
+    PhoneBudgetExceeded,
+    TooManyTargets,
+    ValidationBudgetExceeded,
+)
 from appendq.http.refused import Refused
 from appendq.http.validation import SafeJSONResponse
 
@@ -34,6 +39,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidValue, _invalid)
     app.add_exception_handler(TooManyTargets, _too_many_targets)
     app.add_exception_handler(PhoneBudgetExceeded, _phone_budget)
+    app.add_exception_handler(ValidationBudgetExceeded, _phone_budget)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     for unavailable in (redis.ConnectionError, redis.TimeoutError, OperationalError):
         app.add_exception_handler(unavailable, _unavailable)
