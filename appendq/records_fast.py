@@ -77,22 +77,15 @@ def _field(name: str, value: object) -> str | bool | None:
 
 
 def _phone2(value: object) -> list[str] | None:
-    """phone2 as the model reads it (a ``;``-separated text or a list of texts); None: undecided."""
+    """phone2 as the model reads it (``_phone_list``: a ``;``-separated text, or a list of
+    texts, each then checked by ``normalise_phone`` alone); None: undecided."""
     if value is None:
         return []
     if type(value) is str:
-        items: list[object] = [p for p in (s.strip() for s in value.split(";")) if p]
-    elif type(value) is list:
-        items = value
-    else:
-        return None
-    found = []
-    for item in items:
-        text = _text(item)
-        if not isinstance(text, str):
-            return None
-        found.append(text)
-    return found
+        return [p for p in (s.strip() for s in value.split(";")) if p]
+    if type(value) is list and all(type(item) is str for item in value):
+        return value
+    return None
 
 
 def fast_payload(raw: Mapping[str, Any], region: str) -> dict[str, Any] | None:

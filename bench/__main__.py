@@ -11,7 +11,7 @@ import argparse
 
 from bench.drain_cycle import bench_drain_cycle
 from bench.enqueue import bench_enqueue
-from bench.intake import bench_intake
+from bench.intake import bench_intake, bench_workers_and_largest
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
     bench_drain_cycle(repeat=args.repeat)
     bench_enqueue(records=args.records)
     bench_intake(records=args.records)
+    bench_workers_and_largest(records=args.records)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import httpx
 import redis
 
 from appendq.keys import Keys
+from appendq.leads import validate_record
 from appendq.queue.record_queue import RecordQueue
 from appendq.settings import Settings
 from bench.common import REDIS_URL, lead, row, scratch_prefix
@@ -85,8 +86,54 @@ def _rate(fn: Callable[[], object], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def bench_workers_and_largest(records: int, workers: int = 2) -> None:
+    """``appendq serve --workers N`` with CLIENTS at once, against one worker; and the largest
+    request LiveVox takes (10,000 records x 30 phones) end to end, against the full validation
+    path's CPU for the same records (what the request cost before the fast path)."""
+    raws = [lead(i) for i in range(records)]
+    parallel = [_body(1004, raws[i : i + PER_POST]) for i in range(0, records, PER_POST)]
+    largest = [_wide(i) for i in range(10_000)]
+    with scratch_prefix() as prefix:
+        rates = {}
+        for n in (1, workers):
+            with _intake(prefix, n) as url, httpx.Client(base_url=url, headers=_AUTH) as client:
+                with ThreadPoolExecutor(CLIENTS) as pool:
+                    rates[n] = _rate(
+                        lambda: list(pool.map(lambda b: _post(client, b), parallel)), records
+                    )
+                if n == 1:
+                    t0 = time.perf_counter()
+                    _post(client, _body(1005, largest))
+                    took = time.perf_counter() - t0
+    row(
+        f"HTTP intake, {CLIENTS} clients, --workers {workers} (rec/s)",
+        f"{rates[workers]:,.0f}",
+        f"{rates[1]:,.0f}",
+        f"{rates[workers] / rates[1]:.2f}x",
+    )
+    t0 = time.process_time()
+    for i, raw in enumerate(largest[:500]):
+        validate_record(raw, i)
+    full = (time.process_time() - t0) * len(largest) / 500
+    row(
+        "largest valid request, 10,000 x 30 phones (s)",
+        f"{took:.2f}",
+        f"{full:.2f}",
+        f"{full / took:.1f}x",
+    )
+
+
+_AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _wide(i: int) -> dict[str, Any]:
+    """A record with 30 distinct valid US phones."""
+    phones = [f"212{200 + j:03d}{i:04d}" for j in range(30)]
+    return {"phone1": phones[0], "phone2": phones[1:], "account": f"W{i}"}
+
+
 @contextmanager
-def _intake(prefix: str) -> Iterator[str]:
+def _intake(prefix: str, workers: int = 1) -> Iterator[str]:
     """``appendq serve`` on a free port with the scratch prefix; its URL once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -97,7 +144,7 @@ def _intake(prefix: str) -> Iterator[str]:
         "APPENDQ_INTAKE_MAX_DEPTH": str(10**9),
         "APPENDQ_LOG_LEVEL": "WARNING",
     }
-    args = ["serve", "--port", str(port)]
+    args = ["serve", "--port", str(port), "--workers", str(workers)]
     with (
         TemporaryDirectory() as tmp,
         http_process(

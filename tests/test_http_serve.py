@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -71,6 +72,28 @@ def test_appendq_serve_takes_leads_over_real_http(
     assert "POST /v1/leads" in text and "GET /v1/audit " in text
     assert "2 of the 3 API tokens are bare" in text
     assert phone(3) not in text and not any(t in text for t in (TOKEN, OTHER_TOKEN, OPS_TOKEN))
+
+
+def test_serve_with_two_worker_processes_takes_leads_on_one_port(
+    settings: Settings, rt: Runtime, tmp_path: Path
+) -> None:
+    # Given `appendq serve --workers 2`, When 8 submissions are posted at once, Then two worker
+    # processes serve the port and every record is queued once; the log still masks phones.
+    log = tmp_path / "serve.log"
+    with serve_process(settings, log, TOKEN, "--workers", "2") as (url, proc):
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2, children
+        bodies = [body(leads(5, 10 * k)) for k in range(8)]
+
+        def post_one(content: bytes) -> httpx.Response:
+            return httpx.post(f"{url}/v1/leads", content=content, headers=AUTH, timeout=30)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(post_one, bodies))
+        assert [r.status_code for r in replies] == [202] * 8
+    assert depth(rt) == 40
+    text = log.read_text()
+    assert "POST /v1/leads" in text and phone(3) not in text and TOKEN not in text
 
 
 def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:

@@ -71,10 +71,11 @@ def serving(
 
 @contextmanager
 def serve_process(
-    settings: Settings, log: Path, tokens: str = TOKEN, **extra: str
+    settings: Settings, log: Path, tokens: str = TOKEN, *options: str, **extra: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``appendq serve`` as a real process on the test's Redis prefix and database, taking
-    ``tokens`` (comma-separated), with ``extra`` ``APPENDQ_*`` variables: its URL and process."""
+    """``appendq serve [options]`` as a real process on the test's Redis prefix and database,
+    taking ``tokens`` (comma-separated), with ``extra`` ``APPENDQ_*`` variables: its URL and
+    process."""
     port = free_port()
     env = {
         "APPENDQ_REDIS_URL": settings.redis_url,
@@ -84,7 +85,7 @@ def serve_process(
         **extra,
     }
     url = f"http://127.0.0.1:{port}"
-    args = ["serve", "--port", str(port)]
+    args = ["serve", "--port", str(port), *options]
     with http_process(args, env, log, f"{url}/healthz", "appendq serve", 30) as proc:
         yield url, proc
 
