@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embedded]'
 	@touch $@
 
-# Four pytest-xdist workers: most tests wait on processes, ticks and sockets, not on the CPU, so
-# four overlap well on two cores. Each worker has its own databases and Redis prefixes.
+# Three pytest-xdist workers: most tests wait on processes, ticks and sockets, not on the CPU, so
+# three overlap well on two cores (four made timing tests flakier). Each worker has its own
+# databases and Redis prefixes.
 test: venv
-	$(BIN)/pytest -q -n 4
+	$(BIN)/pytest -q -n 3
 
 # The pure policies, table-driven, and the quick integration tests (tests/conftest.py FAST_MODULES).
 test-fast: venv

@@ -222,9 +222,8 @@ def test_a_worker_with_its_clock_30s_ahead_keeps_the_rate_and_appends_everything
 def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Scene) -> None:
     # Given `appendq beat` running alone for several 0.5 s intervals (ticks pile up in the broker)
     # and 8 records in batches of 1, When `appendq worker --no-beat` starts, Then the piled ticks
-    # do not drain back to back: LiveVox never sees more than 2 Append calls within half an
-    # interval's worth of a burst (0.5 s), nor more than 5 in any 3 s, and everything is
-    # appended once.
+    # do not drain back to back: LiveVox never sees more than 2 Append calls within 0.35 s (the
+    # gate's burst), nor more than 5 in any 3 s, and everything is appended once.
     ids = enqueue(scene.settings_with(), make_leads(8), SERVICE)
     interval = {"APPENDQ_DRAIN_INTERVAL_S": "0.5"}
     scene.cluster.start("beat.log", ["beat"], **interval)
@@ -242,5 +241,9 @@ def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Sce
     summary = scene.check(ids)
     times = [c["at"] for c in summary.append_calls]
     assert len(times) == 8
-    burst = max_calls_in_window(times, 0.5)
-    assert burst <= 2, f"{burst} Append calls within 0.5 s: piled ticks burst ({times})"
+    # The gate lets a tick through every 0.5 s after a burst of 2; the times here are when
+    # LiveVox received each call, after the tick's own work (the first tick logs in and searches
+    # the campaign first), so two ticks 0.5 s apart may call up to ~0.1 s closer than that under
+    # load. Piled ticks draining back to back would call within milliseconds of each other.
+    burst = max_calls_in_window(times, 0.35)
+    assert burst <= 2, f"{burst} Append calls within 0.35 s: piled ticks burst ({times})"
