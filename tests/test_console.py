@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import select
 
 from appendq import console
-from appendq.db.models import AccessLog
+from appendq.db.models import AccessLog, Batch
 from appendq.keys import Keys
 from appendq.queue import depths
 from appendq.runtime import Runtime
@@ -171,6 +171,27 @@ def test_a_new_secret_for_the_same_token_name_ends_its_sessions(
         second.follow_redirects = False
         second.cookies.set("appendq_console", cookie or "", path="/ui")
         assert second.get("/ui/").status_code == 303
+
+
+def test_without_tokens_the_console_needs_no_sign_in_but_forms_still_need_csrf(
+    served: Settings, scene: Scene, rt2: Runtime
+) -> None:
+    open_settings = served.model_copy(update={"api_tokens": []})
+    with serving(open_settings, allow_no_auth=True) as web:
+        web.follow_redirects = False
+        page = web.get("/ui/")
+        assert page.status_code == 200 and "insecure-no-auth" in page.text
+        assert web.get("/ui/login").status_code == 303
+        csrf = hidden(web.get(f"/ui/retry?batch={scene.failed}").text, "csrf")
+        with rt2.sessions() as session:
+            failed = session.get(Batch, scene.failed)
+            assert failed is not None
+            expect = f"{failed.id}:failed:{failed.version}"
+        forged = web.post("/ui/retry", data={"csrf": "", "expect": expect, "reason": "x"})
+        assert forged.status_code == 403
+        done = web.post("/ui/retry", data={"csrf": csrf, "expect": expect, "reason": "demo"})
+        assert done.status_code == 200 and "1 batch back to ready" in done.text
+        assert "console:anonymous" in done.text
 
 
 def test_sign_out_ends_the_session(web: httpx.Client) -> None:

@@ -106,7 +106,7 @@ class ConsoleSessions:
         the same role and secret; with ``touch`` (a page the visitor asked for) the idle end is
         pushed back."""
         if self.open:
-            return Signed(ANONYMOUS, _open_csrf(self.keys))
+            return Signed(ANONYMOUS, _open_csrf(self.redis, self.keys))
         if not session_id or len(session_id) > 128:
             return None
         key = self.keys.console_session(_digest(session_id))
@@ -135,15 +135,20 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _open_csrf(keys: Keys) -> str:
-    """Without sign-in there is no session to hold a CSRF secret: one derived from the
-    deployment's prefix and this process's secret keeps other sites' forms out all the same."""
-    return hmac.new(_PROCESS_SECRET, keys.prefix.encode(), hashlib.sha256).hexdigest()
-
-
-_PROCESS_SECRET = secrets.token_bytes(32)
+def _open_csrf(client: redis.Redis, keys: Keys) -> str:
+    """Without sign-in there is no session to hold a CSRF secret: one kept in Redis for the
+    deployment (every ``--workers`` process shares it) keeps other sites' forms out all the
+    same."""
+    key = keys.console_session("open-csrf")
+    client.set(key, secrets.token_urlsafe(32), nx=True)
+    found = client.get(key)
+    return _text(found) if found is not None else ""
 
 
 def same(given: str | None, expected: str) -> bool:
     """``given`` equals ``expected``, compared in constant time (a missing value never does)."""
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    return (
+        bool(expected)
+        and given is not None
+        and hmac.compare_digest(given.encode(), expected.encode())
+    )
