@@ -242,6 +242,13 @@ def _next_row(reader: Iterator[list[str]], feed: _Feed) -> _Row | None:
     except csv.Error as exc:
         return _broken_row(feed, str(exc))
     last = feed.lines.number
+    if feed.quotes % 2:  # a quote the reader took as text: an opening quote it did not see?
+        problem = (
+            "has a double quote inside a cell that is not quoted (a cell holding a quote must "
+            "be quoted, its quotes doubled)"
+        )
+        why = f"the quoting of row {feed.first} is broken, so no later line can be trusted"
+        return _Row(feed.first, last, None, problem, why)
     return _Row(feed.first, last, cells, blank=feed.blank and last == feed.first)
 
 

@@ -157,6 +157,9 @@ def test_every_page_signs_in_shows_the_scenario_and_has_no_console_error(
     tab.check("retry")
     tab.go(f"/ui/accounts/beta/clear?target={ASIDE}")
     tab.check("clear")
+    tab.go("/ui/accounts/beta/resume")
+    assert HALT_REASON in page.content()
+    tab.check("resume")
 
 
 def test_an_operator_retries_a_held_batch_and_the_timeline_names_the_token(

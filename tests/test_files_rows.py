@@ -166,6 +166,33 @@ def test_csv_row_level_problems_spoil_only_their_row() -> None:
     ]
 
 
+def test_csv_a_quote_read_as_text_stops_reading_so_a_notes_phone_never_becomes_a_lead() -> None:
+    # Given a bad byte just before the opening quote of a two-line notes cell (the reader then
+    # takes that quote as text, and the cell's line break as the end of the row: found by the
+    # fuzz test) / When read / Then that row is refused, reading stops, and the phone written in
+    # the notes (its second line) is never read as a row; the rows before it are.
+    content = (
+        f'phone1,firstName\n"{phone(0)}",""\n"{phone(1)}",'.encode()
+        + b'\xff"call back at\n'
+        + f'{phone(9)}, ask for Bob"\n"{phone(2)}",""\n'.encode()
+    )
+    items = _read(content)
+
+    assert [(row, str(r)) for row, r in items] == [
+        (2, str({"phone1": phone(0)})),
+        (
+            3,
+            "row 3: record: has a double quote inside a cell that is not quoted (a cell holding "
+            "a quote must be quoted, its quotes doubled)",
+        ),
+        (
+            3,
+            "row 3: file: reading stopped at line 3: the quoting of row 3 is broken, so no "
+            "later line can be trusted; nothing after it was read",
+        ),
+    ]
+
+
 def test_csv_only_one_trailing_newline_is_no_record() -> None:
     # Given a file ending with and without a newline / When read / Then both hold the same record
     with_newline = _read(b"phone1\n" + phone(0).encode() + b"\n")
