@@ -323,9 +323,35 @@ def _digits(text: str) -> tuple[bool, str] | None:
     return text.startswith("+"), text.translate(_DROP)
 
 
+#: Regions where a plain 10-digit national number takes the short way below (the steps it skips
+#: change nothing for it there: no IDD, own code or national prefix can start with 2-9).
+_NANP_SHORT = frozenset({"US", "CA"})
+_AREA_START = frozenset("23456789")
+
+
+def _short_nanp(text: str, region: str) -> str | Undecided | None:
+    """``fast_normalise`` of the most common lead of all ("2125550142" in the US), the short
+    way; UNDECIDED for any other text or region."""
+    if not (
+        region in _NANP_SHORT
+        and len(text) == 10
+        and text[0] in _AREA_START
+        and text.isascii()
+        and text.isdigit()
+    ):
+        return UNDECIDED
+    found = _valid_region(1, text)
+    if found is None:
+        return None
+    return text if found == region else f"+1{text}"
+
+
 def fast_normalise(text: str, region: str) -> str | Undecided | None:
     """What ``normalise_phone(text, region)`` answers for already stripped ``text``: the
     normalised number, None where it raises "is not a valid phone number", or UNDECIDED."""
+    short = _short_nanp(text, region)
+    if not isinstance(short, Undecided):
+        return short
     shape = _digits(text) if len(text) <= PHONE_MAX_LEN else None
     if shape is None or len(shape[1]) < _MIN_DIGITS or region not in SUPPORTED_REGIONS:
         return UNDECIDED
