@@ -37,6 +37,8 @@ PHONE_MAX_LEN = 32
 _DOB = re.compile(r"^(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
 _FORMULA = re.compile(r"\s*(?:=|[+\-@].*?(?:[A-Za-z_][\w.]*\(|\|))", re.DOTALL)
 _DECIMAL = re.compile(r"-?\d{1,15}(\.\d{1,6})?")
+#: The amounts: plain decimal numbers.
+DECIMAL_FIELDS = ("minimumPaymentAmount", "amountToSpeak", "totalAmount")
 
 
 # C0 controls (tab, line feed and carriage return included), DEL, C1 controls (U+0080-U+009F,
@@ -212,7 +214,7 @@ class LeadRecord(BaseModel):
             raise ValueError("must be at most 9 digits (dashes and spaces allowed)")
         return digits
 
-    @field_validator("minimumPaymentAmount", "amountToSpeak", "totalAmount")
+    @field_validator(*DECIMAL_FIELDS)
     @classmethod
     def _plain_decimal(cls, value: str | None) -> str | None:
         if value is not None and not _DECIMAL.fullmatch(value):

@@ -22,6 +22,7 @@ from appendq.errors import FieldError
 from appendq.leads import (
     _DECIMAL,
     _DOB,
+    DECIMAL_FIELDS,
     MAX_PHONES,
     LeadRecord,
     formula_problem,
@@ -34,7 +35,7 @@ from appendq.phones import normalise_phone_fast as normalise_phone
 _ORDER = tuple(LeadRecord.model_fields)
 _POSITION = {name: i for i, name in enumerate(_ORDER)}
 _LIMIT = {name: 150 if name == "extra20" else 50 for name in _ORDER}
-_DECIMALS = frozenset({"minimumPaymentAmount", "amountToSpeak", "totalAmount"})
+_DECIMALS = frozenset(DECIMAL_FIELDS)
 
 
 #: Text that ``text_problem`` and ``formula_problem`` both pass for sure: none of the forbidden

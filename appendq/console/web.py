@@ -26,7 +26,6 @@ from appendq.console.signin import COOKIE, ConsoleSessions, Signed, same
 from appendq.db.models import RETRYABLE_STATUSES
 from appendq.errors import InvalidValue
 from appendq.http.validation import MAX_SMALL_BODY_BYTES
-from appendq.redact import mask_phone
 
 if TYPE_CHECKING:
     from appendq.http.app import Deps
@@ -179,7 +178,6 @@ def render(
         path=request.url.path,
         when=when_in(settings.tz),
         age=age,
-        masked=mask_phone,
         quote=quote,
         now=time.time(),
         tz_name=str(settings.tz),

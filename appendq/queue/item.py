@@ -18,21 +18,13 @@ _id_lock = threading.Lock()
 def new_record_id() -> str:
     """A time-ordered UUID (version 7 layout: 48-bit milliseconds, version, 74 random bits),
     strictly increasing within a process, so ids sort in the order records were accepted."""
-    global _last_id
-    stamp = ((time.time_ns() // 1_000_000) << 74) | int.from_bytes(os.urandom(10), "big") >> 6
-    with _id_lock:
-        stamp = max(stamp, _last_id + 1)
-        _last_id = stamp
-    ms, rand = stamp >> 74, stamp & ((1 << 74) - 1)
-    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0x2 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    return new_record_ids(1)[0]
 
 
 def new_record_ids(count: int) -> list[str]:
-    """``count`` ids as ``new_record_id`` makes them (the same layout, strictly increasing, after
-    every id made before in this process), for a whole submission at once: one clock read, one
-    call for the random bits and one lock, not one each per record."""
+    """``count`` ids as ``new_record_id`` describes them (each after every id made before in this
+    process), for a whole submission at once: one clock read, one call for the random bits and
+    one lock, not one each per record."""
     global _last_id
     if count <= 0:
         return []
