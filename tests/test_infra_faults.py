@@ -222,8 +222,8 @@ def test_a_worker_with_its_clock_30s_ahead_keeps_the_rate_and_appends_everything
 def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Scene) -> None:
     # Given `appendq beat` running alone for several 0.5 s intervals (ticks pile up in the broker)
     # and 8 records in batches of 1, When `appendq worker --no-beat` starts, Then the piled ticks
-    # do not drain back to back: LiveVox never sees more than 2 Append calls within 0.35 s (the
-    # gate's burst), nor more than 5 in any 3 s, and everything is appended once.
+    # do not drain back to back: LiveVox sees at most 4 Append calls in any second (the gate's burst
+    # of 2, then one per interval), the 8 calls take at least 2.5 s, and everything is appended once.
     ids = enqueue(scene.settings_with(), make_leads(8), SERVICE)
     interval = {"APPENDQ_DRAIN_INTERVAL_S": "0.5"}
     scene.cluster.start("beat.log", ["beat"], **interval)
@@ -241,9 +241,12 @@ def test_ticks_piled_up_while_workers_were_down_are_dropped_not_burst(scene: Sce
     summary = scene.check(ids)
     times = [c["at"] for c in summary.append_calls]
     assert len(times) == 8
-    # The gate lets a tick through every 0.5 s after a burst of 2; the times here are when
-    # LiveVox received each call, after the tick's own work (the first tick logs in and searches
-    # the campaign first), so two ticks 0.5 s apart may call up to ~0.1 s closer than that under
-    # load. Piled ticks draining back to back would call within milliseconds of each other.
-    burst = max_calls_in_window(times, 0.35)
-    assert burst <= 2, f"{burst} Append calls within 0.35 s: piled ticks burst ({times})"
+    # The gate lets 2 drains through at once, then one every 0.5 s. These times are when LiveVox
+    # received each call, after the tick's own work (the first tick also logs in and searches the
+    # campaign), so they trail the gate by a varying 0.03-0.3 s under load: any 1 s then holds at
+    # most 2 + 2 calls, and 8 calls (6 after the burst) span at least 3 s less that slack. Piled
+    # ticks draining back to back would put 5 calls within a second and the 8 within about 1.5 s.
+    burst = max_calls_in_window(times, 1.0)
+    assert burst <= 4, f"{burst} Append calls within 1 s: piled ticks burst ({times})"
+    span = max(times) - min(times)
+    assert span >= 2.5, f"8 Append calls within {span:.2f} s: piled ticks burst ({times})"
