@@ -29,6 +29,7 @@ queues, rate budget, drain lock, halt, campaign cache and dedupe hashes. The int
 | {p}:idem:{key}                      | string | 1 day      | HTTP intake                 | HTTP intake        |
 | {p}:ids:{utc_day}                   | hash   | 3 days     | HTTP intake (with the push) | GET /v1/leads/{id} |
 | {p}:depths                          | zset   | 25 hours   | tick task (a sample a minute) | console charts   |
+| {p}:partitions                      | string | 1 hour     | tick task (SET NX: the daily partitions checked) | tick task |
 | {prefix}:console:{sha256(cookie)}   | hash   | idle 1 h   | console sign-in             | console            |
 
 ``{target}`` is ``service:ID`` or ``campaign:ID``; ``{day}`` is YYYY-MM-DD in APPENDQ_TIMEZONE;
@@ -138,6 +139,12 @@ class Keys:
         """Zset of ``minute:depth`` scored by the minute (epoch s): the account's queue depth,
         sampled by the tick task, for the console's 24-hour chart (``appendq.queue.depths``)."""
         return f"{self.prefix}:depths"
+
+    @property
+    def partitions(self) -> str:
+        """Set (NX, 1 hour) when the tick task checks the daily partitions ahead
+        (``appendq.db.partitions.ensure_ahead``): at most once an hour per account."""
+        return f"{self.prefix}:partitions"
 
     def console_session(self, digest: str) -> str:
         """A console sign-in, by the SHA-256 of its cookie (the cookie itself is never stored)."""

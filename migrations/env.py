@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
+from appendq.db import partitions
 from appendq.db.engine import psycopg_url
 from appendq.db.models import Base
 from appendq.settings import Settings
@@ -31,8 +32,20 @@ def database_url() -> str:
     return psycopg_url(url or Settings().database_url)
 
 
+def _not_a_partition(obj: Any, name: str | None, kind: str, reflected: bool, _: Any) -> bool:
+    """Leave the daily partitions (``appendq.db.partitions``) and their indexes out of the
+    comparison with the models: they are made at run time, the models describe their parents."""
+    table = obj.table.name if kind == "index" else name
+    return not (reflected and partitions.is_partition_name(str(table)))
+
+
 def _configure(**kwargs: Any) -> None:
-    context.configure(target_metadata=target_metadata, compare_type=True, **kwargs)
+    context.configure(
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=_not_a_partition,
+        **kwargs,
+    )
 
 
 def run_migrations_offline() -> None:

@@ -17,7 +17,9 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from celery.signals import worker_init, worker_shutdown
+from sqlalchemy.exc import SQLAlchemyError
 
+from appendq.db import partitions
 from appendq.drain.tick import Drainer, drain_once, take_tick
 from appendq.keys import DEFAULT_ACCOUNT
 from appendq.queue import depths
@@ -36,6 +38,7 @@ def run_tick(drainer: Drainer) -> dict[str, Any]:
         return {"outcome": "skipped", "reason": "this interval's drain already ran"}
     report = {"account": drainer.account, **dataclasses.asdict(drain_once(drainer))}
     _sample_depth(drainer)
+    _partitions_ahead(drainer)
     if report["outcome"] not in ("idle", "locked"):
         log.info(
             "tick: %s (account %s)", report["outcome"], drainer.account, extra={"report": report}
@@ -50,6 +53,25 @@ def _sample_depth(drainer: Drainer) -> None:
         depths.sample(drainer.redis, drainer.keys, drainer.queue.depth(), time.time())
     except redis.RedisError as exc:
         log.warning("queue depth sample not written: %s", type(exc).__name__)
+
+
+#: How often a worker checks that the daily partitions ahead exist (``ensure_ahead``).
+PARTITIONS_CHECK_S = 3600
+
+
+def _partitions_ahead(drainer: Drainer) -> None:
+    """At most once an hour: the daily partitions of the next days (a week ahead), so rows never
+    wait in the DEFAULT partition. A failure (a lock not had within 5 s) is logged and tried
+    again an hour later; it never fails the tick, and no row is refused meanwhile."""
+    try:
+        if not drainer.redis.set(drainer.keys.partitions, "1", nx=True, ex=PARTITIONS_CHECK_S):
+            return
+        with drainer.sessions() as session, session.begin():
+            conn = session.connection()
+            if partitions.is_partitioned(conn):
+                partitions.ensure_ahead(conn)
+    except (redis.RedisError, SQLAlchemyError) as exc:
+        log.warning("daily partitions not checked: %s", type(exc).__name__)
 
 
 class DrainTask(Task):  # type: ignore[misc]  # Celery has no type hints

@@ -8,8 +8,11 @@ work runs in chunks of ``chunk`` batches, one short transaction each, with the c
 locked (SKIP LOCKED: a batch an operator is retrying right now is left for the next run), so the
 drain and the auditors are never blocked for long.
 
-When the daily volume makes these deletes heavy (see the growth note in ``bench/audit_scale.py``),
-the next step is daily range partitions on records/events and dropping whole partitions instead.
+Whole days go first (``drop_days``): records and events are partitioned by UTC day
+(``appendq.db.partitions``), and a day that ended before the cutoff is dropped as a partition in
+one short transaction, after the rows of the batches that must stay (open, or changed since the
+cutoff, or locked by an operator's retry right now) move to the DEFAULT partition. What is left
+of old batches (rows in days that end after the cutoff) then goes by deletes, in chunks.
 
 Payloads are dropped in chunks of ``DROP_CHUNK`` batches (at most 50,000 records a transaction).
 Open batches, and those held for an operator, keep theirs however old: they may still be sent.
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from appendq.batches import reads
 from appendq.batches.store import BatchStore
 from appendq.clock import utcnow
+from appendq.db import partitions
 from appendq.db.models import FINISHED_STATUSES, Batch, Record
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,17 @@ class PruneReport:
     batches: int = 0
     records: int = 0
     events: int = 0
+    #: partitions dropped (a day of records or of events each)
+    partitions: int = 0
+
+    def __add__(self, other: PruneReport) -> PruneReport:
+        return PruneReport(
+            self.cutoff,
+            self.batches + other.batches,
+            self.records + other.records,
+            self.events + other.events,
+            self.partitions + other.partitions,
+        )
 
 
 def cutoff_for(older_than_days: int, now: datetime | None = None) -> datetime:
@@ -59,30 +75,71 @@ def preview_prune(session: Session, cutoff: datetime) -> PruneReport:
 
 
 def prune(sessions: sessionmaker[Session], cutoff: datetime, *, chunk: int = CHUNK) -> PruneReport:
-    """Delete finished batches last changed before ``cutoff``, with their records and events,
-    ``chunk`` batches per transaction. Returns what was deleted."""
-    total = PruneReport(cutoff)
+    """Delete finished batches last changed before ``cutoff``, with their records and events:
+    the whole days first (``drop_days``), then the rest ``chunk`` batches per transaction.
+    Returns what was deleted."""
+    total = drop_days(sessions, cutoff)
     while True:
         with sessions() as session, session.begin():
             counts = BatchStore(session, "prune").prune(_prunable(cutoff), chunk)
         done = PruneReport(cutoff, *counts)
         if done.batches == 0:
             break
-        total = PruneReport(
-            cutoff,
-            total.batches + done.batches,
-            total.records + done.records,
-            total.events + done.events,
-        )
-        log.info(
-            "pruned %d batches (%d records, %d events) last changed before %s",
-            done.batches,
-            done.records,
-            done.events,
-            cutoff.isoformat(),
-            extra={"batches": done.batches, "records": done.records, "events": done.events},
-        )
+        total += done
+        _logged(done, "")
     return total
+
+
+def drop_days(sessions: sessionmaker[Session], cutoff: datetime) -> PruneReport:
+    """Drop the partitions of the days that ended before ``cutoff``, one day per transaction."""
+    total = PruneReport(cutoff)
+    with sessions() as session:
+        conn = session.connection()
+        if not partitions.is_partitioned(conn):
+            return total
+        old = {d for t in partitions.TABLES for d in partitions.whole_days_before(conn, t, cutoff)}
+    for day in sorted(old):
+        with sessions() as session, session.begin():
+            done = _drop_day(session, cutoff, day)
+        total += done
+        _logged(done, f" with the partitions of {day.isoformat()}")
+    return total
+
+
+def _drop_day(session: Session, cutoff: datetime, day: date) -> PruneReport:
+    """One day: its prunable batches row locked, the others' rows kept, its partitions dropped,
+    then what is left of the prunable batches elsewhere deleted with them."""
+    conn = session.connection()
+    tables = [t for t in partitions.TABLES if day in partitions.existing(conn, t)]
+    ranges = [r for t in tables if (r := partitions.batch_range(conn, t, day)) is not None]
+    gone: list[int] = []
+    kept: list[int] = []
+    if ranges:
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        span = [Batch.id.between(lo, hi)]
+        gone = reads.lock_chunk(session, [*span, *_prunable(cutoff)], hi - lo + 1)
+        kept = list(session.scalars(select(Batch.id).where(*span, Batch.id.not_in(gone))))
+    # Counted before the drop: the day's events of the batches going (few: a handful a batch);
+    # their records are their batches' sizes (a count of a day of records would take seconds).
+    dropped_events = partitions.rows_of(conn, partitions.EVENTS, day, gone)
+    for table in tables:
+        partitions.drop_day(conn, table, day, kept)
+    sizes = select(func.coalesce(func.sum(Batch.size), 0)).where(Batch.id.in_(gone))
+    records = int(session.scalar(sizes) or 0)
+    batches, _, events = BatchStore(session, "prune").delete(gone)
+    return PruneReport(cutoff, batches, records, events + dropped_events, len(tables))
+
+
+def _logged(done: PruneReport, how: str) -> None:
+    log.info(
+        "pruned %d batches (%d records, %d events) last changed before %s%s",
+        done.batches,
+        done.records,
+        done.events,
+        done.cutoff.isoformat(),
+        how,
+        extra={"batches": done.batches, "records": done.records, "events": done.events},
+    )
 
 
 def _prunable(cutoff: datetime) -> list[ColumnElement[bool]]:

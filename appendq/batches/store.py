@@ -343,7 +343,11 @@ class BatchStore:
         """Delete up to ``chunk`` batches matching ``where`` (row locked, SKIP LOCKED: one an
         operator is retrying right now waits for the next run) with their records and events.
         Returns (batches, records, events) deleted."""
-        ids = reads.lock_chunk(self.session, where, chunk)
+        return self.delete(reads.lock_chunk(self.session, where, chunk))
+
+    def delete(self, ids: Sequence[int]) -> tuple[int, int, int]:
+        """Delete the batches ``ids`` (already row locked by the caller) with their records and
+        events. Returns (batches, records, events) deleted."""
         if not ids:
             return 0, 0, 0
         events = self._deleted(delete(Event).where(Event.batch_id.in_(ids)))

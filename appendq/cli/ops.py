@@ -310,35 +310,38 @@ def _show_preview(preview: Sequence[BatchSummary], tz: tzinfo, as_json: bool) ->
 @click.option("--chunk", default=prune.CHUNK, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def prune_cmd(older_than_days: int | None, chunk: int, yes: bool) -> None:
-    """Drop the payloads (personal data) of finished batches older than
-    APPENDQ_PII_RETENTION_DAYS, then delete finished batches (appended, rejected, failed) older
-    than the retention, with their records and events, a chunk of batches per transaction. Open
-    batches are never deleted."""
+    """Delete finished batches (appended, rejected, failed) older than the retention, with their
+    records and events: whole days of records and events at once (dropping their partitions),
+    the rest a chunk of batches per transaction. Then drop the payloads (personal data) of
+    finished batches older than APPENDQ_PII_RETENTION_DAYS. Open batches are never deleted."""
     settings = load_settings()
     days = settings.retention_days if older_than_days is None else older_than_days
-    with Runtime.build(settings) as rt:
-        _drop_personal_data(rt, settings, yes)
     if days <= 0:
         click.echo("retention is off (0 days): no batch pruned")
-        return
-    cutoff = prune.cutoff_for(days)
+    else:
+        with Runtime.build(settings) as rt:
+            _prune(rt, settings, prune.cutoff_for(days), chunk, yes)
     with Runtime.build(settings) as rt:
-        with rt.sessions() as session:
-            plan = prune.preview_prune(session, cutoff)
-        local = cutoff.astimezone(settings.tz)
-        if plan.batches == 0:
-            click.echo(
-                f"no finished batch last changed before {local:{TIME_FORMAT}}: nothing to prune"
-            )
-            return
-        click.echo(
-            f"{plan.batches:,} finished batches ({plan.records:,} records) last changed before "
-            f"{local:{TIME_FORMAT}} will be deleted with their events"
-        )
-        _confirm("Delete them?", yes)
-        done = prune.prune(rt.sessions, cutoff, chunk=chunk)
+        _drop_personal_data(rt, settings, yes)
+
+
+def _prune(rt: Runtime, settings: Settings, cutoff: datetime, chunk: int, yes: bool) -> None:
+    with rt.sessions() as session:
+        plan = prune.preview_prune(session, cutoff)
+    local = cutoff.astimezone(settings.tz)
+    if plan.batches == 0:
+        click.echo(f"no finished batch last changed before {local:{TIME_FORMAT}}: nothing to prune")
+        return
+    click.echo(
+        f"{plan.batches:,} finished batches ({plan.records:,} records) last changed before "
+        f"{local:{TIME_FORMAT}} will be deleted with their events"
+    )
+    _confirm("Delete them?", yes)
+    done = prune.prune(rt.sessions, cutoff, chunk=chunk)
+    dropped = f" ({done.partitions} daily partitions dropped)" if done.partitions else ""
     click.echo(
         f"deleted {done.batches:,} batches, {done.records:,} records, {done.events:,} events"
+        f"{dropped}"
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from appendq.db import partitions
 from appendq.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,13 +94,21 @@ def alembic_config(database_url: str) -> Config:
 
 
 def migrate(database_url: str, revision: str = "head") -> None:
-    """Upgrade the schema of ``database_url`` to ``revision`` (Alembic, in-process)."""
+    """Upgrade the schema of ``database_url`` to ``revision`` (Alembic, in-process), then create
+    the daily partitions up to ``partitions.AHEAD_DAYS`` ahead (once the schema has them)."""
     cfg = alembic_config(database_url)
     log.info(
         "migrating database",
         extra={"database": make_url(database_url).database, "revision": revision},
     )
     command.upgrade(cfg, revision)
+    engine = create_engine(psycopg_url(database_url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            if partitions.is_partitioned(conn):
+                partitions.ensure_ahead(conn)
+    finally:
+        engine.dispose()
 
 
 def ensure_database(database_url: str) -> bool:

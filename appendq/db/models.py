@@ -185,6 +185,9 @@ class Batch(Base):
 
 
 class Record(Base):
+    """Partitioned by UTC day on ``id`` (a version-7 id starts with its millisecond), with a
+    DEFAULT partition: ``appendq.db.partitions`` (migration 0010)."""
+
     __tablename__ = "records"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -229,11 +232,14 @@ class Record(Base):
             "enqueued_at",
             postgresql_where="status IS NOT NULL",
         ),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
 
 class Event(Base):
-    """Append-only: one row per transition of a batch (record_id NULL) or of one record."""
+    """Append-only: one row per transition of a batch (record_id NULL) or of one record.
+    Partitioned by UTC day on ``at`` (``appendq.db.partitions``), so the table's primary key is
+    (id, at); ``id`` alone is unique too (one sequence)."""
 
     __tablename__ = "events"
 
@@ -250,6 +256,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_batch_at", "batch_id", "at"),
         Index("ix_events_record", "record_id", postgresql_where="record_id IS NOT NULL"),
+        {"postgresql_partition_by": "RANGE (at)"},
     )
 
 
