@@ -1,30 +1,29 @@
-"""Audit lookups at scale: 10 million record rows in a scratch PostgreSQL database, filled on the
-server with ``INSERT ... SELECT generate_series(...)``, then
-``appendq.audit.timeline.find_records`` timed
-by phone, account, record id, batch, service + time, campaign + status + time, and status alone.
+"""Audit lookups at scale: 10 million record rows (``--rows``) in a scratch PostgreSQL database,
+in its daily partitions (``appendq.db.partitions``), filled on the server with
+``INSERT ... SELECT generate_series(...)``, then ``appendq.audit.timeline.find_records`` timed
+(p50 and p99 of ``--repeat`` lookups each) by phone, account, record id, batch, service + time,
+campaign + status + 1 h, and status alone.
 
 Baseline column: the same lookup once with index scans turned off (what the lookup would cost
-without the indexes). Also prints table and index sizes, bytes per record row, the index names in
-each lookup's plan, and the time to prune one chunk of 50 finished batches.
+without the indexes; ``--no-baseline`` skips it, a sequential scan of 100 M rows takes minutes).
+Also prints table and index sizes, bytes per record row, the partitions, the index names in each
+lookup's plan, the time ``prune`` takes to drop the oldest day, and to delete one chunk of 50
+finished batches the old way (rows deleted batch by batch).
 
-The data looks like production at the maximum rate: 10,000-record batches, one every 120 s
-(7.2 M records a day; smaller batches, ``_fill(batch=N)``, come at most one every 12 s: LiveVox
-takes 5 calls a minute), 4 services, one campaign per service and day, ~10 M distinct valid
-phones (2 % repeated; US ones as 10 digits, Canadian ones as +1..., as the producer stores
-them), 90 % of records with an account, 1 % duplicates, a few records rejected alone; batches
-97 % appended, 2 % rejected, 1 % failed (spread over time), and the newest ones in_doubt or held
-(open batches are the recent ones).
+The data is ``bench.audit_fill``'s: production at the maximum rate (7.2 M records a day).
 
-    python -m bench.audit_scale [--rows N] [--repeat R]
+    python -m bench.audit_scale [--rows N] [--repeat R] [--no-baseline]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -33,42 +32,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.audit import timeline
 from appendq.batches import prune
+from appendq.batches.store import BatchStore
+from appendq.db import partitions
 from appendq.db.engine import psycopg_url
 from appendq.leads import normalise_phone
-from bench.common import median, row, scratch_database
+from bench.audit_fill import _fill
+from bench.common import row, scratch_database
 
-BATCH = 10_000
-SERVICES = 4
-RECORD_GAP_MS = 12  # 7.2 M records a day
-CALL_GAP_MS = 12_000  # 5 calls a minute: batches never closer than this
 TABLES = ("records", "events", "batches")
 
 
-def area_codes() -> list[str]:
-    """NANP area codes, each with the prefix the producer's ``normalise_phone`` gives its
-    numbers: none for a US code (10 digits), ``+1`` for a Canadian one (E.164), so a search by
-    phone finds every record. Codes valid for some exchanges only (most Caribbean ones) are left
-    out: every phone filled is one the producer would accept."""
-    codes = []
-    for npa in range(201, 1000):
-        if _stored_as(f"{npa}2345678") is None:
-            continue
-        forms = {_stored_as(f"{npa}{nxx}4567") for nxx in range(200, 1000, 37)}
-        if len(forms) == 1 and None not in forms:
-            codes.append(f"{forms.pop()}{npa}")
-    return codes
-
-
-def _stored_as(digits: str) -> str | None:
-    """The prefix ``normalise_phone`` puts before these 10 digits; None: it refuses them."""
-    try:
-        stored = normalise_phone(digits)
-    except ValueError:
-        return None
-    return {digits: "", f"+1{digits}": "+1"}.get(stored)
-
-
-def bench_audit_scale(rows: int = 10_000_000, repeat: int = 25) -> None:
+def bench_audit_scale(rows: int = 10_000_000, repeat: int = 200, baseline: bool = True) -> None:
     with scratch_database() as url:
         dsn = psycopg_url(url).replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -83,117 +57,11 @@ def bench_audit_scale(rows: int = 10_000_000, repeat: int = 25) -> None:
             _sizes(conn, rows)
             engine = create_engine(psycopg_url(url), pool_size=2)
             try:
-                _lookups(conn, engine, repeat)
+                _lookups(conn, engine, repeat, baseline)
+                _prune_day(engine)
                 _prune_chunk(conn, engine)
             finally:
                 engine.dispose()
-
-
-# -- fill -------------------------------------------------------------------------------------
-
-
-def _fill(conn: psycopg.Connection[Any], rows: int, batch: int = BATCH) -> None:
-    """Drop the records indexes, load everything server-side (``batch`` records a batch), build
-    the indexes back."""
-    conn.execute("SET maintenance_work_mem = '1GB'")
-    conn.execute("SET session_replication_role = replica")  # no FK trigger per loaded row
-    indexes = conn.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' "
-        "AND indexname <> 'pk_records'"
-    ).fetchall()
-    conn.execute("ALTER TABLE records DROP CONSTRAINT pk_records")
-    for name, _ in indexes:
-        conn.execute(f"DROP INDEX {name}")
-    batches = -(-rows // batch)
-    gap = max(RECORD_GAP_MS, CALL_GAP_MS // batch)
-    start_ms = int(time.time() * 1000) - rows * gap
-    params = {"rows": rows, "batches": batches, "start_ms": start_ms, "services": SERVICES}
-    params |= {"batch": batch, "gap": gap}
-    conn.execute(_BATCHES, params)
-    conn.execute(_EVENTS, params)
-    codes = area_codes()
-    conn.execute(_RECORDS, {**params, "codes": codes, "ncodes": len(codes)})
-    conn.execute(_RECORD_EVENTS)
-    conn.execute("SELECT setval('batches_id_seq', %(n)s)", {"n": batches})
-    conn.execute("ALTER TABLE records ADD CONSTRAINT pk_records PRIMARY KEY (id)")
-    for _, definition in indexes:
-        conn.execute(definition)
-    conn.execute("SET session_replication_role = DEFAULT")
-    conn.execute("VACUUM ANALYZE records")
-    conn.execute("VACUUM ANALYZE batches")
-    conn.execute("VACUUM ANALYZE events")
-
-
-#: Batch b holds records (b-1)*batch .. b*batch-1; created 1 s after its last record was queued.
-_BATCHES = """
-INSERT INTO batches (id, livevox_account, target, service_id, campaign_id, size, status, attempts,
-                     http_status, error_kind, error_message, created_at, updated_at, sent_at,
-                     finished_at)
-SELECT b, 'default', 'service:' || svc, svc, camp, size, st, 1,
-       CASE st WHEN 'appended' THEN 204 WHEN 'rejected' THEN 400 END,
-       CASE WHEN st <> 'appended' THEN st END,
-       CASE st WHEN 'appended' THEN NULL ELSE 'bench: ' || st END,
-       created, created + interval '5 s', created + interval '2 s',
-       CASE WHEN st IN ('appended', 'rejected', 'failed') THEN created + interval '5 s' END
-FROM (
-    SELECT b, 1001 + b %% %(services)s AS svc,
-           least(%(rows)s - (b - 1) * %(batch)s, %(batch)s) AS size,
-           CASE WHEN b > %(batches)s - 3 THEN 'in_doubt' WHEN b > %(batches)s - 8 THEN 'held'
-                WHEN b %% 100 < 2 THEN 'rejected' WHEN b %% 100 = 2 THEN 'failed'
-                ELSE 'appended' END AS st,
-           to_timestamp((%(start_ms)s + (b * %(batch)s - 1)::bigint * %(gap)s) / 1000.0)
-               + interval '1 s' AS created
-    FROM generate_series(1, %(batches)s) AS b
-) s,
-LATERAL (SELECT 5000 + (extract(epoch FROM created)::bigint / 86400 %% 1000) * 10
-                + (b %% %(services)s) AS camp) c
-"""
-
-#: ready, sending and the outcome for each batch; the drain's actor and reasons.
-_EVENTS = """
-INSERT INTO events (batch_id, at, from_status, to_status, actor, reason, detail)
-SELECT id, created_at + (k || ' s')::interval,
-       CASE k WHEN 0 THEN NULL WHEN 1 THEN 'ready' ELSE 'sending' END,
-       CASE k WHEN 0 THEN 'ready' WHEN 1 THEN 'sending' ELSE status END,
-       'worker@bench',
-       CASE k WHEN 0 THEN 'claimed from the queue' WHEN 2 THEN error_message END,
-       CASE k WHEN 1 THEN jsonb_build_object('campaign', campaign_id, 'records', size) END
-FROM batches, generate_series(0, 2) AS k
-WHERE k < 2 OR status <> 'held'
-"""
-
-_RECORDS = """
-INSERT INTO records (id, batch_id, position, livevox_account, target, phone1, account, payload,
-                     status, reason, enqueued_at, updated_at)
-SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
-       i / %(batch)s + 1, i %% %(batch)s, 'default',
-       'service:' || (1001 + (i / %(batch)s + 1) %% %(services)s),
-       phone, account,
-       jsonb_build_object('phone1', phone, 'account', account, 'firstName', 'First' || i,
-                          'lastName', 'Last' || i, 'extra1', 'campaign-x'),
-       CASE WHEN i %% 100 = 7 THEN 'duplicate' WHEN i %% 10000 = 4242 THEN 'rejected' END,
-       CASE WHEN i %% 100 = 7 THEN 'duplicate of an earlier record'
-            WHEN i %% 10000 = 4242 THEN 'rejected by LiveVox: record 4242: bad field' END,
-       to_timestamp(ms / 1000.0), to_timestamp(ms / 1000.0) + interval '30 s'
-FROM (
-    SELECT i, ms, md5(i::text) AS h,
-           (%(codes)s::text[])[1 + j %% %(ncodes)s]
-               || (2000000 + (j / %(ncodes)s * 7919 + 1234567) %% 8000000)::text AS phone,
-           CASE WHEN i %% 10 = 3 THEN NULL ELSE 'ACC' || lpad(j::text, 9, '0') END AS account
-    FROM (
-        SELECT i, %(start_ms)s + i::bigint * %(gap)s AS ms,
-               CASE WHEN i %% 50 = 1 THEN (i * 13) %% %(rows)s ELSE i END AS j
-        FROM generate_series(0, %(rows)s - 1) AS i
-    ) a
-) r
-"""
-
-#: A record rejected alone has its own event (set apart by the poison isolation).
-_RECORD_EVENTS = """
-INSERT INTO events (batch_id, record_id, at, from_status, to_status, actor, reason)
-SELECT batch_id, id, updated_at, NULL, 'rejected', 'worker@bench', reason
-FROM records WHERE status = 'rejected'
-"""
 
 
 # -- sizes ------------------------------------------------------------------------------------
@@ -301,7 +169,7 @@ def _valid(phone: str) -> bool:
     return True
 
 
-def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int) -> None:
+def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int, baseline: bool) -> None:
     sessions = sessionmaker(engine)
     for name, cases in _samples(conn, repeat).items():
         times, found = [], 0
@@ -313,15 +181,23 @@ def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int) -> None
                 times.append(time.perf_counter() - t0)
             session.rollback()
             plan = _plan_indexes(engine, session, cases[0])
-            unindexed = _without_indexes(session, cases[0])
-        ms = median(times) * 1000
+            unindexed = _without_indexes(session, cases[0]) if baseline else None
+        p50, p99 = _quantiles(times)
         row(
             f"audit: {name}",
-            f"{ms:,.1f} ms",
-            f"{unindexed * 1000:,.0f} ms",
-            f"{unindexed * 1000 / ms:,.0f}x",
+            f"{p50 * 1000:,.1f} / {p99 * 1000:,.1f} ms",
+            "-" if unindexed is None else f"{unindexed * 1000:,.0f} ms",
+            "" if unindexed is None else f"{unindexed / p50:,.0f}x",
         )
         row(f"  {found / len(cases):,.0f} records/lookup, plan:", ", ".join(plan) or "-", "", "")
+
+
+def _quantiles(times: list[float]) -> tuple[float, float]:
+    """p50 and p99 (inclusive method: the p99 of 25 samples is close to their maximum)."""
+    if len(times) < 2:
+        return times[0], times[0]
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return cuts[49], cuts[98]
 
 
 def _plan_indexes(engine: Engine, session: Session, kwargs: dict[str, Any]) -> list[str]:
@@ -359,8 +235,28 @@ def _without_indexes(session: Session, kwargs: dict[str, Any]) -> float:
 # -- prune ------------------------------------------------------------------------------------
 
 
+def _prune_day(engine: Engine) -> None:
+    """``prune`` with the cutoff at the end of the oldest day: that day's partitions dropped (the
+    rows of its open batches, if any, kept), and what is left of its batches deleted."""
+    with engine.connect() as conn:
+        days = partitions.existing(conn, partitions.RECORDS)
+    if len(days) < 2:
+        return
+    cutoff = partitions.day_start(days[0] + timedelta(days=1))
+    t0 = time.perf_counter()
+    done = prune.prune(sessionmaker(engine), cutoff)
+    elapsed = time.perf_counter() - t0
+    row(
+        f"prune the oldest day: {done.partitions} partitions, {done.batches} batches",
+        f"{elapsed:.2f} s",
+        f"{done.records:,} records",
+        "",
+    )
+
+
 def _prune_chunk(conn: psycopg.Connection[Any], engine: Engine) -> None:
-    """Delete the oldest finished batches, one chunk of 50 (500,000 records), and time it."""
+    """Delete the oldest finished batches, one chunk of 50 (500,000 records) row by row (as
+    prune does for what is left after the whole days), and time it."""
     found = conn.execute(
         "SELECT updated_at FROM batches WHERE status IN ('appended', 'rejected', 'failed') "
         "ORDER BY id OFFSET %(n)s LIMIT 1",
@@ -368,13 +264,20 @@ def _prune_chunk(conn: psycopg.Connection[Any], engine: Engine) -> None:
     ).fetchone()
     if found is None:
         return
+    cutoff = found[0]
     t0 = time.perf_counter()
-    done = prune.prune(sessionmaker(engine), found[0])
+    total = prune.PruneReport(cutoff)
+    while True:
+        with sessionmaker(engine)() as session, session.begin():
+            counts = BatchStore(session, "prune").prune(prune._prunable(cutoff), prune.CHUNK)
+        if counts[0] == 0:
+            break
+        total += prune.PruneReport(cutoff, *counts)
     elapsed = time.perf_counter() - t0
     row(
-        f"prune one chunk: {done.batches} batches, {done.records:,} records",
+        f"baseline: delete {total.batches} batches row by row, {total.records:,} records",
         f"{elapsed:.1f} s",
-        f"{done.records / elapsed:,.0f} rec/s",
+        f"{total.records / max(elapsed, 1e-9):,.0f} rec/s",
         "",
     )
 
@@ -382,10 +285,16 @@ def _prune_chunk(conn: psycopg.Connection[Any], engine: Engine) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.audit_scale")
     parser.add_argument("--rows", type=int, default=10_000_000, help="record rows to load")
-    parser.add_argument("--repeat", type=int, default=25, help="lookups per kind (median)")
+    parser.add_argument("--repeat", type=int, default=200, help="lookups per kind (p50, p99)")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the sequential-scan baseline of each lookup",
+    )
     args = parser.parse_args()
-    print(f"{'measure':<46} {'appendq':>16} {'no index':>16} {'ratio':>9}")
-    bench_audit_scale(rows=args.rows, repeat=args.repeat)
+    print(f"{'measure':<46} {'p50 / p99':>16} {'no index':>16} {'ratio':>9}")
+    bench_audit_scale(rows=args.rows, repeat=args.repeat, baseline=args.baseline)
 
 
 if __name__ == "__main__":

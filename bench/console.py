@@ -51,7 +51,8 @@ from appendq.queue import depths
 from appendq.redact import mask_phone, mask_phones
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from bench.audit_scale import BATCH, _captured, _fill, _sizes, _walk
+from bench.audit_fill import BATCH, _fill
+from bench.audit_scale import _captured, _sizes, _walk
 from bench.common import REDIS_URL, median, queued, row, scratch_database, scratch_prefix
 from tests.support.procs import free_port, wait_until
 

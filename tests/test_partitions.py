@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
 
 from appendq.batches import prune
@@ -156,6 +156,36 @@ def test_prune_drops_whole_old_days_and_keeps_the_batches_that_must_stay(rt: Run
     assert prune.prune(rt.sessions, cutoff) == prune.PruneReport(cutoff)
 
 
+_OLD_BATCH = (
+    "INSERT INTO batches (id, livevox_account, target, size, status) "
+    "VALUES (1, 'default', 'service:1', 3, 'appended')"
+)
+_OLD_RECORD = (
+    "INSERT INTO records (id, batch_id, position, livevox_account, target, phone1, enqueued_at) "
+    "VALUES (:id, 1, :p, 'default', 'service:1', :ph, now())"
+)
+_OLD_EVENTS = (
+    "INSERT INTO events (batch_id, to_status, actor, at) "
+    "VALUES (1, 'ready', 'test', :old), (1, 'appended', 'test', :now)"
+)
+
+
+def _fill_0009(engine: Engine, ids: dict[str, str], old: datetime, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(_OLD_BATCH))
+        for position, rid in enumerate(ids.values()):
+            conn.execute(text(_OLD_RECORD), {"id": rid, "p": position, "ph": phone(position)})
+        conn.execute(text(_OLD_EVENTS), {"old": old, "now": now})
+
+
+def _assert_plain_again(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert not partitions.is_partitioned(conn)
+        assert conn.scalar(text("SELECT count(*) FROM records")) == 3
+        assert conn.scalar(text("SELECT count(*) FROM events")) == 2
+        assert conn.scalar(text("SELECT nextval('events_id_seq')")) == 3
+
+
 def test_upgrading_to_partitions_keeps_every_row_and_the_downgrade_too(
     fresh_database_url: str,  # noqa: F811
 ) -> None:
@@ -169,29 +199,7 @@ def test_upgrading_to_partitions_keeps_every_row_and_the_downgrade_too(
     ids = {"today": v7_at(now), "old": v7_at(old), "odd": str(uuid.uuid4())}
     engine = create_engine(fresh_database_url, poolclass=NullPool)
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO batches (id, livevox_account, target, size, status) "
-                    "VALUES (1, 'default', 'service:1', 3, 'appended')"
-                )
-            )
-            for position, rid in enumerate(ids.values()):
-                conn.execute(
-                    text(
-                        "INSERT INTO records (id, batch_id, position, livevox_account, target, "
-                        "phone1, enqueued_at) "
-                        "VALUES (:id, 1, :p, 'default', 'service:1', :ph, now())"
-                    ),
-                    {"id": rid, "p": position, "ph": phone(position)},
-                )
-            conn.execute(
-                text(
-                    "INSERT INTO events (batch_id, to_status, actor, at) VALUES "
-                    "(1, 'ready', 'test', :old), (1, 'appended', 'test', :now)"
-                ),
-                {"old": old, "now": now},
-            )
+        _fill_0009(engine, ids, old, now)
         migrate(fresh_database_url)
         with engine.connect() as conn:
             placed = pairs(
@@ -213,10 +221,6 @@ def test_upgrading_to_partitions_keeps_every_row_and_the_downgrade_too(
             assert ahead in partitions.existing(conn, partitions.RECORDS)
             assert conn.scalar(text("SELECT max(id) FROM events")) == 2
         command.downgrade(alembic_config(fresh_database_url), "0009")
-        with engine.connect() as conn:
-            assert not partitions.is_partitioned(conn)
-            assert conn.scalar(text("SELECT count(*) FROM records")) == 3
-            assert conn.scalar(text("SELECT count(*) FROM events")) == 2
-            assert conn.scalar(text("SELECT nextval('events_id_seq')")) == 3
+        _assert_plain_again(engine)
     finally:
         engine.dispose()
