@@ -97,8 +97,8 @@ def _fill(conn: psycopg.Connection[Any], rows: int, batch: int = BATCH) -> None:
     conn.execute(_RECORD_EVENTS)
     conn.execute("SELECT setval('batches_id_seq', %(n)s)", {"n": batches})
     conn.execute("ALTER TABLE records ADD CONSTRAINT pk_records PRIMARY KEY (id)")
-    for _, definition in indexes:
-        conn.execute(definition)
+    for _, definition in indexes:  # on the parent and every partition ("ON ONLY": parent alone)
+        conn.execute(definition.replace(" ON ONLY ", " ON "))
     conn.execute("SET session_replication_role = DEFAULT")
     conn.execute("VACUUM ANALYZE records")
     conn.execute("VACUUM ANALYZE batches")

@@ -1,8 +1,9 @@
 """Audit lookups at scale: 10 million record rows (``--rows``) in a scratch PostgreSQL database,
 in its daily partitions (``appendq.db.partitions``), filled on the server with
 ``INSERT ... SELECT generate_series(...)``, then ``appendq.audit.timeline.find_records`` timed
-(p50 and p99 of ``--repeat`` lookups each) by phone, account, record id, batch, service + time,
-campaign + status + 1 h, and status alone.
+(p50 and p99 of ``--repeat`` lookups each, a page of ``--page`` records at most, 100 as the
+HTTP audit's) by phone, account, record id, batch, service + time, campaign + status + 1 h, and
+status alone.
 
 Baseline column: the same lookup once with index scans turned off (what the lookup would cost
 without the indexes; ``--no-baseline`` skips it, a sequential scan of 100 M rows takes minutes).
@@ -42,7 +43,9 @@ from bench.common import row, scratch_database
 TABLES = ("records", "events", "batches")
 
 
-def bench_audit_scale(rows: int = 10_000_000, repeat: int = 200, baseline: bool = True) -> None:
+def bench_audit_scale(
+    rows: int = 10_000_000, repeat: int = 200, baseline: bool = True, page: int = 100
+) -> None:
     with scratch_database() as url:
         dsn = psycopg_url(url).replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -57,7 +60,7 @@ def bench_audit_scale(rows: int = 10_000_000, repeat: int = 200, baseline: bool 
             _sizes(conn, rows)
             engine = create_engine(psycopg_url(url), pool_size=2)
             try:
-                _lookups(conn, engine, repeat, baseline)
+                _lookups(conn, engine, repeat, baseline, page)
                 _prune_day(engine)
                 _prune_chunk(conn, engine)
             finally:
@@ -69,18 +72,30 @@ def bench_audit_scale(rows: int = 10_000_000, repeat: int = 200, baseline: bool 
 
 def _sizes(conn: psycopg.Connection[Any], rows: int) -> None:
     total = 0
-    for table in TABLES:
-        heap, indexes, whole = conn.execute(
-            "SELECT pg_table_size(%(t)s), pg_indexes_size(%(t)s), pg_total_relation_size(%(t)s)",
+    for table in TABLES:  # a partitioned table's partitions summed (pg_partition_tree)
+        heap, indexes, whole, parts = conn.execute(
+            "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), "
+            "sum(pg_total_relation_size(relid)), count(*) FILTER (WHERE isleaf) - 1 "
+            "FROM (SELECT relid, isleaf FROM pg_partition_tree(%(t)s) "
+            "UNION ALL SELECT %(t)s::regclass, true "
+            "WHERE NOT EXISTS (SELECT FROM pg_partition_tree(%(t)s))) tree",
             {"t": table},
-        ).fetchone() or (0, 0, 0)
+        ).fetchone() or (0, 0, 0, 0)
+        heap, indexes, whole = int(heap or 0), int(indexes or 0), int(whole or 0)
         total += whole
-        row(f"size of {table} (table + indexes)", _mb(whole), f"{_mb(heap)} + {_mb(indexes)}", "")
+        days = f", {parts} partitions" if parts > 0 else ""
+        row(
+            f"size of {table} (table + indexes{days})",
+            _mb(whole),
+            f"{_mb(heap)} + {_mb(indexes)}",
+            "",
+        )
     for name, size in conn.execute(
-        "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-        "WHERE relname = 'records' ORDER BY 2 DESC"
+        "SELECT i.relname, (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(i.oid)) "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = 'records'::regclass ORDER BY 2 DESC"
     ).fetchall():
-        row(f"  index {name}", _mb(size), f"{size / rows:.1f} B/row", "")
+        row(f"  index {name}", _mb(int(size)), f"{int(size) / rows:.1f} B/row", "")
     row("bytes per record row, all tables + indexes", f"{total / rows:,.0f} B", "", "")
     per_day = total / rows * 7_200_000
     row("growth per day at 7.2 M records/day", f"{per_day / 1e9:.1f} GB", "", "")
@@ -142,7 +157,7 @@ def _batch_samples(
         f"FROM batches b ORDER BY random() LIMIT {repeat}"
     ).fetchall()
     return {
-        "batch (first 1,000 records)": [{"batch_id": b} for b in batches],
+        "batch (a page)": [{"batch_id": b} for b in batches],
         "service + 1 h window": [
             {"service_id": s, "since": a, "until": z} for _, s, a, z in windows
         ],
@@ -154,10 +169,10 @@ def _batch_samples(
             {"campaign_id": c, "status": "rejected", "since": a, "until": z}
             for c, _, a, z in windows
         ],
-        "campaign (first 1,000)": [{"campaign_id": c} for c in campaigns],
+        "campaign (a page)": [{"campaign_id": c} for c in campaigns],
         "status in_doubt (newest batches)": [{"status": "in_doubt"}] * repeat,
-        "status failed (first 1,000)": [{"status": "failed"}] * repeat,
-        "status duplicate (first 1,000)": [{"status": "duplicate"}] * repeat,
+        "status failed (a page)": [{"status": "failed"}] * repeat,
+        "status duplicate (a page)": [{"status": "duplicate"}] * repeat,
     }
 
 
@@ -169,9 +184,12 @@ def _valid(phone: str) -> bool:
     return True
 
 
-def _lookups(conn: psycopg.Connection[Any], engine: Engine, repeat: int, baseline: bool) -> None:
+def _lookups(
+    conn: psycopg.Connection[Any], engine: Engine, repeat: int, baseline: bool, page: int
+) -> None:
     sessions = sessionmaker(engine)
-    for name, cases in _samples(conn, repeat).items():
+    for name, asked in _samples(conn, repeat).items():
+        cases = [{"limit": page, **kwargs} for kwargs in asked]
         times, found = [], 0
         with sessions() as session:
             timeline.find_records(session, **cases[0])  # warm the connection and the plan cache
@@ -292,9 +310,15 @@ def main() -> None:
         action="store_false",
         help="skip the sequential-scan baseline of each lookup",
     )
+    parser.add_argument(
+        "--page",
+        type=int,
+        default=100,
+        help="records a lookup returns at most (the HTTP audit's default page; 1,000: the CLI's)",
+    )
     args = parser.parse_args()
     print(f"{'measure':<46} {'p50 / p99':>16} {'no index':>16} {'ratio':>9}")
-    bench_audit_scale(rows=args.rows, repeat=args.repeat, baseline=args.baseline)
+    bench_audit_scale(args.rows, args.repeat, args.baseline, args.page)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, true, union_all
+from sqlalchemy import ColumnElement, Select, or_, select, true, tuple_, union_all
 from sqlalchemy.orm import Session
 
+from appendq.audit.cursor import Cursor
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Record, RecordStatus
 from appendq.errors import InvalidValue
 
@@ -52,6 +53,8 @@ class AuditFilter:
     statuses: tuple[RecordStatus, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    #: where the previous page ended (not a filter: the same question, read further)
+    after: Cursor | None = None
 
     @property
     def target(self) -> str | None:
@@ -123,10 +126,37 @@ def parse_statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ..
     return tuple(RecordStatus(n) for n in dict.fromkeys(names))
 
 
-def records_query(session: Session, where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
-    """The query for the records matching ``where``, oldest first, at most ``limit`` (one
-    round trip first when the matching batches may be few: see ``_scope``)."""
-    return _query(where, limit, _scope(session, where))
+def records_query(
+    session: Session, where: AuditFilter, limit: int
+) -> tuple[Select[*tuple[Any, ...]], str]:
+    """The query for the records matching ``where``, oldest first, at most ``limit``, after
+    ``where.after`` (one round trip first when the matching batches may be few: see
+    ``_scope``); and the order its rows come in (``appendq.audit.cursor``), whose keys are the
+    rows' ``k0``.. columns. A campaign or status over many batches, without a time window, is
+    read batch by batch (``batches``); everything else in enqueue time, or a batch in claim
+    order."""
+    possible = _orders(where)
+    if where.after is not None and where.after.order not in possible:
+        raise InvalidValue("after", "a cursor from another question (filters changed?)")
+    scope = _scope(session, where)
+    if where.after is not None:
+        order = where.after.order
+    else:
+        order = possible[0] if scope is None or len(possible) == 1 else "time"
+    if order == "batches":
+        return _by_batches(where, limit), order
+    return _query(where, limit, scope), order
+
+
+def _orders(where: AuditFilter) -> tuple[str, ...]:
+    """The orders the question can be read in, the one it is read in first."""
+    if where.batch_id is not None:
+        return ("position",)
+    windowed = where.since is not None or where.until is not None
+    batch_led = where.campaign_id is not None or bool(where.followed)
+    if batch_led and not windowed and not where.by_record:
+        return ("batches", "time")
+    return ("time",)
 
 
 #: When the batch-level filters (a campaign, a status records share with their batch) leave at
@@ -163,13 +193,9 @@ def _query(where: AuditFilter, limit: int, scope: list[int] | None) -> Select[*t
     A status filter is the union of records that parted from their batch with that status (few:
     ix_records_parted) and records following a batch whose status maps to it.
     """
-    windowed = where.since is not None or where.until is not None
-    batch_led = where.campaign_id is not None or bool(where.followed)
-    if batch_led and scope is None and not windowed and not where.by_record:
-        return _by_batches(where, limit)
     keys = [Record.position] if where.batch_id is not None else [Record.enqueued_at, Record.id]
     base = select(*_COLUMNS, *(k.label(f"k{i}") for i, k in enumerate(keys)))
-    base = base.where(*where.conditions())
+    base = base.where(*where.conditions(), *_after(keys, where.after))
     if where.campaign_id is not None or where.statuses:
         base = base.join(Batch, Batch.id == Record.batch_id)
 
@@ -197,12 +223,18 @@ def _by_batches(where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
             select(*_COLUMNS, *(k.label(f"k{i}") for i, k in enumerate(keys)))
             .join(Batch, Batch.id == Record.batch_id)
             .where(Record.status.in_(where.statuses), *where.batch_conditions())
+            .where(*_after(keys, where.after))
         )
         branches.append(parted.order_by(*keys).limit(limit))
     if where.followed or not where.statuses:
         batches = select(Batch.id, Batch.created_at).where(*where.batch_conditions(where.followed))
+        after = where.after.keys if where.after is not None else None
+        if after is not None:  # the batch the last page ended in, and those after it
+            batches = batches.where(*_past((Batch.created_at, Batch.id), after[:2], inclusive=True))
         b = batches.order_by(Batch.created_at, Batch.id).subquery()
-        own = [Record.status.is_(None)] if where.statuses else []
+        own: list[ColumnElement[bool]] = [Record.status.is_(None)] if where.statuses else []
+        if after is not None:  # of the batch the last page ended in, the records after it
+            own.append(or_(b.c.id != after[1], Record.position > after[2]))
         per_batch = (
             select(*_COLUMNS)
             .where(Record.batch_id == b.c.id, *own)
@@ -218,6 +250,17 @@ def _by_batches(where: AuditFilter, limit: int) -> Select[*tuple[Any, ...]]:
             .limit(limit)
         )
     return branches[0] if len(branches) == 1 else _merged(branches, 3, limit)
+
+
+def _after(keys: Sequence[Any], cursor: Cursor | None) -> list[Any]:
+    """Rows past ``cursor`` in the order of ``keys``: the row comparison, and the first key's
+    bound alone, which the index on it can use."""
+    return [] if cursor is None else _past(keys, cursor.keys)
+
+
+def _past(keys: Sequence[Any], values: Sequence[Any], *, inclusive: bool = False) -> list[Any]:
+    row = tuple_(*keys) >= tuple_(*values) if inclusive else tuple_(*keys) > tuple_(*values)
+    return [keys[0] >= values[0], row]
 
 
 def _merged(

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from appendq.accounts import check_name
+from appendq.audit.cursor import ORDERS, Cursor
 from appendq.audit.query import AuditFilter, parse_statuses, record_uuid, records_query
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, TargetState
 from appendq.errors import InvalidValue
@@ -41,10 +42,12 @@ from appendq.redact import mask_phone
 from appendq.target import check_id
 
 __all__ = [
+    "AuditPage",
     "RecordAudit",
     "TimelineEntry",
     "age_s",
     "document",
+    "find_page",
     "find_records",
     "history",
     "livevox_accounts",
@@ -117,7 +120,19 @@ def document(found: Sequence[RecordAudit]) -> dict[str, Any]:
     return {"records": records, "events": events}
 
 
-def find_records(
+def find_records(session: Session, **asked: Any) -> list[RecordAudit]:
+    """``find_page``'s records alone (the first page, or the one after ``after``)."""
+    return find_page(session, **asked).records
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[RecordAudit]
+    #: the cursor of the next page (``after``); None when this page was the last
+    next: str | None
+
+
+def find_page(
     session: Session,
     *,
     phone: str | None = None,
@@ -133,13 +148,16 @@ def find_records(
     limit: int = 1000,
     full_phones: bool = False,
     livevox_account: str | Sequence[str] | None = None,
-) -> list[RecordAudit]:
-    """The records matching every filter, oldest first, at most ``limit``, with their timelines,
-    phones masked unless ``full_phones``. ``status``: effective status (one or several);
-    ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the lead's;
-    ``livevox_account``: one LiveVox account or several, configured or not (the audit outlives
-    an account). ``InvalidValue`` (naming the filter) on a bad filter or none, before any query:
-    an id outside BIGINT, a control character, a record id that is not a UUID."""
+    after: str | None = None,
+) -> AuditPage:
+    """The records matching every filter, oldest first, at most ``limit`` after the cursor
+    ``after`` (``AuditPage.next`` of the page before; keyset, ``appendq.audit.cursor``), with
+    their timelines, phones masked unless ``full_phones``. ``status``: effective status (one or
+    several); ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the
+    lead's; ``livevox_account``: one LiveVox account or several, configured or not (the audit
+    outlives an account). ``InvalidValue`` (naming the filter) on a bad filter or none, before
+    any query: an id outside BIGINT, a control character, a record id that is not a UUID, a
+    cursor that is not one or is another question's."""
     where = AuditFilter(
         phone=_phone(phone, region),
         account=check_text(account, "account", max_len=ACCOUNT_MAX),
@@ -154,8 +172,14 @@ def find_records(
     )
     if where == AuditFilter():
         raise InvalidValue("filter", "give at least one filter (phone, account, record, ...)")
-    rows = session.execute(records_query(session, where, _limit(limit))).all()
-    return _audits(session, rows, full_phones)
+    if after is not None:
+        where = replace(where, after=Cursor.decode(after))
+    query, order = records_query(session, where, _limit(limit))
+    rows = session.execute(query).all()
+    nkeys = len(ORDERS[order])
+    last = rows[-1]._mapping if len(rows) == limit else None
+    cursor = Cursor(order, tuple(last[f"k{i}"] for i in range(nkeys))) if last else None
+    return AuditPage(_audits(session, rows, full_phones), cursor.encode() if cursor else None)
 
 
 #: The most records one audit question answers; the account column's length.

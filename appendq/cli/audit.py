@@ -45,6 +45,11 @@ from appendq.runtime import Runtime
 @click.option("--until", type=IsoTime(), help="enqueued before (ISO; APPENDQ_TIMEZONE).")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
+    "--after",
+    metavar="CURSOR",
+    help="The next page: the cursor the previous page printed (same filters).",
+)
+@click.option(
     "--full-phones", is_flag=True, help="Phone numbers in full (else masked); the log says so."
 )
 @click.option(
@@ -80,16 +85,17 @@ def audit_cmd(
     settings = load_settings(log=False)
     asked = {_FILTER_NAMES.get(k, k): v for k, v in where.items()}
     with Runtime.build(settings) as rt:
-        found = _find(rt, limit, full_phones, **where)
+        page = _find(rt, limit, full_phones, **where)
+        found = page.records
         _logged(rt, "audit", {**asked, "limit": limit, "full_phones": full_phones}, len(found))
         known = where["account"] is None or where["account"] in rt.accounts
     if as_json:
-        echo_json(timeline.document(found))
+        echo_json({**timeline.document(found), "next": page.next})
         return
     shown: set[int] = set()
     for rec in found:
         _print_record(rec, settings.tz, shown)
-    more = " (the limit: narrow the filters or raise --limit)" if len(found) == limit else ""
+    more = f" (more: the same command with --after {page.next})" if page.next else ""
     if not known:
         more += f" (account {where['account']} is not in APPENDQ_ACCOUNTS_FILE)"
     click.echo(f"{len(found):,} record{'' if len(found) == 1 else 's'}{more}")
@@ -135,12 +141,12 @@ def _find(
     account: str | None,
     lead_account: str | None,
     **keys: Any,
-) -> list[timeline.RecordAudit]:
+) -> timeline.AuditPage:
     """The matching records; a filter that cannot be asked is one line and exit 2."""
     settings = rt.settings
     with rt.sessions() as session:
         try:
-            return timeline.find_records(
+            return timeline.find_page(
                 session,
                 **keys,
                 account=check_text(lead_account, "lead_account", max_len=timeline.ACCOUNT_MAX),

@@ -57,7 +57,7 @@ from appendq.http.ops import (
     search_audit,
     status_of,
 )
-from appendq.http.refused import Refused
+from appendq.http.refused import Refused, read_capped
 from appendq.http.schemas import (
     ZONE,
     ReceiptDoc,
@@ -132,28 +132,11 @@ def _allow(roles: Sequence[Role]) -> Callable[[Caller], Awaitable[None]]:
 
 async def _body(request: Request, _: CallerDep) -> bytes:
     """The raw body, refused past the limit by Content-Length and by the bytes actually read."""
-    return await _read(request, _deps(request).settings.intake_max_body_bytes)
+    return await read_capped(request, _deps(request).settings.intake_max_body_bytes)
 
 
 async def _small_body(request: Request, _: CallerDep) -> bytes:
-    return await _read(request, MAX_SMALL_BODY_BYTES)
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    too_big = Refused(413, f"body larger than {limit:,} bytes: send fewer records per request")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refused(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_capped(request, MAX_SMALL_BODY_BYTES)
 
 
 def post_leads(
@@ -194,23 +177,31 @@ def get_lead(record_id: str, deps: DepsDep, caller: CallerDep) -> dict[str, Any]
 def get_audit(
     deps: DepsDep,
     caller: CallerDep,
+    request: Request,
+    response: Response,
     phone: str | None = None,
     account: Annotated[str | None, Query(description=_ACCOUNT)] = None,
     lead_account: Annotated[str | None, Query(description="the lead's account number")] = None,
     batch: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     record: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(description=_AFTER, max_length=200)] = None,
 ) -> list[dict[str, Any]]:
     """Records matching every filter given, with status, LiveVox account and timeline (full
     phone numbers). A token limited to LiveVox accounts finds only their records. Each search
     is written to the access log (who, when, the filter with phones masked and the accounts it
-    was kept to, how many)."""
+    was kept to, how many). A full page has a `Link: <...>; rel="next"` header."""
     asked = dict(
         phone=phone, account=account, lead_account=lead_account, batch=batch, record=record
     )
-    found, applied = search_audit(deps.rt, caller, asked, limit=limit)
+    found, applied, cursor = search_audit(deps.rt, caller, asked, limit=limit, after=after)
     deps.accessed(caller, "audit", {**applied, "limit": limit}, len(found))
+    if cursor is not None:
+        response.headers["Link"] = f'<{request.url.include_query_params(after=cursor)}>; rel="next"'
     return found
+
+
+_AFTER = "the cursor of the next page: the `after` in the previous page's Link header"
 
 
 def get_retry_preview(

@@ -116,12 +116,12 @@ _AUDIT_FILTERS = {
 
 
 def search_audit(
-    rt: Runtime, caller: Caller, asked: Mapping[str, Any], *, limit: int
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rt: Runtime, caller: Caller, asked: Mapping[str, Any], *, limit: int, after: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
     """``GET /v1/audit``: the records matching every filter ``asked`` (at least one of phone,
     account, lead_account, batch, record), phones in full for a caller allowed them, kept to
-    the accounts the caller may use; and the filter as applied, for the access log (the
-    accounts forced on a limited caller included)."""
+    the accounts the caller may use, after the cursor ``after``; the filter as applied, for the
+    access log (the accounts forced on a limited caller included); the next page's cursor."""
     if all(v is None for v in asked.values()):
         raise Refused(422, "give phone, account, lead_account, batch or record")
     try:
@@ -136,20 +136,21 @@ def search_audit(
     where = {_AUDIT_FILTERS[k]: v for k, v in asked.items() if k in _AUDIT_FILTERS}
     with rt.sessions() as session:
         try:
-            found = timeline.find_records(
+            page = timeline.find_page(
                 session,
                 **where,
                 livevox_account=scope,
                 region=rt.settings.default_region,
                 limit=limit,
                 full_phones=caller.reads_all,
+                after=after,
             )
         except InvalidValue as exc:
             raise refuse(exc) from None
         except ValueError as exc:  # a phone or record id that cannot match anything
             raise Refused(422, str(exc)) from None
     applied = {**asked, "account": list(scope) if scope else None}
-    return [r.to_dict() for r in found], applied
+    return [r.to_dict() for r in page.records], applied, page.next
 
 
 _LEAD_ACCOUNT_HINT = "account is the LiveVox account; a lead's account number is lead_account"

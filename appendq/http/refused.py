@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+
 
 class Refused(Exception):
     """Any answer but success: HTTP status, a message for the client, extra headers; ``field``
@@ -29,3 +31,21 @@ class Refused(Exception):
     def body(self) -> dict[str, Any]:
         field = {"field": self.field} if self.field else {}
         return {"detail": self.detail, **field, **self.extra}
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) past ``limit`` by Content-Length and by the bytes read."""
+    too_big = Refused(413, f"body larger than {limit:,} bytes: send fewer records per request")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
