@@ -255,7 +255,6 @@ class Event(Base):
 
     __table_args__ = (
         Index("ix_events_batch_at", "batch_id", "at"),
-        Index("ix_events_record", "record_id", postgresql_where="record_id IS NOT NULL"),
         {"postgresql_partition_by": "RANGE (at)"},
     )
 

@@ -25,8 +25,8 @@ down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: The indexes of each table as migration 0009 left them (the partitioned table keeps them all:
-#: each serves a documented lookup, see ``appendq.audit.query``).
+#: The indexes of the partitioned tables: each serves a documented lookup (README, "The audit at
+#: scale"; ``appendq.audit.query``).
 _INDEXES = {
     "records": [
         'CREATE INDEX ix_records_batch_position ON records (batch_id, "position")',
@@ -37,11 +37,11 @@ _INDEXES = {
         "CREATE INDEX ix_records_parted ON records (status, enqueued_at) "
         "WHERE status IS NOT NULL",
     ],
-    "events": [
-        "CREATE INDEX ix_events_batch_at ON events (batch_id, at)",
-        "CREATE INDEX ix_events_record ON events (record_id) WHERE record_id IS NOT NULL",
-    ],
+    "events": ["CREATE INDEX ix_events_batch_at ON events (batch_id, at)"],
 }
+#: Dropped here: no query reads events by record id (a record's events are found through its
+#: batch, ix_events_batch_at). The downgrade builds it again.
+_UNUSED = {"events": ["CREATE INDEX ix_events_record ON events (record_id) WHERE record_id IS NOT NULL"]}
 _KEYS = {"records": ("id", "id"), "events": ("at", "id, at")}
 
 #: The UTC day of a version-7 id (NULL for another layout): its first 48 bits are milliseconds.
@@ -91,6 +91,8 @@ def downgrade() -> None:
         _set_aside(table)
         op.execute(f"CREATE TABLE {table} (LIKE {table}_unpartitioned INCLUDING DEFAULTS)")
         _constraints(table, "id")
+        for statement in _UNUSED.get(table, []):
+            op.execute(statement)
         op.execute(f"INSERT INTO {table} SELECT * FROM {table}_unpartitioned")
         op.execute(f"DROP TABLE {table}_unpartitioned")  # and its partitions
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
@@ -101,7 +103,7 @@ def _set_aside(table: str) -> None:
     op.execute(f"ALTER TABLE {table} RENAME TO {table}_unpartitioned")
     op.execute(f"ALTER TABLE {table}_unpartitioned DROP CONSTRAINT pk_{table}")
     op.execute(f"ALTER TABLE {table}_unpartitioned DROP CONSTRAINT fk_{table}_batch_id_batches")
-    for statement in _INDEXES[table]:
+    for statement in _INDEXES[table] + _UNUSED.get(table, []):
         op.execute(f"DROP INDEX IF EXISTS {statement.split()[2]}")
     if table == "events":
         # The sequence belongs to the old table's column: keep it when that table goes.
