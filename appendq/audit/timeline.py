@@ -174,12 +174,17 @@ def find_page(
         raise InvalidValue("filter", "give at least one filter (phone, account, record, ...)")
     if after is not None:
         where = replace(where, after=Cursor.decode(after))
-    query, order = records_query(session, where, _limit(limit))
+    return _read_page(session, where, _limit(limit), full_phones)
+
+
+def _read_page(session: Session, where: AuditFilter, limit: int, full_phones: bool) -> AuditPage:
+    """One page; a full one has the cursor of its last record (its sort keys, ``k0``..)."""
+    query, order = records_query(session, where, limit)
     rows = session.execute(query).all()
-    nkeys = len(ORDERS[order])
     last = rows[-1]._mapping if len(rows) == limit else None
-    cursor = Cursor(order, tuple(last[f"k{i}"] for i in range(nkeys))) if last else None
-    return AuditPage(_audits(session, rows, full_phones), cursor.encode() if cursor else None)
+    keys = range(len(ORDERS[order]))
+    cursor = Cursor(order, tuple(last[f"k{i}"] for i in keys)).encode() if last else None
+    return AuditPage(_audits(session, rows, full_phones), cursor)
 
 
 #: The most records one audit question answers; the account column's length.
