@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from appendq.audit.cursor import Cursor
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Record, RecordStatus
 from appendq.errors import InvalidValue
+from appendq.leads import normalise_phone
+from appendq.target import check_id
 
 #: The record columns an audit needs (the LiveVox payload stays in the table).
 _COLUMNS = (
@@ -124,6 +126,35 @@ def parse_statuses(status: str | Sequence[str] | None) -> tuple[RecordStatus, ..
             "status", f"unknown {', '.join(map(repr, unknown))}: one of {', '.join(sorted(known))}"
         )
     return tuple(RecordStatus(n) for n in dict.fromkeys(names))
+
+
+#: The most records one audit question answers.
+LIMIT_MAX = 100_000
+
+
+def checked_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+        raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
+    return limit
+
+
+def checked_phone(phone: str | None, region: str) -> str | None:
+    if phone is None:
+        return None
+    try:
+        return normalise_phone(phone, region)
+    except ValueError as exc:
+        raise InvalidValue("phone", str(exc)) from None
+
+
+def checked_id(value: int | None, field: str) -> int | None:
+    return None if value is None else check_id(value, field)
+
+
+def checked_moment(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidValue(field, "must be a date and time")
+    return value
 
 
 def records_query(

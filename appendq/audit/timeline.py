@@ -33,13 +33,21 @@ from sqlalchemy.orm import Session
 
 from appendq.accounts import check_name
 from appendq.audit.cursor import ORDERS, Cursor
-from appendq.audit.query import AuditFilter, parse_statuses, record_uuid, records_query
+from appendq.audit.query import (
+    AuditFilter,
+    checked_id,
+    checked_limit,
+    checked_moment,
+    checked_phone,
+    parse_statuses,
+    record_uuid,
+    records_query,
+)
 from appendq.db.models import RECORD_STATUS_OF_BATCH, Batch, BatchStatus, Event, TargetState
 from appendq.errors import InvalidValue
 from appendq.keys import DEFAULT_ACCOUNT
-from appendq.leads import check_text, normalise_phone
+from appendq.leads import check_text
 from appendq.redact import mask_phone
-from appendq.target import check_id
 
 __all__ = [
     "AuditPage",
@@ -151,30 +159,27 @@ def find_page(
     after: str | None = None,
 ) -> AuditPage:
     """The records matching every filter, oldest first, at most ``limit`` after the cursor
-    ``after`` (``AuditPage.next`` of the page before; keyset, ``appendq.audit.cursor``), with
-    their timelines, phones masked unless ``full_phones``. ``status``: effective status (one or
-    several); ``since``/``until`` bound the enqueue time (``until`` excluded); ``account``: the
-    lead's; ``livevox_account``: one LiveVox account or several, configured or not (the audit
-    outlives an account). ``InvalidValue`` (naming the filter) on a bad filter or none, before
-    any query: an id outside BIGINT, a control character, a record id that is not a UUID, a
-    cursor that is not one or is another question's."""
+    ``after`` (the page before's ``next``), with timelines, phones masked unless
+    ``full_phones``. ``status``: effective status (one or several); ``since``/``until``: the
+    enqueue time (``until`` excluded); ``account``: the lead's; ``livevox_account``: one LiveVox
+    account or several, configured or not. ``InvalidValue`` (naming the filter) on a bad filter
+    or none, before any query (an id outside BIGINT, a bad UUID or cursor, ...)."""
     where = AuditFilter(
-        phone=_phone(phone, region),
+        phone=checked_phone(phone, region),
         account=check_text(account, "account", max_len=ACCOUNT_MAX),
-        batch_id=_id(batch_id, "batch"),
+        batch_id=checked_id(batch_id, "batch"),
         record_id=record_uuid(record_id) if record_id is not None else None,
-        campaign_id=_id(campaign_id, "campaign"),
-        service_id=_id(service_id, "service"),
+        campaign_id=checked_id(campaign_id, "campaign"),
+        service_id=checked_id(service_id, "service"),
         statuses=parse_statuses(status),
-        since=_moment(since, "since"),
-        until=_moment(until, "until"),
+        since=checked_moment(since, "since"),
+        until=checked_moment(until, "until"),
         livevox_accounts=livevox_accounts(livevox_account, "livevox_account"),
+        after=None if after is None else Cursor.decode(after),
     )
-    if where == AuditFilter():
+    if replace(where, after=None) == AuditFilter():
         raise InvalidValue("filter", "give at least one filter (phone, account, record, ...)")
-    if after is not None:
-        where = replace(where, after=Cursor.decode(after))
-    return _read_page(session, where, _limit(limit), full_phones)
+    return _read_page(session, where, checked_limit(limit), full_phones)
 
 
 def _read_page(session: Session, where: AuditFilter, limit: int, full_phones: bool) -> AuditPage:
@@ -187,8 +192,7 @@ def _read_page(session: Session, where: AuditFilter, limit: int, full_phones: bo
     return AuditPage(_audits(session, rows, full_phones), cursor)
 
 
-#: The most records one audit question answers; the account column's length.
-LIMIT_MAX = 100_000
+#: The account column's length.
 ACCOUNT_MAX = 50
 
 
@@ -197,31 +201,6 @@ def livevox_accounts(names: str | Sequence[str] | None, field: str = "account") 
     deduplicated in order; () for None."""
     given = [names] if isinstance(names, str) else list(names or ())
     return tuple(dict.fromkeys(check_name(n, field) for n in given))
-
-
-def _limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
-        raise InvalidValue("limit", f"must be a whole number in 1..{LIMIT_MAX:,}")
-    return limit
-
-
-def _phone(phone: str | None, region: str) -> str | None:
-    if phone is None:
-        return None
-    try:
-        return normalise_phone(phone, region)
-    except ValueError as exc:
-        raise InvalidValue("phone", str(exc)) from None
-
-
-def _id(value: int | None, field: str) -> int | None:
-    return None if value is None else check_id(value, field)
-
-
-def _moment(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and not isinstance(value, datetime):
-        raise InvalidValue(field, "must be a date and time")
-    return value
 
 
 def _audits(session: Session, rows: Sequence[Row[Any]], full_phones: bool) -> list[RecordAudit]:
