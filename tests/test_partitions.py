@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
@@ -224,3 +225,28 @@ def test_upgrading_to_partitions_keeps_every_row_and_the_downgrade_too(
         _assert_plain_again(engine)
     finally:
         engine.dispose()
+
+
+def test_prune_waits_for_no_long_query_and_says_when_a_day_stayed_busy(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an old day's finished batch and a query holding that day's partition, When prune
+    # runs (a 50 ms lock timeout), Then it gives up after its tries, saying which day and that
+    # nothing of it was deleted, and everything is still there; once the query ends, it prunes.
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(prune, "BUSY_PAUSE_S", 0.01)
+    old = utcnow() - timedelta(days=40)
+    with rt.sessions() as s, s.begin():
+        partitions.ensure(s.connection(), [old.date()])
+    batch = make_batch(rt, BatchStatus.APPENDED, leads_at(old, 2, 0))
+    age(rt, batch, old)
+    cutoff = prune.cutoff_for(30)
+    with rt.sessions() as reader, reader.begin():
+        reader.execute(
+            text(f"LOCK TABLE {partitions.RECORDS.name(old.date())} IN ACCESS SHARE MODE")
+        )
+        with pytest.raises(prune.PartitionBusy, match=old.date().isoformat()):
+            prune.prune(rt.sessions, cutoff)
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Record)) == 2
+    assert prune.prune(rt.sessions, cutoff) == prune.PruneReport(cutoff, 1, 2, 3, partitions=2)

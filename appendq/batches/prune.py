@@ -21,10 +21,12 @@ Open batches, and those held for an operator, keep theirs however old: they may 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from appendq.batches import reads
@@ -34,6 +36,9 @@ from appendq.db import partitions
 from appendq.db.models import FINISHED_STATUSES, Batch, Record
 
 log = logging.getLogger(__name__)
+
+#: PostgreSQL's lock_not_available (lock_timeout passed).
+LOCK_NOT_AVAILABLE = "55P03"
 
 #: Batches per transaction: at most 50 x 10,000 records deleted while their rows are locked.
 CHUNK = 50
@@ -99,11 +104,40 @@ def drop_days(sessions: sessionmaker[Session], cutoff: datetime) -> PruneReport:
             return total
         old = {d for t in partitions.TABLES for d in partitions.whole_days_before(conn, t, cutoff)}
     for day in sorted(old):
-        with sessions() as session, session.begin():
-            done = _drop_day(session, cutoff, day)
+        done = _drop_day_when_free(sessions, cutoff, day)
         total += done
         _logged(done, f" with the partitions of {day.isoformat()}")
     return total
+
+
+class PartitionBusy(Exception):
+    """A day's partition stayed locked (a long query reading it) through every try."""
+
+
+#: Tries per day when its partition is locked (each waits ``partitions.LOCK_TIMEOUT``).
+BUSY_TRIES = 3
+BUSY_PAUSE_S = 1.0
+
+
+def _drop_day_when_free(
+    sessions: sessionmaker[Session], cutoff: datetime, day: date
+) -> PruneReport:
+    """``_drop_day`` in a transaction of its own, tried again while the partition is locked
+    (the drain's and the auditors' own work goes first: DROP waits for no query long)."""
+    for attempt in range(1, BUSY_TRIES + 1):
+        try:
+            with sessions() as session, session.begin():
+                return _drop_day(session, cutoff, day)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            log.warning("the partitions of %s are busy (try %d of %d)", day, attempt, BUSY_TRIES)
+            time.sleep(BUSY_PAUSE_S)
+    raise PartitionBusy(
+        f"the partitions of {day.isoformat()} stayed locked by other queries through "
+        f"{BUSY_TRIES} tries of {partitions.LOCK_TIMEOUT}: run prune again later (nothing of "
+        "that day was deleted)"
+    )
 
 
 def _drop_day(session: Session, cutoff: datetime, day: date) -> PruneReport:

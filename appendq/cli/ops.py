@@ -337,7 +337,10 @@ def _prune(rt: Runtime, settings: Settings, cutoff: datetime, chunk: int, yes: b
         f"{local:{TIME_FORMAT}} will be deleted with their events"
     )
     _confirm("Delete them?", yes)
-    done = prune.prune(rt.sessions, cutoff, chunk=chunk)
+    try:
+        done = prune.prune(rt.sessions, cutoff, chunk=chunk)
+    except prune.PartitionBusy as exc:
+        raise click.ClickException(str(exc)) from None
     dropped = f" ({done.partitions} daily partitions dropped)" if done.partitions else ""
     click.echo(
         f"deleted {done.batches:,} batches, {done.records:,} records, {done.events:,} events"

@@ -35,7 +35,7 @@ AHEAD_DAYS = 7
 BEHIND_DAYS_MAX = 400
 #: How long partition DDL waits for a lock before giving up (and trying again later): it must
 #: never hold the drain or an audit behind a long query.
-LOCK_TIMEOUT = "5s"
+LOCK_TIMEOUT = "2s"
 #: pg_advisory_xact_lock key: one partition maintainer at a time (worker, migrate, prune).
 _ADVISORY_KEY = 0x61707071_70617274  # "apq" "part"
 
@@ -126,7 +126,7 @@ def existing(conn: Connection, table: Daily) -> list[date]:
 
 def _serialise(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-    conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": LOCK_TIMEOUT})
 
 
 def ensure(conn: Connection, wanted: Sequence[date]) -> list[str]:
