@@ -129,6 +129,27 @@ def test_access_log_filters_by_time(rt: Runtime, settings: Settings) -> None:
     assert [e["filter"].get("lead_account") for e in until] == ["audit"]
 
 
+def test_access_log_pages_newest_first_with_a_cursor(rt: Runtime, settings: Settings) -> None:
+    # Given five audits, When `audit --access-log --limit 2` is read page after page with the
+    # cursor each full page gives (on stderr with --json, in the last line of the table), Then
+    # the pages are the five newest first, none twice (the reads of the log itself come after
+    # the first page's cursor, so they are not in later pages); a bad cursor is refused.
+    for n in range(5):
+        run(settings, "audit", "--lead-account", f"L{n}")
+    seen, after = [], []
+    for _ in range(4):
+        page = run(settings, "audit", "--access-log", "--json", "--limit", "2", *after)
+        seen += [e["filter"]["lead_account"] for e in json.loads(page.stdout)]
+        if "--after" not in page.stderr:
+            break
+        after = ["--after", page.stderr.split("--after ")[1].split()[0]]
+    assert seen == ["L4", "L3", "L2", "L1", "L0"]
+    table = run(settings, "audit", "--access-log", "--limit", "1")
+    assert "(more: the same command with --after " in table.stdout.splitlines()[-1]
+    bad = run(settings, "audit", "--access-log", "--after", "nope")
+    assert bad.exit_code == 2 and "after" in bad.output
+
+
 def test_a_read_the_log_cannot_record_shows_nothing(
     api: httpx.Client, rt: Runtime, settings: Settings
 ) -> None:

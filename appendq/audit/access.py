@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from appendq.audit.cursor import Cursor
 from appendq.db.models import ACTOR_MAX, AccessLog
+from appendq.errors import InvalidValue
 from appendq.redact import mask_phone
 
 Channel = Literal["cli", "http", "ui"]
@@ -119,8 +121,11 @@ def read_log(
     until: datetime | None = None,
     actor: str | None = None,
     limit: int = 1000,
-) -> list[AccessEntry]:
-    """Access-log rows, newest first: at or after ``since``, before ``until``, by ``actor``."""
+    after: str | None = None,
+) -> tuple[list[AccessEntry], str | None]:
+    """Access-log rows, newest first: at or after ``since``, before ``until``, by ``actor``,
+    older than the cursor ``after``; and the cursor of the next page when this one is full.
+    ``InvalidValue`` naming ``after`` for a cursor that is not one of the log's."""
     query = select(AccessLog)
     if since is not None:
         query = query.where(AccessLog.at >= since)
@@ -128,8 +133,16 @@ def read_log(
         query = query.where(AccessLog.at < until)
     if actor is not None:
         query = query.where(AccessLog.actor == actor)
+    if after is not None:
+        cursor = Cursor.decode(after)
+        if cursor.order != "log":
+            raise InvalidValue("after", "a cursor of another question, not of the access log")
+        at, last = cursor.keys
+        query = query.where(AccessLog.at <= at, tuple_(AccessLog.at, AccessLog.id) < (at, last))
     rows = session.scalars(query.order_by(AccessLog.at.desc(), AccessLog.id.desc()).limit(limit))
-    return [
+    found = [
         AccessEntry(r.id, r.at, r.actor, r.channel, r.action, dict(r.filter), r.records)
         for r in rows
     ]
+    full = len(found) == limit and found
+    return found, Cursor("log", (found[-1].at, found[-1].id)).encode() if full else None

@@ -7,7 +7,8 @@ A cursor is opaque text to its users (URL-safe base64 of a small JSON array). It
 - ``time``: enqueue time, then record id (most questions);
 - ``position``: the claim position within one batch (a batch's records);
 - ``batches``: batch creation time, batch id, then position (a campaign or status over many
-  batches, without a time window).
+  batches, without a time window);
+- ``log``: the access log's time and id, newest first (``appendq.audit.access.read_log``).
 
 A cursor that is not one, or that belongs to another order than the question can be read in,
 is an ``InvalidValue`` naming ``after``.
@@ -30,6 +31,7 @@ ORDERS: dict[str, tuple[type, ...]] = {
     "time": (datetime, uuid.UUID),
     "position": (int,),
     "batches": (datetime, int, int),
+    "log": (datetime, int),
 }
 #: Longer than any cursor made here: refused before decoding.
 MAX_TEXT = 200

@@ -207,27 +207,36 @@ def _access_log(
     limit: int, as_json: bool, actor: str | None, full_phones: bool, where: dict[str, Any]
 ) -> None:
     """``--access-log``: the log's rows, newest first, within --since/--until, by --actor."""
-    since, until = where.pop("since"), where.pop("until")
+    since, until, after = where.pop("since"), where.pop("until"), where.pop("after")
     if full_phones or any(v is not None and v != () for v in where.values()):
-        raise click.UsageError("--access-log takes --since, --until, --actor, --limit and --json")
+        raise click.UsageError(
+            "--access-log takes --since, --until, --actor, --limit, --after and --json"
+        )
     settings = load_settings(log=False)
     asked = {"since": since, "until": until, "actor": actor, "limit": limit}
     with Runtime.build(settings) as rt:
         with rt.sessions() as session:
-            found = read_log(
-                session,
-                since=in_zone(since, settings.tz),
-                until=in_zone(until, settings.tz),
-                actor=actor,
-                limit=limit,
-            )
+            try:
+                found, cursor = read_log(
+                    session,
+                    since=in_zone(since, settings.tz),
+                    until=in_zone(until, settings.tz),
+                    actor=actor,
+                    limit=limit,
+                    after=after,
+                )
+            except InvalidValue as exc:
+                raise BadInput(str(exc)) from None
         _logged(rt, "access_log", asked, len(found))
     if as_json:
         echo_json([e.to_dict() for e in found])
+        if cursor:
+            click.echo(f"more: the same command with --after {cursor}", err=True)
         return
     for entry in found:
         _print_access(entry, settings.tz)
-    click.echo(f"{len(found):,} read{'' if len(found) == 1 else 's'} of personal data")
+    more = f" (more: the same command with --after {cursor})" if cursor else ""
+    click.echo(f"{len(found):,} read{'' if len(found) == 1 else 's'} of personal data{more}")
 
 
 def _print_access(entry: AccessEntry, tz: tzinfo) -> None:
