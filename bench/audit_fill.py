@@ -109,13 +109,15 @@ def _fill(conn: psycopg.Connection[Any], rows: int, batch: int = BATCH) -> None:
 _BATCHES = """
 INSERT INTO batches (id, livevox_account, target, service_id, campaign_id, size, status, attempts,
                      http_status, error_kind, error_message, created_at, updated_at, sent_at,
-                     finished_at)
+                     finished_at, enqueued_from, enqueued_to)
 SELECT b, 'default', 'service:' || svc, svc, camp, size, st, 1,
        CASE st WHEN 'appended' THEN 204 WHEN 'rejected' THEN 400 END,
        CASE WHEN st <> 'appended' THEN st END,
        CASE st WHEN 'appended' THEN NULL ELSE 'bench: ' || st END,
        created, created + interval '5 s', created + interval '2 s',
-       CASE WHEN st IN ('appended', 'rejected', 'failed') THEN created + interval '5 s' END
+       CASE WHEN st IN ('appended', 'rejected', 'failed') THEN created + interval '5 s' END,
+       to_timestamp((%(start_ms)s + ((b - 1) * %(batch)s)::bigint * %(gap)s) / 1000.0),
+       to_timestamp((%(start_ms)s + ((b - 1) * %(batch)s + size - 1)::bigint * %(gap)s) / 1000.0)
 FROM (
     SELECT b, 1001 + b %% %(services)s AS svc,
            least(%(rows)s - (b - 1) * %(batch)s, %(batch)s) AS size,

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from appendq.audit import query, timeline
 from appendq.audit.cursor import Cursor
+from appendq.audit.query import AuditFilter
 from appendq.batches import reads
 from appendq.batches.store import BatchStore
-from appendq.db.models import BatchStatus, RecordStatus
+from appendq.db.models import Batch, BatchStatus, RecordStatus
 from appendq.errors import InvalidValue
 from appendq.runtime import Runtime
 from appendq.settings import Settings
-from tests.test_audit import CAMPAIGN, leads, make_batch
+from tests.test_audit import CAMPAIGN, T0, leads, make_batch
 from tests.test_intake import OPS_AUTH, serving, with_tokens
 from tests.test_ops_cli import Env, env, run  # noqa: F401  (env: a fixture)
 
@@ -131,3 +135,34 @@ def test_the_http_audit_links_the_next_page(
         assert [r["position"] for r in second.json()] == [2] and "link" not in second.headers
         bad = api.get("/v1/audit", params={"batch": batches[0], "after": "nope"}, headers=OPS_AUTH)
         assert bad.status_code == 422 and "after" in bad.text
+
+
+def test_a_campaign_in_a_window_reads_only_when_its_batches_records_were_enqueued(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a campaign's batches with records enqueued 10:00-10:00:04 and 12:00-12:00:01, and
+    # another campaign's at 09:00, When the auditor asks for the campaign in 08:00-13:00, Then the
+    # window read is cut to 10:00..12:00:01 (plus 1 µs), the records are those of the whole
+    # window; a window with none of its batches reads nothing, and a batch without a recorded
+    # range leaves the window as asked.
+    ten = T0.replace(hour=10)
+    make_batch(rt, BatchStatus.APPENDED, leads(5, 0, ten))
+    make_batch(rt, BatchStatus.APPENDED, leads(2, 10, ten.replace(hour=12)))
+    make_batch(rt, BatchStatus.APPENDED, leads(3, 20, ten.replace(hour=9)), campaign=CAMPAIGN + 1)
+    asked = AuditFilter(campaign_id=CAMPAIGN, since=ten.replace(hour=8), until=ten.replace(hour=13))
+    with rt.sessions() as s:
+        cut = query._narrowed(s, asked)
+        assert (cut.since, cut.until) == (
+            ten,
+            ten.replace(hour=12) + timedelta(seconds=1, microseconds=1),
+        )
+        empty = query._narrowed(s, replace(asked, until=ten.replace(hour=9, minute=30)))
+        assert empty.since == empty.until
+        found = timeline.find_records(s, campaign_id=CAMPAIGN, since=asked.since, until=asked.until)
+    with rt.sessions() as s, s.begin():
+        s.execute(update(Batch).where(Batch.campaign_id == CAMPAIGN).values(enqueued_from=None))
+    with rt.sessions() as s:
+        assert query._narrowed(s, asked) == asked
+        monkeypatch.setattr(query, "_narrowed", lambda _, where: where)
+        whole = timeline.find_records(s, campaign_id=CAMPAIGN, since=asked.since, until=asked.until)
+        assert len(found) == 7 and found == whole

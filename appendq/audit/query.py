@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select, true, tuple_, union_all
+from sqlalchemy import ColumnElement, Select, func, or_, select, true, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from appendq.audit.cursor import Cursor
@@ -176,7 +176,37 @@ def records_query(
         order = possible[0] if scope is None or len(possible) == 1 else "time"
     if order == "batches":
         return _by_batches(where, limit), order
-    return _query(where, limit, scope), order
+    return _query(_narrowed(session, where), limit, scope), order
+
+
+def _narrowed(session: Session, where: AuditFilter) -> AuditFilter:
+    """A campaign in a time window: the window cut to when its batches' records were enqueued
+    (``Batch.enqueued_from``/``enqueued_to``, one small read of the campaign's batches), so that
+    the walk in enqueue time skips the hours of other campaigns (a window across midnight, when
+    the day's campaign changes). Unchanged when a batch of it has no range recorded."""
+    given = [m for m in (where.since, where.until) if m is not None]
+    if where.campaign_id is None or not given or any(m.tzinfo is None for m in given):
+        return where
+    overlap: list[ColumnElement[bool]] = [Batch.campaign_id == where.campaign_id]
+    if where.until is not None:
+        overlap.append(Batch.enqueued_from.is_(None) | (Batch.enqueued_from < where.until))
+    if where.since is not None:
+        overlap.append(Batch.enqueued_to.is_(None) | (Batch.enqueued_to >= where.since))
+    unknown = Batch.enqueued_from.is_(None) | Batch.enqueued_to.is_(None)
+    first, last, blind = session.execute(
+        select(
+            func.min(Batch.enqueued_from), func.max(Batch.enqueued_to), func.bool_or(unknown)
+        ).where(*overlap)
+    ).one()
+    if blind:
+        return where
+    if first is None:  # no batch of the campaign has a record in the window
+        moment = where.since or where.until
+        return replace(where, since=moment, until=moment)
+    since = first if where.since is None else max(where.since, first)
+    after_last = last + timedelta(microseconds=1)
+    until = after_last if where.until is None else min(where.until, after_last)
+    return replace(where, since=since, until=until)
 
 
 def _orders(where: AuditFilter) -> tuple[str, ...]:

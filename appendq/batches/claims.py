@@ -54,6 +54,8 @@ def persist_claim(session: Session, claim: Claim, *, actor: str) -> BatchView | 
         status=BatchStatus.READY,
         service_id=target.id if target.kind == "service" else None,
         campaign_id=target.id if target.kind == "campaign" else None,
+        enqueued_from=datetime.fromtimestamp(min(r.enqueued_at for r in fresh), UTC),
+        enqueued_to=datetime.fromtimestamp(max(r.enqueued_at for r in fresh), UTC),
     )
     reason = "claimed from the queue" + (" (recovered after a crash)" if claim.recovered else "")
     try:

@@ -109,6 +109,8 @@ def _child(
         created_at=parent.created_at,
         origin_id=parent.origin_id or parent.id,
         first_position=first_position,
+        enqueued_from=parent.enqueued_from,
+        enqueued_to=parent.enqueued_to,
     )
     session.add(child)
     session.flush()

@@ -350,6 +350,10 @@ class BatchStore:
         events. Returns (batches, records, events) deleted."""
         if not ids:
             return 0, 0, 0
+        # A batch's rows sit in one or two daily partitions; with hundreds of ids PostgreSQL
+        # estimates each partition holds many of them and scans every one of them whole (7 M
+        # rows a day: seconds each). Their batch index finds them, or finds none, at once.
+        self.session.execute(text("SET LOCAL enable_seqscan = off"))
         events = self._deleted(delete(Event).where(Event.batch_id.in_(ids)))
         records = self._deleted(delete(Record).where(Record.batch_id.in_(ids)))
         return self._deleted(delete(Batch).where(Batch.id.in_(ids))), records, events

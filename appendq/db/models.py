@@ -154,6 +154,11 @@ class Batch(Base):
     #: only while it is still at N, so a batch that left a status and came back (in_doubt ->
     #: ready -> sending -> in_doubt) never takes a stale verdict or a late outcome.
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: The enqueue times of its records, first and last (a split's part keeps its whole's: a
+    #: wider range is still true). An audit of a campaign in a time window reads only the part
+    #: of the window its batches' records can be in. NULL: not known (not used to narrow).
+    enqueued_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enqueued_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index(

@@ -1,6 +1,7 @@
 """Daily range partitions: records by id (a version-7 id starts with its millisecond), events by
-``at``; a DEFAULT partition each for ids of another layout and days not created yet. Every row
-is kept: the tables are rebuilt as partitioned tables and the rows copied in, routed to their
+``at``; a DEFAULT partition each for ids of another layout and days not created yet. Batches
+get the first and last enqueue time of their records (filled in from them), which narrow an
+audit of a campaign in a time window. Every row is kept: the tables are rebuilt as partitioned tables and the rows copied in, routed to their
 day. A day gets a partition if it holds rows (within BEHIND_DAYS_MAX of today) or is yesterday,
 today or one of the next AHEAD_DAYS; ``appendq.db.partitions`` creates the later ones.
 
@@ -60,6 +61,13 @@ def upgrade() -> None:
     from appendq.db import partitions
 
     conn = op.get_bind()
+    op.add_column("batches", sa.Column("enqueued_from", sa.DateTime(timezone=True)))
+    op.add_column("batches", sa.Column("enqueued_to", sa.DateTime(timezone=True)))
+    op.execute(
+        "UPDATE batches b SET enqueued_from = m.lo, enqueued_to = m.hi FROM ("
+        "SELECT batch_id, min(enqueued_at) AS lo, max(enqueued_at) AS hi FROM records "
+        "GROUP BY batch_id) m WHERE m.batch_id = b.id"
+    )
     for table in ("records", "events"):
         _set_aside(table)
         column, key = _KEYS[table]
@@ -96,6 +104,8 @@ def downgrade() -> None:
         op.execute(f"INSERT INTO {table} SELECT * FROM {table}_unpartitioned")
         op.execute(f"DROP TABLE {table}_unpartitioned")  # and its partitions
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
+    op.drop_column("batches", "enqueued_to")
+    op.drop_column("batches", "enqueued_from")
 
 
 def _set_aside(table: str) -> None:
