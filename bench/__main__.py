@@ -1,7 +1,8 @@
 """``make bench``: the drain cycle against the machine's floor, bulk enqueue against a naive
 Celery task per record, and the HTTP intake against the Python producer, each measured side by
 side in the same run. Prints a table. Longer benchmarks run on their own:
-``python -m bench.backlog`` (1,000,000 records), ``python -m bench.audit_scale`` (10M rows),
+``python -m bench.backlog`` (1,000,000 records), ``python -m bench.audit_scale`` (10M rows;
+``--rows 100000000`` for the issue-14 figures),
 ``python -m bench.accounts`` (20 LiveVox accounts on 1, 2 and 4 workers; accounts per core),
 ``python -m bench.console`` (the console's pages over HTTP with 1,000,000 record rows)."""
 

@@ -149,8 +149,8 @@ def _floor_once(
     with (
         conn.cursor() as cur,
         cur.copy(
-            "COPY floor_records (id, batch_id, position, target, phone1, account, payload, "
-            "enqueued_at) FROM STDIN"
+            "COPY floor_records (id, batch_id, position, livevox_account, target, phone1, "
+            "account, payload, enqueued_at) FROM STDIN"
         ) as copy,
     ):
         for position, item in enumerate(items):
@@ -160,6 +160,7 @@ def _floor_once(
                     item["id"],
                     1,
                     position,
+                    "default",
                     "service:1001",
                     rec["phone1"],
                     rec.get("account"),
