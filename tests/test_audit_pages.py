@@ -166,3 +166,25 @@ def test_a_campaign_in_a_window_reads_only_when_its_batches_records_were_enqueue
         monkeypatch.setattr(query, "_narrowed", lambda _, where: where)
         whole = timeline.find_records(s, campaign_id=CAMPAIGN, since=asked.since, until=asked.until)
         assert len(found) == 7 and found == whole
+
+
+def test_a_status_in_a_window_reads_only_the_batches_that_overlap_it(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three rejected batches of a campaign, enqueued at 09:00, 10:00 and 12:00, When the
+    # auditor asks for its rejected records in 09:30-11:00, Then only the 10:00 batch is read
+    # (the scope), and the answer is the one the walk of the whole window gives.
+    for hour in (9, 10, 12):
+        make_batch(rt, BatchStatus.REJECTED, leads(3, 10 * hour, T0.replace(hour=hour)))
+    asked = dict(campaign_id=CAMPAIGN, status="rejected")
+    window = dict(since=T0.replace(hour=9, minute=30), until=T0.replace(hour=11))
+    with rt.sessions() as s:
+        where = AuditFilter(campaign_id=CAMPAIGN, statuses=query.parse_statuses("rejected"))
+        (only,) = query._scope(s, replace(where, **window)) or []
+        assert len(query._scope(s, where) or []) == 3
+        found = [r.record_id for r in timeline.find_records(s, **asked, **window)]
+        monkeypatch.setattr(query, "SCOPE_WINDOWED", 0)
+        assert query._scope(s, replace(where, **window)) is None
+        walked = timeline.find_records(s, **asked, **window)
+        assert found == [r.record_id for r in walked]
+        assert len(found) == 3 and {r.batch_id for r in walked} == {only}

@@ -187,11 +187,7 @@ def _narrowed(session: Session, where: AuditFilter) -> AuditFilter:
     given = [m for m in (where.since, where.until) if m is not None]
     if where.campaign_id is None or not given or any(m.tzinfo is None for m in given):
         return where
-    overlap: list[ColumnElement[bool]] = [Batch.campaign_id == where.campaign_id]
-    if where.until is not None:
-        overlap.append(Batch.enqueued_from.is_(None) | (Batch.enqueued_from < where.until))
-    if where.since is not None:
-        overlap.append(Batch.enqueued_to.is_(None) | (Batch.enqueued_to >= where.since))
+    overlap = [Batch.campaign_id == where.campaign_id, *_overlapping(where)]
     unknown = Batch.enqueued_from.is_(None) | Batch.enqueued_to.is_(None)
     first, last, blind = session.execute(
         select(
@@ -224,6 +220,9 @@ def _orders(where: AuditFilter) -> tuple[str, ...]:
 #: most this many records, they are read from those batches (batch index) and sorted.
 SCOPE_MAX_RECORDS = 100_000
 SCOPE_MAX_BATCHES = 1_000
+#: The same with a time window (the batches overlapping it): a walk of the window in enqueue
+#: time, stopping at the limit, costs less than reading more records than this.
+SCOPE_WINDOWED = 20_000
 
 
 def _scope(session: Session, where: AuditFilter) -> list[int] | None:
@@ -232,11 +231,27 @@ def _scope(session: Session, where: AuditFilter) -> list[int] | None:
         return None  # a record index, or ix_records_parted, answers it directly
     if where.campaign_id is None and not where.statuses:
         return None
-    query = select(Batch.id, Batch.size).where(*where.batch_conditions(where.followed))
+    query = select(Batch.id, Batch.size).where(
+        *where.batch_conditions(where.followed), *_overlapping(where)
+    )
     rows = session.execute(query.limit(SCOPE_MAX_BATCHES + 1)).all()
-    if len(rows) > SCOPE_MAX_BATCHES or sum(size for _, size in rows) > SCOPE_MAX_RECORDS:
+    # In a window the walk in enqueue time stops at the limit: read the batches whole only
+    # when they hold fewer records than that walk may pass over.
+    most = SCOPE_MAX_RECORDS if where.since is None and where.until is None else SCOPE_WINDOWED
+    if len(rows) > SCOPE_MAX_BATCHES or sum(size for _, size in rows) > most:
         return None
     return [batch_id for batch_id, _ in rows]
+
+
+def _overlapping(where: AuditFilter) -> list[ColumnElement[bool]]:
+    """Batches whose records may have been enqueued in the window (all without one; a batch
+    with no range recorded always may)."""
+    overlap: list[ColumnElement[bool]] = []
+    if where.until is not None:
+        overlap.append(Batch.enqueued_from.is_(None) | (Batch.enqueued_from < where.until))
+    if where.since is not None:
+        overlap.append(Batch.enqueued_to.is_(None) | (Batch.enqueued_to >= where.since))
+    return overlap
 
 
 def _query(where: AuditFilter, limit: int, scope: list[int] | None) -> Select[*tuple[Any, ...]]:
