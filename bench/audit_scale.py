@@ -253,23 +253,25 @@ def _without_indexes(session: Session, kwargs: dict[str, Any]) -> float:
 # -- prune ------------------------------------------------------------------------------------
 
 
-def _prune_day(engine: Engine) -> None:
-    """``prune`` with the cutoff at the end of the oldest day: that day's partitions dropped (the
-    rows of its open batches, if any, kept), and what is left of its batches deleted."""
-    with engine.connect() as conn:
-        days = partitions.existing(conn, partitions.RECORDS)
-    if len(days) < 2:
-        return
-    cutoff = partitions.day_start(days[0] + timedelta(days=1))
-    t0 = time.perf_counter()
-    done = prune.prune(sessionmaker(engine), cutoff)
-    elapsed = time.perf_counter() - t0
-    row(
-        f"prune the oldest day: {done.partitions} partitions, {done.batches} batches",
-        f"{elapsed:.2f} s",
-        f"{done.records:,} records",
-        "",
-    )
+def _prune_day(engine: Engine, days: int = 3) -> None:
+    """``prune`` with the cutoff at the end of the oldest day, ``days`` times: each time that
+    day's partitions dropped (the rows of batches that stay moved to DEFAULT), and what is left
+    of its batches deleted."""
+    for _ in range(days):
+        with engine.connect() as conn:
+            have = partitions.existing(conn, partitions.RECORDS)
+        if len(have) < 2:
+            return
+        cutoff = partitions.day_start(have[0] + timedelta(days=1))
+        t0 = time.perf_counter()
+        done = prune.prune(sessionmaker(engine), cutoff)
+        elapsed = time.perf_counter() - t0
+        row(
+            f"prune {have[0]}: {done.partitions} partitions, {done.batches} batches",
+            f"{elapsed:.2f} s",
+            f"{done.records:,} records",
+            "",
+        )
 
 
 def _prune_chunk(conn: psycopg.Connection[Any], engine: Engine) -> None:
