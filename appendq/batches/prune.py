@@ -145,6 +145,8 @@ def _drop_day(session: Session, cutoff: datetime, day: date) -> PruneReport:
     then what is left of the prunable batches elsewhere deleted with them."""
     conn = session.connection()
     tables = [t for t in partitions.TABLES if day in partitions.existing(conn, t)]
+    # First: from here no row of the day moves to another batch (a split) unseen by ``kept``.
+    partitions.lock_day(conn, tables, day)
     ranges = [r for t in tables if (r := partitions.batch_range(conn, t, day)) is not None]
     gone: list[int] = []
     kept: list[int] = []

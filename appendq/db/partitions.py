@@ -198,13 +198,21 @@ def rows_of(conn: Connection, table: Daily, day: date, batches: Sequence[int]) -
     return int(found or 0)
 
 
+def lock_day(conn: Connection, tables: Sequence[Daily], day: date) -> None:
+    """Hold ``tables``' partitions of ``day`` alone until the caller's transaction ends (no row
+    of them read or changed meanwhile), waiting ``LOCK_TIMEOUT`` at most."""
+    _serialise(conn)
+    if tables:
+        names = ", ".join(t.name(day) for t in tables)
+        conn.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
+
+
 def drop_day(conn: Connection, table: Daily, day: date, kept: Sequence[int]) -> int:
     """Drop ``table``'s partition of ``day``, in the caller's transaction, after moving the rows
     of the ``kept`` batches to DEFAULT. The partition is locked first, so no row of it changes
     between the copy and the drop. Returns how many rows were kept."""
-    _serialise(conn)
+    lock_day(conn, [table], day)
     name = table.name(day)
-    conn.execute(text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
     moved = 0
     if kept:
         conn.execute(text(f"CREATE TEMP TABLE appendq_kept (LIKE {table.table})"))
