@@ -67,9 +67,7 @@ def _partitions_ahead(drainer: Drainer) -> None:
         if not drainer.redis.set(drainer.keys.partitions, "1", nx=True, ex=PARTITIONS_CHECK_S):
             return
         with drainer.sessions() as session, session.begin():
-            conn = session.connection()
-            if partitions.is_partitioned(conn):
-                partitions.ensure_ahead(conn)
+            partitions.ensure_ahead(session.connection())
     except (redis.RedisError, SQLAlchemyError) as exc:
         log.warning("daily partitions not checked: %s", type(exc).__name__)
 

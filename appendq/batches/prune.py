@@ -100,8 +100,6 @@ def drop_days(sessions: sessionmaker[Session], cutoff: datetime) -> PruneReport:
     total = PruneReport(cutoff)
     with sessions() as session:
         conn = session.connection()
-        if not partitions.is_partitioned(conn):
-            return total
         old = {d for t in partitions.TABLES for d in partitions.whole_days_before(conn, t, cutoff)}
     for day in sorted(old):
         done = _drop_day_when_free(sessions, cutoff, day)

@@ -105,8 +105,7 @@ def migrate(database_url: str, revision: str = "head") -> None:
     engine = create_engine(psycopg_url(database_url), poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            if partitions.is_partitioned(conn):
-                partitions.ensure_ahead(conn)
+            partitions.ensure_ahead(conn)
     finally:
         engine.dispose()
 

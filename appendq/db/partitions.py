@@ -108,7 +108,7 @@ def is_partitioned(conn: Connection) -> bool:
 
 
 def existing(conn: Connection, table: Daily) -> list[date]:
-    """The days that have a partition of ``table``, oldest first."""
+    """The days that have a partition of ``table``, oldest first (none if not partitioned)."""
     names = conn.scalars(
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -145,7 +145,10 @@ def ensure(conn: Connection, wanted: Sequence[date]) -> list[str]:
 
 
 def ensure_ahead(conn: Connection, *, ahead: int = AHEAD_DAYS) -> list[str]:
-    """Today's partitions, yesterday's (a clock a little behind) and ``ahead`` days more."""
+    """Today's partitions, yesterday's (a clock a little behind) and ``ahead`` days more; none
+    before migration 0010 (the tables are not partitioned yet)."""
+    if not is_partitioned(conn):
+        return []
     now = today()
     return ensure(conn, list(days(now - timedelta(days=1), now + timedelta(days=ahead))))
 
